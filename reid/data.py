@@ -1,0 +1,565 @@
+"""Data (handout C1–C3, C8 and the triplet CSV): transform, validated tables, tensor cache, datasets.
+
+Data flows one way: CSV files → validated tables of paths and ids (every path checked
+when a dataset is made) → one decoded tensor cache per dataset → batches.  Nothing
+downstream re-opens image files.
+
+Map of this module:
+    reid_transform            C2  ToTensor → Normalize → resize longer side to 128 → zero-pad to 128×128
+    load_image, ImageCache        decode once, keep `[N, 3, 128, 128]` float16 on a device
+    RetrievalDataset          C1  val/test: query image + ground-truth gallery index, get_gallery_imgs()
+    retrieval_loader          C3  DataLoader with shuffle=False
+    IDLossDataset             C8  train_idloss.csv / val_idloss.csv → (image, id)
+    TripletDataset                train_random_triplet.csv → (anchor, positive, negative)
+    find_data_root, prepare_data  locate the layout (or build the synthetic one) and say which it is
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+from torchvision.transforms import v2
+
+IMAGE_SIZE = 128
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+UNKNOWN_GT = -1
+"""Ground-truth index reported for test queries, whose true gallery image the course keeps."""
+SPLITS = ("val", "test")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+CACHE_DTYPE = torch.float16
+"""float16 keeps one 3×128×128 image at 96 KiB (98,304 bytes), within the 100 KB budget."""
+
+
+# --------------------------------------------------------------------------- errors
+class DataError(ValueError):
+    """A data file does not hold what the layout (../shared/DATA.md) says it should."""
+
+
+class ImageDecodeError(DataError):
+    """An image file exists but cannot be decoded (truncated, empty, not an image)."""
+
+
+class DataLayoutError(DataError):
+    """A folder does not hold the assignment's data layout."""
+
+
+def _where(csv_path: Path, row: int | None) -> str:
+    return f"{csv_path}" + (f", line {row}" if row is not None else "")
+
+
+# --------------------------------------------------------------------------- C2: transform
+class PadToSquare(torch.nn.Module):
+    """Zero-pad a `[3, h, w]` tensor to `[3, size, size]`, centring the image.
+
+    Centring keeps the person in the middle of the frame whatever the aspect ratio, so
+    the 8×8 map entering the pooling layer is symmetric; when the padding is odd the
+    extra pixel goes to the right / bottom.  The pad value is 0 *after* normalisation,
+    i.e. the ImageNet mean colour, because the handout normalises before it pads.
+    """
+
+    def __init__(self, size: int = IMAGE_SIZE) -> None:
+        super().__init__()
+        self.size = size
+
+    def forward(self, img: Tensor) -> Tensor:
+        h, w = img.shape[-2:]
+        if h > self.size or w > self.size:
+            raise ValueError(f"PadToSquare got {h}×{w}, larger than {self.size}: resize first")
+        left, top = (self.size - w) // 2, (self.size - h) // 2
+        return torch.nn.functional.pad(img, (left, self.size - w - left, top, self.size - h - top))
+
+
+def reid_transform(size: int = IMAGE_SIZE) -> Callable[[Image.Image], Tensor]:
+    """C2, in the handout's order: ToTensor → Normalize → resize → pad.
+
+    ToTensor gives RGB in [0, 1]; Normalize uses the ImageNet mean/std; the resize makes
+    the longer side `size` pixels with the aspect ratio kept (antialiased bilinear);
+    the pad adds zeros to reach `size`×`size` (see `PadToSquare`).
+
+    Returns:
+        A callable taking an RGB PIL image and returning a float32 tensor `[3, size, size]`.
+    """
+    return transforms.Compose([
+        transforms.ToTensor(),
+        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        v2.Resize(size=None, max_size=size, antialias=True),
+        PadToSquare(size),
+    ])
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode (L, LA, RGBA, P, CMYK, I;16, I, F, 1) → RGB; alpha is composited on black."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
+        arr = np.clip(arr / top * 255.0, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, mode="L").convert("RGB")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        rgba = img.convert("RGBA")
+        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        return Image.alpha_composite(black, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Open and fully decode one image as RGB; a file that cannot be decoded raises ImageDecodeError."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise ImageDecodeError(f"{path}: the file is empty (0 bytes), expected an image")
+        with Image.open(path) as img:
+            img.load()
+            return to_rgb(img)
+    except ImageDecodeError:
+        raise
+    except FileNotFoundError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ImageDecodeError(f"{path}: cannot decode the image ({err})") from err
+
+
+# --------------------------------------------------------------------------- the tensor cache
+class ImageCache:
+    """Every image of a dataset, decoded and transformed once: `images` is `[N, 3, 128, 128]` float16.
+
+    The cache lives on `device` (the GPU when there is one), so epochs and evaluation
+    only index it: `batch(idx)` returns `[B, 3, 128, 128]` float32 on the same device.
+    """
+
+    def __init__(self, paths: Sequence[Path], device: str | torch.device = "cpu",
+                 size: int = IMAGE_SIZE, images: Tensor | None = None) -> None:
+        self.paths = [Path(p) for p in paths]
+        if images is None:
+            transform = reid_transform(size)
+            images = torch.empty((len(self.paths), 3, size, size), dtype=CACHE_DTYPE)
+            for i, path in enumerate(self.paths):
+                images[i] = transform(load_image(path)).to(CACHE_DTYPE)
+        self.images = images.to(device)
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> Tensor:
+        """One image, `[3, 128, 128]` float32."""
+        return self.images[i].float()
+
+    def batch(self, idx: Tensor) -> Tensor:
+        """Images at `idx` (LongTensor `[B]`), `[B, 3, 128, 128]` float32 on the cache's device."""
+        return self.images[idx.to(self.images.device)].float()
+
+    def to(self, device: str | torch.device) -> "ImageCache":
+        return ImageCache(self.paths, images=self.images.to(device))
+
+    @property
+    def nbytes(self) -> int:
+        return self.images.numel() * self.images.element_size()
+
+
+def _decode_checked(paths: Sequence[Path], where: Sequence[str], skip_bad: bool,
+                    device: str | torch.device) -> tuple[ImageCache, list[int], list[str]]:
+    """Decode `paths` into a cache; returns (cache, kept row positions, skipped messages).
+
+    A file that cannot be decoded raises ImageDecodeError naming the CSV row, unless
+    `skip_bad`, in which case it is left out and counted.
+    """
+    transform = reid_transform()
+    kept, skipped, tensors = [], [], []
+    for i, (path, loc) in enumerate(zip(paths, where)):
+        try:
+            tensors.append(transform(load_image(path)).to(CACHE_DTYPE))
+            kept.append(i)
+        except ImageDecodeError as err:
+            if not skip_bad:
+                raise ImageDecodeError(f"{loc}: {err} (pass skip_bad=True to leave such files out)") from err
+            skipped.append(f"{loc}: {err}")
+    if skipped:
+        print(f"Skipped {len(skipped)} image(s) that could not be decoded; first: {skipped[0]}")
+    images = torch.stack(tensors) if tensors else torch.empty((0, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=CACHE_DTYPE)
+    return ImageCache([paths[i] for i in kept], device=device, images=images), kept, skipped
+
+
+# --------------------------------------------------------------------------- CSV tables and paths
+@dataclass
+class CsvTable:
+    """A CSV read strictly: `columns` in file order, `rows` of stripped strings, `lines` their line numbers."""
+
+    path: Path
+    columns: list[str]
+    rows: list[list[str]]
+    lines: list[int] = field(default_factory=list)
+
+    def column(self, name: str) -> list[str]:
+        return [r[self.columns.index(name)] for r in self.rows]
+
+
+def read_csv(path: str | Path, required: Sequence[str]) -> CsvTable:
+    """Read a CSV with a header, tolerant of a byte-order mark, CRLF line ends and spaces around cells.
+
+    Raises DataError naming the file when it is missing or empty, when a required column
+    is missing (listing the columns found), when a row has the wrong number of cells, or
+    when two rows are identical.  Blank lines are ignored.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such CSV file (expected columns {','.join(required)})")
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        records = [(n, [c.strip() for c in rec]) for n, rec in enumerate(csv.reader(f), start=1)]
+    records = [(n, rec) for n, rec in records if any(rec)]
+    if not records:
+        raise DataError(f"{path}: the file is empty; expected a header {','.join(required)} and rows")
+    header_line, header = records[0]
+    columns = [c.strip().lower() for c in header]
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; the header has {header} "
+                        f"but {','.join(required)} is expected")
+    rows, lines, seen = [], [], {}
+    for n, rec in records[1:]:
+        if len(rec) < len(columns):
+            rec = rec + [""] * (len(columns) - len(rec))
+        if len(rec) > len(columns) and any(rec[len(columns):]):
+            raise DataError(f"{path}, line {n}: {len(rec)} cells but the header has {len(columns)}")
+        rec = rec[:len(columns)]
+        key = tuple(rec)
+        if key in seen:
+            raise DataError(f"{path}, line {n}: duplicate of line {seen[key]} ({','.join(rec)})")
+        seen[key] = n
+        rows.append(rec)
+        lines.append(n)
+    if not rows:
+        raise DataError(f"{path}: the header is there but there are no rows")
+    return CsvTable(path, columns, rows, lines)
+
+
+def resolve_path(raw: str, root: Path, split_dirs: str | Sequence[str], where: str) -> Path:
+    """Find the file a CSV cell names, accepting the forms of ../shared/DATA.md.
+
+    Tried in order: an absolute path; relative to `root` (`val/query/1.jpg`); relative to
+    `root` after dropping a leading data-folder name (`pa2_data/val/query/1.jpg`); a bare
+    file name inside each of `root/split_dirs`.  Backslashes are read as separators.
+
+    Raises:
+        DataError naming `where` (CSV and row), the cell and every path tried.
+    """
+    if not raw:
+        raise DataError(f"{where}: empty path")
+    text = raw.replace("\\", "/")
+    rel = Path(text)
+    tried: list[Path] = []
+    if rel.is_absolute():
+        tried.append(rel)
+    else:
+        tried.append(root / rel)
+        if len(rel.parts) > 1:
+            tried.append(root.joinpath(*rel.parts[1:]))
+        split_dirs = [split_dirs] if isinstance(split_dirs, str) else split_dirs
+        tried.extend(root / d / rel.name for d in split_dirs)
+    for candidate in tried:
+        if candidate.is_file():
+            return candidate
+    shown = ", ".join(str(p) for p in dict.fromkeys(tried))
+    raise DataError(f"{where}: '{raw}' resolves to no file (tried {shown})")
+
+
+def _parse_ids(table: CsvTable, num_ids: int | None) -> list[int]:
+    ids = []
+    for value, line in zip(table.column("id"), table.lines):
+        if not re.fullmatch(r"[+-]?\d+", value):
+            raise DataError(f"{table.path}, line {line}: id '{value}' is not an integer")
+        ident = int(value)
+        if ident < 0 or (num_ids is not None and ident >= num_ids):
+            limit = f"0..{num_ids - 1}" if num_ids is not None else ">= 0"
+            raise DataError(f"{table.path}, line {line}: id {ident} is out of range (expected {limit})")
+        ids.append(ident)
+    return ids
+
+
+# --------------------------------------------------------------------------- C8 and triplets
+class IDLossDataset(Dataset):
+    """C8: (image, id) pairs from `train_idloss.csv` or `val_idloss.csv` (columns filepath,id).
+
+    Args:
+        csv_path: the CSV; paths in it are resolved against `root` (default: the CSV's folder).
+        root: the data root.
+        device: where the image cache lives.
+        num_ids: if given, every id must lie in 0..num_ids-1.
+        skip_bad: leave out (and count) images that cannot be decoded instead of raising.
+
+    Attributes:
+        cache: ImageCache `[N, 3, 128, 128]`;  ids: LongTensor `[N]`;  num_ids: max id + 1.
+    """
+
+    def __init__(self, csv_path: str | Path, root: str | Path | None = None,
+                 device: str | torch.device = "cpu", num_ids: int | None = None,
+                 skip_bad: bool = False) -> None:
+        self.csv = Path(csv_path)
+        self.root = Path(root) if root is not None else self.csv.parent
+        table = read_csv(self.csv, ("filepath", "id"))
+        ids = _parse_ids(table, num_ids)
+        split_dir = ("train", "val/query", "val/gallery")
+        if self.csv.name.startswith("val"):
+            split_dir = split_dir[1:] + split_dir[:1]
+        where = [_where(self.csv, line) for line in table.lines]
+        paths = [resolve_path(p, self.root, split_dir, w) for p, w in zip(table.column("filepath"), where)]
+        self.cache, kept, self.skipped = _decode_checked(paths, where, skip_bad, device)
+        self.paths = self.cache.paths
+        self.ids = torch.tensor([ids[i] for i in kept], dtype=torch.long)
+        self.num_ids = num_ids if num_ids is not None else int(max(ids)) + 1
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        return self.cache[i], int(self.ids[i])
+
+
+class TripletDataset(Dataset):
+    """(anchor, positive, negative) images from `train_random_triplet.csv`.
+
+    Each distinct file is decoded once into `cache`; `triplets` is a LongTensor `[T, 3]`
+    of indices into it.
+    """
+
+    def __init__(self, csv_path: str | Path, root: str | Path | None = None,
+                 device: str | torch.device = "cpu") -> None:
+        self.csv = Path(csv_path)
+        self.root = Path(root) if root is not None else self.csv.parent
+        table = read_csv(self.csv, ("anchor", "positive", "negative"))
+        index: dict[Path, int] = {}
+        where_of: dict[Path, str] = {}
+        triplets = []
+        for row, line in zip(table.rows, table.lines):
+            loc = _where(self.csv, line)
+            trip = []
+            for col in ("anchor", "positive", "negative"):
+                path = resolve_path(row[table.columns.index(col)], self.root, "train", f"{loc}, column {col}")
+                where_of.setdefault(path, loc)
+                trip.append(index.setdefault(path, len(index)))
+            if trip[0] == trip[2] or trip[1] == trip[2]:
+                raise DataError(f"{loc}: the negative is the same file as the anchor or positive")
+            triplets.append(trip)
+        paths = list(index)
+        self.cache, _, _ = _decode_checked(paths, [where_of[p] for p in paths], False, device)
+        self.triplets = torch.tensor(triplets, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.triplets)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor, Tensor]:
+        a, p, n = self.triplets[i].tolist()
+        return self.cache[a], self.cache[p], self.cache[n]
+
+
+# --------------------------------------------------------------------------- C1: retrieval
+def gallery_files(folder: Path) -> list[Path]:
+    """The gallery images `0.<ext> … (G-1).<ext>` of `folder`, ordered by gallery index.
+
+    Raises DataError when the folder is missing or empty, when a number is missing (a gap)
+    or appears twice (e.g. `3.jpg` and `3.png`), or when an image file's name is not a number.
+    """
+    if not folder.is_dir():
+        raise DataError(f"{folder}: gallery folder not found")
+    by_index: dict[int, list[Path]] = {}
+    for path in folder.iterdir():
+        if path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if not re.fullmatch(r"\d+", path.stem):
+            raise DataError(f"{path}: gallery file names must be their gallery index (0.jpg, 1.jpg, …)")
+        by_index.setdefault(int(path.stem), []).append(path)
+    if not by_index:
+        raise DataError(f"{folder}: no gallery images (expected 0.jpg … N-1.jpg)")
+    dupes = {k: v for k, v in by_index.items() if len(v) > 1}
+    if dupes:
+        k, v = next(iter(sorted(dupes.items())))
+        raise DataError(f"{folder}: gallery index {k} appears {len(v)} times ({', '.join(sorted(p.name for p in v))})")
+    gaps = sorted(set(range(max(by_index) + 1)) - set(by_index))
+    if gaps:
+        raise DataError(f"{folder}: gallery numbering has gaps, missing {', '.join(map(str, gaps[:10]))}"
+                        f"{' …' if len(gaps) > 10 else ''} (expected 0 … {max(by_index)})")
+    return [by_index[k][0] for k in range(len(by_index))]
+
+
+def _gallery_index(raw: str, gallery: list[Path], root: Path, split: str, where: str) -> int:
+    path = resolve_path(raw, root, f"{split}/gallery", where) if raw else None
+    stem = Path(raw.replace("\\", "/")).stem
+    if path is None or not re.fullmatch(r"\d+", stem) or int(stem) >= len(gallery) \
+            or path.resolve() != gallery[int(stem)].resolve():
+        raise DataError(f"{where}: gallery '{raw}' is not one of the {len(gallery)} gallery images")
+    return int(stem)
+
+
+class RetrievalDataset(Dataset):
+    """C1: the val or test retrieval set.
+
+    `__getitem__(i)` → (query image `[3, 128, 128]`, index of its ground-truth gallery image);
+    for `test` the ground truth is unknown and the index is `UNKNOWN_GT` (-1).
+    `get_gallery_imgs()` → all gallery images `[G, 3, 128, 128]`, row k = `gallery/k.jpg`.
+
+    The queries come from `val/gt.csv` (val) or `test/pred.csv` (test) in file order, which
+    `write_predictions` keeps.  `query_paths` / `gallery_paths` hold the paths in the CSV's
+    form (`val/query/…`, `val/gallery/3.jpg`).
+    """
+
+    def __init__(self, root: str | Path, split: str, device: str | torch.device = "cpu") -> None:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        self.root, self.split = Path(root), split
+        gallery = gallery_files(self.root / split / "gallery")
+        self.gallery_paths = [f"{split}/gallery/{p.name}" for p in gallery]
+        self.csv = self.root / split / ("gt.csv" if split == "val" else "pred.csv")
+        table = read_csv(self.csv, ("query", "gallery"))
+        where = [_where(self.csv, line) for line in table.lines]
+        queries = [resolve_path(q, self.root, f"{split}/query", w) for q, w in zip(table.column("query"), where)]
+        if split == "val":
+            gt = [_gallery_index(g, gallery, self.root, split, w) for g, w in zip(table.column("gallery"), where)]
+        else:
+            gt = [UNKNOWN_GT] * len(queries)
+        self.query_paths = table.column("query")
+        self.gt = torch.tensor(gt, dtype=torch.long)
+        gwhere = [f"{self.root / split / 'gallery'}, image {p.name}" for p in gallery]
+        self.gallery, _, _ = _decode_checked(gallery, gwhere, False, device)
+        self.queries, _, _ = _decode_checked(queries, where, False, device)
+
+    def __len__(self) -> int:
+        return len(self.queries)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        return self.queries[i], int(self.gt[i])
+
+    def get_gallery_imgs(self) -> Tensor:
+        """All gallery images, `[G, 3, 128, 128]` float32, ordered by gallery index."""
+        return self.gallery.images.float()
+
+    @property
+    def has_gt(self) -> bool:
+        return bool((self.gt != UNKNOWN_GT).all())
+
+
+def retrieval_loader(dataset: RetrievalDataset, batch_size: int = 128) -> DataLoader:
+    """C3: a DataLoader over the queries in file order (shuffle=False), yielding (images `[B,3,128,128]`, gt `[B]`)."""
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+
+
+# --------------------------------------------------------------------------- finding the data
+LAYOUT_FILES = ("train_idloss.csv", "train_random_triplet.csv", "val_idloss.csv",
+                "val/gt.csv", "test/pred.csv")
+BUILD_INFO = "BUILD_INFO.json"
+HOW_TO_GET_DATA = (
+    "Expected the assignment's layout: train/, train_idloss.csv, train_random_triplet.csv, "
+    "val_idloss.csv, val/gallery/0.jpg…, val/query/, val/gt.csv, test/gallery/, test/query/, test/pred.csv. "
+    "Get it by (1) unzipping the course's data zip into this folder, "
+    "(2) `python make_data.py pool PATH/TO/market1501/bounding_box_train DATA_DIR` from a Market-1501 "
+    "folder, or (3) `python make_data.py synthetic DATA_DIR` for the built-in synthetic data "
+    "(the notebook builds it by itself when the folder is missing or empty).")
+
+
+def has_layout(folder: Path) -> bool:
+    return all((folder / f).is_file() for f in LAYOUT_FILES)
+
+
+def find_data_root(folder: str | Path) -> Path:
+    """The folder that holds the layout: `folder` itself, or the one folder inside it that does
+    (a zip unpacked with its own top folder, e.g. `data/pa2_data/`).
+
+    Raises DataLayoutError saying what is expected and how to get it.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataLayoutError(f"{folder}: no such folder. {HOW_TO_GET_DATA}")
+    if has_layout(folder):
+        return folder
+    inner = [d for d in sorted(folder.iterdir()) if d.is_dir() and has_layout(d)]
+    if len(inner) == 1:
+        print(f"Using {inner[0]}: the layout is one level down, inside {folder}.")
+        return inner[0]
+    if len(inner) > 1:
+        raise DataLayoutError(f"{folder}: several folders hold a layout ({', '.join(d.name for d in inner)}); "
+                              f"point REID_DATA at one of them")
+    missing = [f for f in LAYOUT_FILES if not (folder / f).is_file()]
+    raise DataLayoutError(f"{folder}: not the assignment's layout (missing {', '.join(missing)}). {HOW_TO_GET_DATA}")
+
+
+@dataclass
+class DataInfo:
+    """Where the data is and what it is: `source` is 'course', 'synthetic' or 'pool'."""
+
+    root: Path
+    source: str
+    built_now: bool = False
+
+    def describe(self) -> str:
+        what = {"synthetic": "the built-in SYNTHETIC data set (no course data found)",
+                "pool": "a layout built from a labelled pool (e.g. Market-1501)",
+                "course": "the course's data"}.get(self.source, self.source)
+        return f"Data: {self.root} — {what}{' (built just now)' if self.built_now else ''}."
+
+
+def read_source(root: Path) -> str:
+    """'synthetic' or 'pool' for a layout make_data.py built (its BUILD_INFO.json), else 'course'."""
+    info = root / BUILD_INFO
+    if info.is_file():
+        try:
+            return str(json.loads(info.read_text()).get("source", "course"))
+        except (json.JSONDecodeError, OSError):
+            return "course"
+    return "course"
+
+
+def prepare_data(folder: str | Path | None = None, build_if_missing: bool = True, seed: int = 0,
+                 **counts: int) -> DataInfo:
+    """Locate the data (default `$REID_DATA` or `data/`); build the synthetic layout there when the
+    folder is missing or empty.  A non-empty folder without a layout is never overwritten: it raises.
+    """
+    folder = Path(folder if folder is not None else os.environ.get("REID_DATA", "data"))
+    empty = not folder.exists() or (folder.is_dir() and not any(folder.iterdir()))
+    if empty and build_if_missing:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from make_data import build_synthetic  # noqa: PLC0415 (optional dependency of the notebook)
+        print(f"No data in {folder}: building the synthetic layout there (seed {seed}).")
+        build_synthetic(folder, seed=seed, force=folder.exists(), **counts)
+        return DataInfo(find_data_root(folder), "synthetic", built_now=True)
+    root = find_data_root(folder)
+    return DataInfo(root, read_source(root))
+
+
+def check_layout(root: Path) -> dict[str, int]:
+    """Counts of a layout, for the notebook's first output: ids and images per part."""
+    train = read_csv(root / "train_idloss.csv", ("filepath", "id"))
+    val = read_csv(root / "val" / "gt.csv", ("query", "gallery"))
+    test = read_csv(root / "test" / "pred.csv", ("query", "gallery"))
+    return {
+        "train images": len(train.rows),
+        "train ids": len(set(train.column("id"))),
+        "triplets": len(read_csv(root / "train_random_triplet.csv", ("anchor", "positive", "negative")).rows),
+        "val queries": len(val.rows),
+        "val gallery": len(gallery_files(root / "val" / "gallery")),
+        "test queries": len(test.rows),
+        "test gallery": len(gallery_files(root / "test" / "gallery")),
+    }
+
+
+def iter_batches(n: int, batch_size: int) -> Iterable[Tensor]:
+    """Index tensors `[B]` covering 0..n-1 in order, for batched passes over a cache."""
+    for start in range(0, n, batch_size):
+        yield torch.arange(start, min(start + batch_size, n))
