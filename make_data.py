@@ -57,6 +57,11 @@ class Counts:
     test_ids: int = 100
     per_id: int = 10
 
+    def __post_init__(self) -> None:
+        if self.train_ids < 2 or self.val_ids < 1 or self.test_ids < 1 or self.per_id < 2:
+            raise ValueError(f"need >= 2 train ids (triplet negatives), >= 1 val and test id and "
+                             f">= 2 images per id, got {self}")
+
     @property
     def total_ids(self) -> int:
         return self.train_ids + self.val_ids + self.test_ids
