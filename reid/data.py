@@ -563,3 +563,17 @@ def iter_batches(n: int, batch_size: int) -> Iterable[Tensor]:
     """Index tensors `[B]` covering 0..n-1 in order, for batched passes over a cache."""
     for start in range(0, n, batch_size):
         yield torch.arange(start, min(start + batch_size, n))
+
+
+def count_possible_triplets(ids: Sequence[int] | Tensor) -> int:
+    """Q10: ordered (anchor, positive, negative) triplets a labelled set allows.
+
+    The anchor and positive are two different images of one identity (order matters: a
+    triplet pulls the anchor towards the positive), the negative any image of another
+    identity, so with nᵢ images of identity i among N images: Σᵢ nᵢ·(nᵢ−1)·(N−nᵢ).
+    For 230 identities of 10 images: 230 · 10 · 9 · 2290 = 47,403,000.
+    """
+    counts = torch.bincount(torch.as_tensor(ids, dtype=torch.long)).double()
+    counts = counts[counts > 0]
+    total = counts.sum()
+    return int((counts * (counts - 1) * (total - counts)).sum().item())

@@ -12,7 +12,8 @@ from PIL import Image
 from conftest import write_csv, write_jpeg
 from reid.data import (CACHE_DTYPE, IMAGENET_MEAN, IMAGENET_STD, UNKNOWN_GT, DataError, DataLayoutError,
                        IDLossDataset, ImageDecodeError, RetrievalDataset, TripletDataset, find_data_root,
-                       load_image, read_csv, reid_transform, retrieval_loader, to_rgb)
+                       count_possible_triplets, load_image, read_csv, reid_transform, retrieval_loader,
+                       to_rgb)
 
 MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
 STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
@@ -224,3 +225,10 @@ def test_find_data_root(tmp_path, tiny_layout):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataLayoutError, match="make_data.py synthetic"):
         find_data_root(tmp_path / "empty")
+
+
+def test_count_possible_triplets_by_hand():
+    # ids 0,0,1: anchor/positive pairs (0a,0b),(0b,0a) × the one negative = 2; id 1 has no pair.
+    assert count_possible_triplets([0, 0, 1]) == 2
+    # The handout's training set: 230 ids × 10 images → 230 · 10 · 9 · 2290.
+    assert count_possible_triplets(torch.arange(230).repeat_interleave(10)) == 47_403_000
