@@ -1,0 +1,140 @@
+"""Test predictions: fill `test/pred.csv` with each query's top-1 gallery image, and score it.
+
+`write_predictions` keeps the query column and its order untouched, writes the gallery
+column in the same path form as `val/gt.csv` uses (`test/gallery/17.jpg`, or with the data
+folder's name in front, or bare), and replaces the file atomically (temporary file, then
+rename).  A read-only `pred.csv` is left as it is: the predictions go beside it and the
+error says where.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .data import RetrievalDataset, read_csv
+from .evaluate import extract_features, pairwise_distance
+
+
+class PredictionWriteError(PermissionError):
+    """pred.csv could not be replaced; `saved_to` holds the predictions instead."""
+
+    def __init__(self, message: str, saved_to: Path) -> None:
+        super().__init__(message)
+        self.saved_to = saved_to
+
+
+def rank_gallery(model: nn.Module, dataset: RetrievalDataset, topk: int = 10,
+                 batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distances and ranked gallery indices for every query.
+
+    Returns:
+        dist `[Q, G]` (Euclidean, float32) and ranks `[Q, topk]` (gallery indices, nearest first;
+        ties go to the lower gallery index).
+    """
+    q = extract_features(model, dataset.queries, batch_size=batch_size)
+    g = extract_features(model, dataset.gallery, batch_size=batch_size)
+    dist = pairwise_distance(q, g)
+    order = torch.sort(dist, dim=1, stable=True).indices
+    return dist, order[:, :topk]
+
+
+def gallery_cell_template(root: Path, split: str = "test") -> str:
+    """A format string for the gallery column, in the form val/gt.csv uses (`{k}` = index, `{ext}`).
+
+    `val/gallery/3.jpg` → `test/gallery/{k}{ext}`; `pa2_data/val/gallery/3.jpg` →
+    `pa2_data/test/gallery/{k}{ext}`; `3.jpg` → `{k}{ext}`; absolute paths likewise.
+    """
+    gt = root / "val" / "gt.csv"
+    cell = read_csv(gt, ("query", "gallery")).column("gallery")[0].replace("\\", "/") if gt.is_file() \
+        else "val/gallery/0.jpg"
+    head, _, _ = cell.rpartition("/")
+    head = re.sub(r"(^|/)val(/gallery)$", rf"\1{split}\2", head) if head else ""
+    return (head + "/" if head else "") + "{k}{ext}"
+
+
+def _write_rows(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    """Write a CSV to a temporary file in `path`'s folder, fsync it, then rename it onto `path`."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(header)
+            writer.writerows(rows)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_predictions(model: nn.Module, root: str | Path, dataset: RetrievalDataset | None = None,
+                      batch_size: int = 256) -> Path:
+    """Fill `root/test/pred.csv`'s gallery column with each query's top-1 gallery image.
+
+    Args:
+        model: any model of this project (its `embed` gives the retrieval feature).
+        root: the data root.
+        dataset: the test RetrievalDataset, if already made (its cache is reused).
+
+    Returns:
+        The path written (`test/pred.csv`).
+
+    Raises:
+        PredictionWriteError when pred.csv (or its folder) is read-only; the predictions are
+        then written to `pred.predicted.csv` beside it (or to the working folder) and the
+        error names that file.
+    """
+    root = Path(root)
+    dataset = dataset if dataset is not None else RetrievalDataset(root, "test")
+    pred_csv = dataset.csv
+    _, ranks = rank_gallery(model, dataset, topk=1, batch_size=batch_size)
+    template = gallery_cell_template(root)
+    table = read_csv(pred_csv, ("query", "gallery"))
+    gcol = table.columns.index("gallery")
+    exts = [Path(p).suffix for p in dataset.gallery_paths]
+    rows = [list(r) for r in table.rows]
+    for row, k in zip(rows, ranks[:, 0].tolist()):
+        row[gcol] = template.format(k=k, ext=exts[k])
+    with open(pred_csv, newline="", encoding="utf-8-sig") as f:
+        header = [h.strip() for h in next(csv.reader(f))]
+    if os.access(pred_csv, os.W_OK) and os.access(pred_csv.parent, os.W_OK):
+        _write_rows(pred_csv, header, rows)
+        return pred_csv
+    for fallback in (pred_csv.with_name("pred.predicted.csv"), Path.cwd() / "pred.predicted.csv"):
+        try:
+            _write_rows(fallback, header, rows)
+        except OSError:
+            continue
+        raise PredictionWriteError(f"{pred_csv} is read-only, so it was left unchanged; the predictions "
+                                   f"were written to {fallback} instead", fallback)
+    raise PredictionWriteError(f"{pred_csv} is read-only and no fallback file could be written", pred_csv)
+
+
+def _query_key(cell: str) -> str:
+    return Path(cell.replace("\\", "/")).name
+
+
+def score_predictions(pred_csv: str | Path, gt_csv: str | Path) -> dict[str, float]:
+    """Top-1 accuracy of a filled pred.csv against a ground truth with the same columns (test_gt.csv).
+
+    Queries are matched by file name; gallery cells by their gallery number.
+
+    Returns:
+        {"accuracy": share of ground-truth queries predicted right, "n": number of queries,
+         "missing": queries of the ground truth with no (or an empty) prediction}.
+    """
+    def table(path: str | Path) -> dict[str, str]:
+        t = read_csv(path, ("query", "gallery"))
+        return {_query_key(q): Path(g.replace("\\", "/")).stem for q, g in zip(t.column("query"), t.column("gallery"))}
+
+    pred, gt = table(pred_csv), table(gt_csv)
+    missing = sum(1 for q in gt if not pred.get(q))
+    correct = sum(1 for q, g in gt.items() if pred.get(q) == g)
+    return {"accuracy": correct / len(gt), "n": float(len(gt)), "missing": float(missing)}

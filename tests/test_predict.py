@@ -1,0 +1,107 @@
+"""reid/predict.py: pred.csv is filled with the top-1 gallery image, atomically, in gt.csv's path form."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import write_csv
+from reid.predict import PredictionWriteError, gallery_cell_template, score_predictions, write_predictions
+
+
+class MeanColour(nn.Module):
+    """embed = per-channel mean and std of the image: identical files get distance 0."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x.mean(dim=(2, 3)), x.std(dim=(2, 3))], dim=1)
+
+
+@pytest.fixture
+def layout(tiny_layout: Path) -> Path:
+    # Make gallery 1 a copy of query 7001 and gallery 2 a copy of query 7000: the right answers.
+    shutil.copy(tiny_layout / "test/query/7001.jpg", tiny_layout / "test/gallery/1.jpg")
+    shutil.copy(tiny_layout / "test/query/7000.jpg", tiny_layout / "test/gallery/2.jpg")
+    return tiny_layout
+
+
+def rows(path: Path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+def test_fills_gallery_column_keeping_queries_and_order(layout):
+    out = write_predictions(MeanColour(), layout)
+    assert out == layout / "test/pred.csv"
+    assert rows(out) == ["query,gallery", "test/query/7001.jpg,test/gallery/1.jpg",
+                         "test/query/7000.jpg,test/gallery/2.jpg"]
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".pred")]   # no temp file left
+
+
+def test_path_form_follows_val_gt(layout):
+    gt = layout / "val/gt.csv"
+    gt.write_text(gt.read_text().replace("val/gallery/", f"{layout.name}/val/gallery/"))
+    assert gallery_cell_template(layout) == f"{layout.name}/test/gallery/{{k}}{{ext}}"
+    write_predictions(MeanColour(), layout)
+    assert rows(layout / "test/pred.csv")[1] == f"test/query/7001.jpg,{layout.name}/test/gallery/1.jpg"
+    gt.write_text("query,gallery\nval/query/5001.jpg,3.jpg\n")
+    assert gallery_cell_template(layout) == "{k}{ext}"
+
+
+def test_read_only_pred_csv_is_kept_and_predictions_saved_beside(layout):
+    pred = layout / "test/pred.csv"
+    before = pred.read_text()
+    pred.chmod(0o444)
+    try:
+        if os.access(pred, os.W_OK):
+            pytest.skip("running as a user who can write read-only files (root)")
+        with pytest.raises(PredictionWriteError) as err:
+            write_predictions(MeanColour(), layout)
+        assert pred.read_text() == before
+        assert err.value.saved_to == layout / "test/pred.predicted.csv"
+        assert "read-only" in str(err.value) and "pred.predicted.csv" in str(err.value)
+        assert rows(err.value.saved_to)[1] == "test/query/7001.jpg,test/gallery/1.jpg"
+    finally:
+        pred.chmod(0o644)
+
+
+def test_read_only_pred_csv_as_root(layout, monkeypatch):
+    # Root can write anything, so simulate a read-only file through os.access.
+    pred = layout / "test/pred.csv"
+    before = pred.read_text()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == pred else real_access(p, mode))
+    with pytest.raises(PredictionWriteError) as err:
+        write_predictions(MeanColour(), layout)
+    assert pred.read_text() == before and err.value.saved_to.is_file()
+
+
+def test_interrupted_write_leaves_pred_csv_intact(layout, monkeypatch):
+    pred = layout / "test/pred.csv"
+    before = pred.read_text()
+
+    def fail(src, dst):
+        raise OSError("disk full")
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        write_predictions(MeanColour(), layout)
+    assert pred.read_text() == before
+    assert [p.name for p in pred.parent.iterdir() if p.suffix == ".tmp"] == []
+
+
+def test_score_predictions(layout):
+    write_predictions(MeanColour(), layout)
+    gt = write_csv(layout / "test_gt.csv", "query,gallery",
+                   ["test/query/7000.jpg,test/gallery/2.jpg", "test/query/7001.jpg,test/gallery/1.jpg"])
+    assert score_predictions(layout / "test/pred.csv", gt) == {"accuracy": 1.0, "n": 2.0, "missing": 0.0}
+    write_csv(gt, "query,gallery", ["test/query/7000.jpg,test/gallery/0.jpg", "test/query/7001.jpg,test/gallery/1.jpg"])
+    assert score_predictions(layout / "test/pred.csv", gt)["accuracy"] == 0.5
+    # An unfilled pred.csv scores 0 with every query missing.
+    write_csv(layout / "empty_pred.csv", "query,gallery", ["test/query/7000.jpg,", "test/query/7001.jpg,"])
+    assert score_predictions(layout / "empty_pred.csv", gt) == {"accuracy": 0.0, "n": 2.0, "missing": 2.0}
