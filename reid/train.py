@@ -1,0 +1,749 @@
+"""Training: device, seeds and AMP; losses; P×K sampling; batch augmentation; the loop.
+
+Map (handout words → code):
+  * device / AMP / seeds ........ pick_device, seed_everything, resolve_amp, autocast_context
+  * ID loss, triplet loss ....... id_loss, handout_triplet_loss (margin HANDOUT_MARGIN)
+  * stronger recipe ............. batch_hard_triplet_loss, PKSampler, random_flip,
+                                  random_erasing, warmup_cosine
+  * training .................... TrainConfig (presets), train_model -> History
+  * checkpoints ................. save_checkpoint / load_checkpoint (CheckpointError)
+
+Everything the loop draws at random (shuffles, P×K picks, flips, erasing) comes from one
+CPU ``torch.Generator`` seeded with ``cfg.seed``; dropout uses torch's global RNG, seeded
+by ``seed_everything``. Both are checkpointed, so a resumed CPU run repeats an
+uninterrupted one number for number.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from reid.evaluate import cmc_map, extract_features, rank_k_accuracy
+
+# The handout's triplet loss acts on the 256-d feature that comes out of BN → ReLU →
+# Dropout, so it is non-negative and, at initialisation, each coordinate is roughly
+# max(0, z) with z ~ N(0, 1): two unrelated images are about
+# sqrt(2 · 256 · (1/2 − 1/(2π))) ≈ 13 apart (Euclidean). Distances scale with the
+# feature norm (BN's γ can grow), so any margin is relative; 1.0 (≈ 8 % of that typical
+# distance, PyTorch's default) asks for a clear gap without forcing the net to inflate
+# the feature scale to satisfy it. The validation loss uses the same margin.
+HANDOUT_MARGIN = 1.0
+VAL_TRIPLET_SEED = 1234  # fixed for every recipe, so validation-loss curves compare
+CHECKPOINT_NAME = "last.pt"
+_CHECKPOINT_FORMAT = 1
+_CHECK_EVERY = 10  # iterations between loss syncs (finite check, progress postfix)
+
+
+# --------------------------------------------------------------------- device, seeds, AMP
+def pick_device(prefer: str | torch.device | None = None) -> torch.device:
+    """The device to train on: ``prefer`` if given, else CUDA when available, else CPU."""
+    if prefer is not None:
+        return torch.device(prefer)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed python, numpy and torch (all devices); ``deterministic`` also pins cuDNN."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+
+
+def resolve_amp(device: torch.device, amp: bool | None) -> torch.dtype | None:
+    """Autocast dtype to use, or None for full fp32.
+
+    ``amp=None`` means on for CUDA only. CUDA uses bfloat16 where supported, else float16
+    (which then needs a GradScaler); the CPU uses bfloat16 and only when asked.
+    """
+    if amp is None:
+        amp = device.type == "cuda"
+    if not amp:
+        return None
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
+def autocast_context(device: torch.device, enabled: bool | None) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` for ``device`` with the dtype of :func:`resolve_amp`, or a no-op."""
+    dtype = resolve_amp(device, enabled)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def make_grad_scaler(device: torch.device, amp_dtype: torch.dtype | None) -> torch.amp.GradScaler:
+    """A GradScaler that is active only for float16 (bfloat16 has fp32's exponent range)."""
+    return torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+
+
+# ------------------------------------------------------------------------------- losses
+def id_loss(logits: Tensor, ids: Tensor, label_smoothing: float = 0.0) -> Tensor:
+    """Cross-entropy over the training identities. logits [N, C] float, ids [N] long."""
+    return F.cross_entropy(logits.float(), ids, label_smoothing=label_smoothing)
+
+
+def handout_triplet_loss(a: Tensor, p: Tensor, n: Tensor, margin: float = HANDOUT_MARGIN) -> Tensor:
+    """The handout's ``nn.TripletMarginLoss`` (Euclidean) on features [N, D] of a, p, n."""
+    return nn.functional.triplet_margin_loss(a.float(), p.float(), n.float(), margin=margin)
+
+
+def pairwise_distances(x: Tensor) -> Tensor:
+    """Euclidean distances [N, N] between the rows of x [N, D], safe to backprop at 0."""
+    sq = x.pow(2).sum(dim=1)  # [N]
+    d2 = sq[:, None] + sq[None, :] - 2.0 * (x @ x.T)  # [N, N]
+    return d2.clamp_min(1e-12).sqrt()  # the clamp keeps sqrt's gradient finite at 0
+
+
+def batch_hard_triplet_loss(feats: Tensor, ids: Tensor, margin: float) -> Tensor:
+    """Batch-hard triplet loss (Hermans, Beyer & Leibe 2017, "In Defense of the Triplet Loss").
+
+    For every anchor i: the farthest same-id sample and the nearest other-id sample in the
+    batch; loss = mean_i max(0, d(i, hardest pos) − d(i, hardest neg) + margin).
+    feats [N, D] (computed in fp32), ids [N]. An anchor with no other-id sample in the
+    batch contributes 0; one with no other same-id sample uses itself (distance 0).
+    """
+    dist = pairwise_distances(feats.float())  # [N, N]
+    same = ids[:, None] == ids[None, :]  # [N, N] bool
+    hardest_pos = dist.masked_fill(~same, float("-inf")).amax(dim=1)  # [N]
+    hardest_neg = dist.masked_fill(same, float("inf")).amin(dim=1)  # [N]
+    return F.relu(hardest_pos - hardest_neg + margin).mean()
+
+
+def random_triplets(ids: Tensor, generator: torch.Generator) -> Tensor:
+    """One triplet per image [T, 3] (anchor, positive, negative indices into ``ids``).
+
+    Positive: a random other image of the anchor's id; negative: a random image of another
+    id. Anchors whose id has a single image are skipped.
+    """
+    rows = []
+    for a in range(len(ids)):
+        pos = torch.nonzero((ids == ids[a]) & (torch.arange(len(ids)) != a)).flatten()
+        neg = torch.nonzero(ids != ids[a]).flatten()
+        if len(pos) == 0 or len(neg) == 0:
+            continue
+        p = pos[torch.randint(len(pos), (1,), generator=generator)].item()
+        n = neg[torch.randint(len(neg), (1,), generator=generator)].item()
+        rows.append((a, p, n))
+    return torch.tensor(rows, dtype=torch.long).reshape(-1, 3)
+
+
+# ------------------------------------------------------------------------------ sampling
+class PKSampler:
+    """Batches of P identities × K images each, as index tensors [P·K] (Hermans et al. 2017).
+
+    Per epoch each identity's images are shuffled and cut into chunks of K (an identity
+    with fewer than K images is topped up by drawing with replacement); each batch takes
+    one chunk from each of the P identities with the most chunks left, ties broken at
+    random, so the batch count is fixed (``len``) and every batch has P distinct ids.
+    All randomness comes from ``generator``.
+    """
+
+    def __init__(self, ids: Tensor, p: int, k: int, generator: torch.Generator | None = None):
+        self.ids, self.p, self.k = ids.cpu().long(), p, k
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        self.members = [torch.nonzero(self.ids == i).flatten() for i in self.ids.unique()]
+        self.chunks = torch.tensor([max(1, len(m) // k) for m in self.members])  # [num ids]
+        if len(self.members) < p:
+            raise ValueError(f"PKSampler needs at least P={p} identities, got {len(self.members)}")
+
+    def __len__(self) -> int:
+        """Most batches with P distinct ids: the largest b with Σ min(chunks, b) ≥ P·b."""
+        b = int(self.chunks.sum()) // self.p
+        while self.chunks.clamp(max=b).sum() < self.p * b:
+            b -= 1
+        return b
+
+    def _identity_chunks(self, members: Tensor) -> list[Tensor]:
+        g, k = self.generator, self.k
+        order = members[torch.randperm(len(members), generator=g)]
+        if len(order) < k:
+            extra = order[torch.randint(len(order), (k - len(order),), generator=g)]
+            order = torch.cat([order, extra])
+        return list(order[: len(order) // k * k].view(-1, k))
+
+    def __iter__(self) -> Iterator[Tensor]:
+        pools = [self._identity_chunks(m) for m in self.members]
+        left = torch.tensor([len(c) for c in pools], dtype=torch.float64)  # [num ids]
+        for _ in range(len(self)):
+            tie = torch.rand(len(pools), generator=self.generator, dtype=torch.float64)
+            chosen = torch.topk(left + 0.5 * tie, self.p).indices  # most chunks left first
+            left[chosen] -= 1
+            yield torch.cat([pools[i].pop() for i in chosen.tolist()])
+
+
+def shuffled_batches(n: int, batch_size: int, generator: torch.Generator) -> list[Tensor]:
+    """A fresh permutation of range(n) cut into full batches [B]; the remainder is dropped
+    (at least one batch is kept when n < B). Reshuffled each epoch, so all rows get used."""
+    perm = torch.randperm(n, generator=generator)
+    if n <= batch_size:
+        return [perm]
+    return list(perm[: n // batch_size * batch_size].view(-1, batch_size))
+
+
+# -------------------------------------------------------------------------- augmentation
+def random_flip(x: Tensor, generator: torch.Generator, p: float = 0.5) -> Tensor:
+    """Flip each image of x [B, C, H, W] left-right with probability p (zero padding stays
+    zero padding, so padded crops flip safely)."""
+    flip = (torch.rand(len(x), generator=generator) < p).to(x.device)  # [B]
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
+def _content_box(x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per-image box (top, height, left, width) [B] each, of the non-padded (non-zero) area."""
+    B, _, H, W = x.shape
+    nz = x.detach().abs().amax(dim=1) > 0  # [B, H, W]
+    rows, cols = nz.any(dim=2).cpu(), nz.any(dim=1).cpu()  # [B, H], [B, W]
+
+    def span(m: Tensor, size: int) -> tuple[Tensor, Tensor]:
+        idx = torch.arange(size)
+        first = torch.where(m, idx, size).amin(dim=1)
+        last = torch.where(m, idx, -1).amax(dim=1)
+        empty = first > last  # an all-zero image: use the whole frame
+        return torch.where(empty, 0, first), torch.where(empty, size, last - first + 1)
+
+    top, h = span(rows, H)
+    left, w = span(cols, W)
+    return top, h, left, w
+
+
+def random_erasing(
+    x: Tensor,
+    generator: torch.Generator,
+    p: float = 0.5,
+    scale: tuple[float, float] = (0.02, 0.4),
+    ratio: tuple[float, float] = (0.3, 3.3),
+    value: float = 0.0,
+) -> Tensor:
+    """Random erasing (Zhong et al. 2020) of one rectangle per image, vectorised over x [B, C, H, W].
+
+    With probability p, a rectangle of area scale × (content area) and aspect ratio h/w in
+    ``ratio`` (log-uniform) is set to ``value`` (0 = the mean colour after normalisation).
+    It is placed inside the image's non-zero content box, so it lands on the person, not on
+    the zero padding; sides are clipped to the box instead of re-drawing.
+    """
+    B, _, H, W = x.shape
+    g = generator
+    top, bh, left, bw = _content_box(x)  # [B] each, CPU
+    area = (bh * bw).double() * torch.empty(B, dtype=torch.float64).uniform_(*scale, generator=g)
+    logr = torch.empty(B, dtype=torch.float64).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=g)
+    h = torch.sqrt(area * logr.exp()).round().long().clamp(1, None).minimum(bh)  # [B]
+    w = torch.sqrt(area / logr.exp()).round().long().clamp(1, None).minimum(bw)  # [B]
+    y0 = top + (torch.rand(B, generator=g, dtype=torch.float64) * (bh - h + 1)).long()  # [B]
+    x0 = left + (torch.rand(B, generator=g, dtype=torch.float64) * (bw - w + 1)).long()  # [B]
+    apply = torch.rand(B, generator=g) < p  # [B]
+    ys, xs = torch.arange(H), torch.arange(W)
+    in_rows = (ys[None] >= y0[:, None]) & (ys[None] < (y0 + h)[:, None])  # [B, H]
+    in_cols = (xs[None] >= x0[:, None]) & (xs[None] < (x0 + w)[:, None])  # [B, W]
+    mask = in_rows[:, None, :, None] & in_cols[:, None, None, :] & apply[:, None, None, None]
+    return x.masked_fill(mask.to(x.device), value)  # mask [B, 1, H, W]
+
+
+def warmup_cosine(warmup_iters: int, total_iters: int, min_factor: float = 0.01) -> Callable[[int], float]:
+    """LR factor per iteration for ``LambdaLR``: linear warm-up from 1/warmup_iters to 1,
+    then a cosine from 1 down to ``min_factor`` at ``total_iters``."""
+
+    def factor(step: int) -> float:
+        if step < warmup_iters:
+            return (step + 1) / warmup_iters
+        t = min(1.0, (step - warmup_iters) / max(1, total_iters - warmup_iters))
+        return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return factor
+
+
+# ------------------------------------------------------------------------ config, history
+@dataclass
+class TrainConfig:
+    """Settings of one training run (see the presets for the values we use and why).
+
+    recipe: "id" (CE on logits, IDLossDataset), "triplet" (TripletMarginLoss on features,
+    TripletDataset) or "strong" (batch-hard triplet + label-smoothed CE on P×K batches).
+    batch_size counts images for "id", triplets for "triplet" (3× the images per step);
+    "strong" uses p × k. amp: None = on for CUDA only. max_iters_per_epoch caps each epoch
+    (quick mode); time_budget_s stops after the epoch in which wall time exceeds it.
+    """
+
+    recipe: str = "id"
+    epochs: int = 40
+    batch_size: int = 64
+    lr: float = 3e-4
+    weight_decay: float = 5e-4
+    optimizer: str = "adam"  # "adam" | "adamw" | "sgd" (momentum 0.9, Nesterov)
+    margin: float = HANDOUT_MARGIN
+    label_smoothing: float = 0.0
+    p: int = 16
+    k: int = 4
+    warmup_epochs: float = 0.0
+    min_lr_factor: float = 0.01
+    flip: bool = False
+    erase: bool = False
+    amp: bool | None = None
+    seed: int = 0
+    max_iters_per_epoch: int | None = None
+    time_budget_s: float | None = None
+    eval_batch_size: int = 256
+    device: str | None = None  # None: pick_device()
+
+    @classmethod
+    def handout_id(cls, **overrides: Any) -> "TrainConfig":
+        """Handout ID-loss recipe: CE, batch 64, Adam 3e-4 with L2 5e-4 (the usual ReID
+        Adam setting), 40 epochs with a cosine decay (no warm-up: the net is small and BN
+        keeps early steps tame), no augmentation (the handout fixes the data)."""
+        return dataclasses.replace(cls(recipe="id"), **overrides)
+
+    @classmethod
+    def handout_triplet(cls, **overrides: Any) -> "TrainConfig":
+        """Handout triplet recipe: TripletMarginLoss(margin=HANDOUT_MARGIN) on the 256-d
+        feature, 64 triplets (192 images) per step, otherwise as handout_id."""
+        return dataclasses.replace(cls(recipe="triplet", margin=HANDOUT_MARGIN), **overrides)
+
+    @classmethod
+    def strong(cls, **overrides: Any) -> "TrainConfig":
+        """Stronger recipe for BNNeckNet, after "Bag of Tricks" (Luo et al. 2019): P=16 ids ×
+        K=4 images, batch-hard triplet (margin 0.3 on the pre-BN feature) + CE with label
+        smoothing 0.1, flip + random erasing, Adam 3.5e-4 / 5e-4 with 5 warm-up epochs and a
+        cosine decay over 60 epochs (an epoch is only ~28 P×K batches on 230 × 10 images)."""
+        base = cls(recipe="strong", epochs=60, lr=3.5e-4, margin=0.3, label_smoothing=0.1,
+                   p=16, k=4, batch_size=64, warmup_epochs=5.0, flip=True, erase=True)
+        return dataclasses.replace(base, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
+
+
+@dataclass
+class History:
+    """What a run measured. Per iteration: iter_loss. Per completed epoch: the rest.
+
+    rank1/5/10 and mAP are fractions on the val split; val_loss is the fixed-val-triplet
+    margin loss (see :func:`train_model`; None without val_idloss). epoch_seconds: the
+    training part of each epoch; elapsed_seconds: cumulative wall time at each epoch end,
+    validation and checkpoint included (what the time budget counts).
+    """
+
+    recipe: str = ""
+    iter_loss: list[float] = field(default_factory=list)
+    epoch_train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float | None] = field(default_factory=list)
+    rank1: list[float | None] = field(default_factory=list)
+    rank5: list[float | None] = field(default_factory=list)
+    rank10: list[float | None] = field(default_factory=list)
+    mAP: list[float | None] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
+    elapsed_seconds: list[float] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.epoch_train_loss)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "History":
+        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
+
+    def save_json(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def load_json(cls, path: str | Path) -> "History":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+# ------------------------------------------------------------------------------- recipes
+class _Recipe:
+    """Turns index batches into a loss. Subclasses: plan() → index batches, loss(run, idx)."""
+
+    def __init__(self, data: Any, cfg: TrainConfig, device: torch.device, generator: torch.Generator):
+        self.cache, self.cfg, self.device, self.g = data.cache, cfg, device, generator
+
+    def images(self, idx: Tensor) -> Tensor:
+        """Batch [B, 3, H, W] float32 on ``device``, augmented when the config says so."""
+        x = self.cache.batch(idx.to(self.cache.device)).to(self.device, non_blocking=True)
+        if self.cfg.flip:
+            x = random_flip(x, self.g)
+        if self.cfg.erase:
+            x = random_erasing(x, self.g)
+        return x
+
+
+class _IdRecipe(_Recipe):
+    def __init__(self, data: Any, cfg: TrainConfig, device: torch.device, generator: torch.Generator):
+        super().__init__(data, cfg, device, generator)
+        self.ids = data.ids.to(device)  # [N]
+
+    def num_batches(self) -> int:
+        return max(1, len(self.ids) // self.cfg.batch_size)
+
+    def plan(self) -> list[Tensor]:
+        return shuffled_batches(len(self.ids), self.cfg.batch_size, self.g)
+
+    def loss(self, run: "TrainRun", idx: Tensor) -> Tensor:
+        _, logits = run.forward(self.images(idx))
+        return id_loss(logits, self.ids[idx.to(self.device)], self.cfg.label_smoothing)
+
+
+class _TripletRecipe(_Recipe):
+    def __init__(self, data: Any, cfg: TrainConfig, device: torch.device, generator: torch.Generator):
+        super().__init__(data, cfg, device, generator)
+        self.triplets = data.triplets.cpu()  # [T, 3] indices into the cache
+
+    def num_batches(self) -> int:
+        return max(1, len(self.triplets) // self.cfg.batch_size)
+
+    def plan(self) -> list[Tensor]:
+        return shuffled_batches(len(self.triplets), self.cfg.batch_size, self.g)
+
+    def loss(self, run: "TrainRun", idx: Tensor) -> Tensor:
+        rows = self.triplets[idx]  # [B, 3]
+        feats, _ = run.forward(self.images(rows.T.reshape(-1)))  # one pass over [3B, ...]
+        a, p, n = feats.chunk(3)  # [B, D] each
+        return handout_triplet_loss(a, p, n, self.cfg.margin)
+
+
+class _StrongRecipe(_IdRecipe):
+    def __init__(self, data: Any, cfg: TrainConfig, device: torch.device, generator: torch.Generator):
+        super().__init__(data, cfg, device, generator)
+        self.sampler = PKSampler(data.ids, cfg.p, cfg.k, generator)
+
+    def num_batches(self) -> int:
+        return len(self.sampler)
+
+    def plan(self) -> list[Tensor]:
+        return list(self.sampler)
+
+    def loss(self, run: "TrainRun", idx: Tensor) -> Tensor:
+        feats, logits = run.forward(self.images(idx))
+        ids = self.ids[idx.to(self.device)]  # [P·K]
+        return batch_hard_triplet_loss(feats, ids, self.cfg.margin) + id_loss(
+            logits, ids, self.cfg.label_smoothing)
+
+
+_RECIPES = {"id": _IdRecipe, "triplet": _TripletRecipe, "strong": _StrongRecipe}
+
+
+# ---------------------------------------------------------------------------- the loop
+@dataclass
+class TrainRun:
+    """Everything a training step touches; built by :func:`build_run`."""
+
+    model: nn.Module
+    cfg: TrainConfig
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    generator: torch.Generator  # CPU; all data-side randomness
+    recipe: _Recipe
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Model forward under autocast; (feat [N, D], logits [N, C]) returned as fp32."""
+        with autocast_context(self.device, self.amp_dtype is not None):
+            feats, logits = self.model(x)
+        return feats.float(), logits.float()
+
+    def iters_per_epoch(self) -> int:
+        n = self.recipe.num_batches()
+        cap = self.cfg.max_iters_per_epoch
+        return n if cap is None else min(n, cap)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam / AdamW / SGD(momentum 0.9, Nesterov) with cfg.lr and cfg.weight_decay."""
+    name, params = cfg.optimizer.lower(), model.parameters()
+    if name == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+    raise ValueError(f"TrainConfig.optimizer: expected 'adam', 'adamw' or 'sgd', got {cfg.optimizer!r}")
+
+
+def build_run(model: nn.Module, cfg: TrainConfig, train_set: Any) -> TrainRun:
+    """Move the model to the device and build optimiser, per-iteration LR schedule, scaler,
+    the shuffling generator (seeded from cfg.seed) and the recipe over ``train_set``."""
+    if cfg.recipe not in _RECIPES:
+        raise ValueError(f"TrainConfig.recipe: expected one of {sorted(_RECIPES)}, got {cfg.recipe!r}")
+    device = pick_device(cfg.device)
+    amp_dtype = resolve_amp(device, cfg.amp)
+    model.to(device)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    recipe = _RECIPES[cfg.recipe](train_set, cfg, device, generator)
+    optimizer = make_optimizer(model, cfg)
+    n = recipe.num_batches() if cfg.max_iters_per_epoch is None else min(recipe.num_batches(), cfg.max_iters_per_epoch)
+    schedule = warmup_cosine(round(cfg.warmup_epochs * n), cfg.epochs * n, cfg.min_lr_factor)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    return TrainRun(model, cfg, device, amp_dtype, generator, recipe, optimizer, scheduler,
+                    make_grad_scaler(device, amp_dtype))
+
+
+def _check_finite(losses: list[float], first_iter: int, epoch: int, run: TrainRun) -> None:
+    for i, v in enumerate(losses):
+        if not math.isfinite(v):
+            raise FloatingPointError(
+                f"training loss is {v} at epoch {epoch + 1}/{run.cfg.epochs}, iteration "
+                f"{first_iter + i + 1}/{run.iters_per_epoch()} (recipe {run.cfg.recipe!r}, lr "
+                f"{run.cfg.lr}); lower the learning rate or check the inputs")
+
+
+def train_epoch(run: TrainRun, epoch: int, progress: bool = False) -> list[float]:
+    """One epoch of optimisation steps; returns the loss of each iteration.
+
+    Losses stay on the device and are synced every few iterations (finite check, progress
+    postfix), so a CUDA run is not stalled by a ``.item()`` per step.
+    """
+    run.model.train()
+    batches = run.recipe.plan()[: run.iters_per_epoch()]
+    done: list[float] = []
+    pending: list[Tensor] = []
+    bar = tqdm(batches, desc=f"epoch {epoch + 1}", file=sys.stdout, leave=False, disable=not progress)
+    for i, idx in enumerate(bar):
+        loss = run.recipe.loss(run, idx)
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        run.scheduler.step()
+        pending.append(loss.detach())
+        if len(pending) == _CHECK_EVERY or i == len(batches) - 1:
+            values = torch.stack(pending).tolist()
+            _check_finite(values, len(done), epoch, run)
+            done += values
+            pending = []
+            bar.set_postfix(loss=f"{values[-1]:.4f}")
+    return done
+
+
+@torch.no_grad()
+def forward_features(model: nn.Module, cache: Any, batch_size: int, device: torch.device,
+                     amp_dtype: torch.dtype | None) -> Tensor:
+    """The training feature (forward's first output) of every cache image, eval mode:
+    [N, D] float32 on ``device``."""
+    model.eval()
+    out = []
+    for start in range(0, len(cache), batch_size):
+        idx = torch.arange(start, min(start + batch_size, len(cache)))
+        x = cache.batch(idx.to(cache.device)).to(device)
+        with autocast_context(device, amp_dtype is not None):
+            out.append(model(x)[0].float())
+    return torch.cat(out)
+
+
+def validation_loss(model: nn.Module, val_idloss: Any, triplets: Tensor, batch_size: int,
+                    device: torch.device, amp_dtype: torch.dtype | None) -> float:
+    """Mean TripletMarginLoss(HANDOUT_MARGIN) over fixed val triplets [T, 3] (eval mode)."""
+    feats = forward_features(model, val_idloss.cache, batch_size, device, amp_dtype)  # [N, D]
+    t = triplets.to(device)
+    return handout_triplet_loss(feats[t[:, 0]], feats[t[:, 1]], feats[t[:, 2]]).item()
+
+
+def evaluate_val(run: TrainRun, val_set: Any, val_idloss: Any = None,
+                 val_triplets: Tensor | None = None) -> dict[str, float | None]:
+    """Rank-1/5/10 and mAP of val queries against the val gallery, plus the val loss."""
+    model, bs, dev, amp = run.model, run.cfg.eval_batch_size, run.device, run.amp_dtype
+    model.eval()
+    q = extract_features(model, val_set.queries, batch_size=bs, device=dev, amp_dtype=amp)  # [Q, D]
+    g = extract_features(model, val_set.gallery, batch_size=bs, device=dev, amp_dtype=amp)  # [G, D]
+    gt = val_set.gt.cpu()  # [Q] gallery index of each query
+    ranks = rank_k_accuracy(q, g, gt, ks=(1, 5, 10))
+    m_ap = cmc_map(q, g, gt, torch.arange(len(g)))["mAP"]
+    vloss = None
+    if val_idloss is not None and val_triplets is not None and len(val_triplets):
+        vloss = validation_loss(model, val_idloss, val_triplets, bs, dev, amp)
+    return {"rank1": float(ranks[1]), "rank5": float(ranks[5]), "rank10": float(ranks[10]),
+            "mAP": float(m_ap), "val_loss": vloss}
+
+
+# ---------------------------------------------------------------------------- checkpoints
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be read back (truncated, corrupt, or another run's)."""
+
+
+def _rng_state(generator: torch.Generator) -> dict[str, Any]:
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "generator": generator.get_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "python": random.getstate(),
+            "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss)}
+
+
+def _set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["generator"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    random.setstate(state["python"])
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write ``state`` atomically: a temporary file in the same folder, fsync, os.replace.
+    A crash or Ctrl-C mid-write leaves the previous checkpoint as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`; CheckpointError naming the file
+    if it is truncated, corrupt or not one of ours."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # zip/pickle errors vary with how the file was damaged
+        raise CheckpointError(f"{path}: unreadable checkpoint (truncated or corrupt?): {e}. "
+                              f"Delete it to start over, or train without resume.") from e
+    if not isinstance(state, dict) or state.get("format") != _CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a train_model checkpoint (format {_CHECKPOINT_FORMAT} expected)")
+    return state
+
+
+def _checkpoint_state(run: TrainRun, history: History, epochs_done: int) -> dict[str, Any]:
+    return {"format": _CHECKPOINT_FORMAT, "epoch": epochs_done, "cfg": run.cfg.to_dict(),
+            "history": history.to_dict(), "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+            "scaler": run.scaler.state_dict(), "rng": _rng_state(run.generator)}
+
+
+def _restore(run: TrainRun, state: dict[str, Any], path: Path) -> History:
+    if state["cfg"]["recipe"] != run.cfg.recipe:
+        raise CheckpointError(f"{path}: written by recipe {state['cfg']['recipe']!r}, "
+                              f"resuming {run.cfg.recipe!r}")
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.scaler.load_state_dict(state["scaler"])
+    _set_rng_state(state["rng"], run.generator)
+    return History.from_dict(state["history"])
+
+
+# --------------------------------------------------------------------------- train_model
+def train_model(model: nn.Module, cfg: TrainConfig, train_set: Any, val_set: Any,
+                val_idloss: Any = None, checkpoint_dir: str | Path | None = None,
+                resume: bool = False, progress: bool = True) -> History:
+    """Train ``model`` with ``cfg``'s recipe, validating after every epoch.
+
+    train_set: IDLossDataset ("id", "strong") or TripletDataset ("triplet"); batches index
+    its tensor cache directly, in an order drawn from a generator seeded with cfg.seed.
+    val_set: RetrievalDataset (val) → Rank-1/5/10 (val gt) and mAP (query id = its gt
+    gallery index, gallery id = position) per epoch; None skips validation.
+
+    Validation loss: val identities are not training identities, so the classifier's CE
+    cannot be computed on them. Instead, once and with a fixed seed (VAL_TRIPLET_SEED), one
+    triplet per image of ``val_idloss`` (IDLossDataset of val_idloss.csv) is drawn: the
+    image as anchor, a random same-id positive, a random other-id negative. Each epoch the
+    val loss is TripletMarginLoss(margin=HANDOUT_MARGIN) over those triplets on the model's
+    feature (forward's first output) in eval mode: one definition for every recipe.
+
+    checkpoint_dir: after each epoch, ``last.pt`` (model, optimiser, scheduler, scaler,
+    history, cfg, epoch, RNG states) is replaced atomically; resume=True continues from it.
+    Ctrl-C returns the history of the completed epochs with interrupted=True (the model is
+    reset to the checkpoint when there is one). A NaN/inf loss raises FloatingPointError
+    naming the epoch and iteration. Progress bars go to stdout.
+    """
+    seed_everything(cfg.seed)
+    run = build_run(model, cfg, train_set)
+    history = History(recipe=cfg.recipe)
+    ckpt = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    ours = False  # does ckpt hold this run's state? (an old run's file must not be restored)
+    if resume and ckpt is not None and ckpt.exists():
+        history, ours = _restore(run, load_checkpoint(ckpt, run.device), ckpt), True
+        history.interrupted = False
+        print(f"Resuming from {ckpt}: {history.epochs_done} of {cfg.epochs} epochs done.")
+    elif resume:
+        print(f"No checkpoint at {ckpt}; training from scratch.")
+    val_triplets = None
+    if val_idloss is not None:
+        val_triplets = random_triplets(val_idloss.ids.cpu(), torch.Generator().manual_seed(VAL_TRIPLET_SEED))
+
+    start = history.epochs_done
+    offset = history.elapsed_seconds[-1] if history.elapsed_seconds else 0.0
+    t_start = time.perf_counter()
+    bar = tqdm(range(start, cfg.epochs), desc=cfg.recipe, file=sys.stdout, initial=start,
+               total=cfg.epochs, disable=not progress)
+    epoch = start
+    try:
+        for epoch in bar:
+            t0 = time.perf_counter()
+            losses = train_epoch(run, epoch, progress)
+            train_seconds = time.perf_counter() - t0
+            metrics = evaluate_val(run, val_set, val_idloss, val_triplets) if val_set is not None else {}
+            _append_epoch(history, losses, metrics, train_seconds,
+                          offset + time.perf_counter() - t_start)
+            if ckpt is not None:
+                save_checkpoint(ckpt, _checkpoint_state(run, history, epoch + 1))
+                ours = True
+                history.elapsed_seconds[-1] = offset + time.perf_counter() - t_start
+            bar.set_postfix({k: f"{v:.3f}" for k, v in metrics.items() if v is not None})
+            if cfg.time_budget_s is not None and history.elapsed_seconds[-1] >= cfg.time_budget_s:
+                print(f"Time budget of {cfg.time_budget_s:.0f} s reached after epoch {epoch + 1}.")
+                break
+    except KeyboardInterrupt:
+        history = _on_interrupt(run, history, ckpt if ours else None, epoch)
+    finally:
+        bar.close()
+    return history
+
+
+def _append_epoch(history: History, losses: list[float], metrics: dict[str, float | None],
+                  train_seconds: float, elapsed: float) -> None:
+    history.iter_loss += losses
+    history.epoch_train_loss.append(sum(losses) / max(1, len(losses)))
+    for key in ("val_loss", "rank1", "rank5", "rank10", "mAP"):
+        getattr(history, key).append(metrics.get(key))
+    history.epoch_seconds.append(train_seconds)
+    history.elapsed_seconds.append(elapsed)
+
+
+def _on_interrupt(run: TrainRun, history: History, ckpt: Path | None, epoch: int) -> History:
+    """After Ctrl-C: model and history go back to this run's checkpoint, if it has one."""
+    if ckpt is not None:
+        state = load_checkpoint(ckpt, run.device)
+        run.model.load_state_dict(state["model"])
+        history = History.from_dict(state["history"])
+        where = (f"The model is back at the end of epoch {history.epochs_done} ({ckpt}); to "
+                 f"continue, call train_model(..., checkpoint_dir={str(ckpt.parent)!r}, resume=True).")
+    else:
+        where = "No checkpoint of this run was written: the model holds mid-epoch weights."
+    history.interrupted = True
+    print(f"Interrupted during epoch {epoch + 1}; the history covers {history.epochs_done} "
+          f"completed epoch(s). {where}")
+    return history

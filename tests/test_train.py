@@ -1,0 +1,252 @@
+"""Tests of reid/train.py on a tiny synthetic layout and a tiny backbone (CPU, seconds)."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from make_data import build_synthetic
+from reid.data import IDLossDataset, RetrievalDataset, TripletDataset
+from reid.model import BNNeckNet, ReIDNet
+from reid import train as T
+from reid.train import (CheckpointError, History, PKSampler, TrainConfig, batch_hard_triplet_loss,
+                        load_checkpoint, random_erasing, random_flip, train_model, warmup_cosine)
+
+TIMING = ("epoch_seconds", "elapsed_seconds")
+
+
+class TinyBackbone(nn.Module):
+    """[N, 3, 128, 128] -> [N, 8]: one strided conv, ReLU, global average pool."""
+
+    def __init__(self, nan_at: int | None = None, interrupt_at: int | None = None):
+        super().__init__()
+        self.out_dim = 8
+        self.conv = nn.Conv2d(3, 8, kernel_size=8, stride=8)
+        self.calls, self.nan_at, self.interrupt_at = 0, nan_at, interrupt_at
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.calls += 1
+            if self.calls == self.interrupt_at:
+                raise KeyboardInterrupt
+        y = torch.relu(self.conv(x)).mean(dim=(2, 3))  # [N, 8]
+        if self.training and self.calls == self.nan_at:
+            y = y * float("nan")
+        return y
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = build_synthetic(tmp_path_factory.mktemp("syn") / "d", seed=0, train_ids=8, val_ids=5,
+                           test_ids=5, per_id=4)
+    return {"id": IDLossDataset(root / "train_idloss.csv", root),
+            "triplet": TripletDataset(root / "train_random_triplet.csv", root),
+            "val": RetrievalDataset(root, "val"),
+            "val_idloss": IDLossDataset(root / "val_idloss.csv", root)}
+
+
+def tiny_model(head: str = "reid", seed: int = 0, **backbone_kw) -> nn.Module:
+    torch.manual_seed(seed)
+    cls = BNNeckNet if head == "bnneck" else ReIDNet
+    return cls(TinyBackbone(**backbone_kw), num_ids=8)
+
+
+CONFIGS = {
+    "id": TrainConfig.handout_id(epochs=2, batch_size=8),
+    "triplet": TrainConfig.handout_triplet(epochs=2, batch_size=4),
+    "strong": TrainConfig.strong(epochs=2, p=4, k=2, warmup_epochs=1),
+}
+
+
+def run(data: dict, recipe: str, ckpt: Path | None = None, model: nn.Module | None = None,
+        resume: bool = False, progress: bool = False, **overrides) -> History:
+    cfg = dataclasses.replace(CONFIGS[recipe], **overrides)
+    train_set = data["triplet" if recipe == "triplet" else "id"]
+    model = model if model is not None else tiny_model("bnneck" if recipe == "strong" else "reid")
+    return train_model(model, cfg, train_set, data["val"], data["val_idloss"],
+                       checkpoint_dir=ckpt, resume=resume, progress=progress)
+
+
+def without_timing(h: History) -> dict:
+    return {k: v for k, v in h.to_dict().items() if k not in TIMING}
+
+
+# ---------------------------------------------------------------------------------- losses
+def batch_hard_loop(feats: torch.Tensor, ids: torch.Tensor, margin: float) -> torch.Tensor:
+    total = 0.0
+    for i in range(len(feats)):
+        pos = [torch.dist(feats[i], feats[j]) for j in range(len(feats)) if ids[j] == ids[i]]
+        neg = [torch.dist(feats[i], feats[j]) for j in range(len(feats)) if ids[j] != ids[i]]
+        total += max(0.0, float(max(pos) - min(neg)) + margin)
+    return torch.tensor(total / len(feats))
+
+
+def test_batch_hard_matches_loop():
+    g = torch.Generator().manual_seed(0)
+    feats = torch.rand(12, 5, generator=g)
+    ids = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3])
+    for margin in (0.0, 0.3, 1.0):
+        assert batch_hard_triplet_loss(feats, ids, margin).item() == pytest.approx(
+            batch_hard_loop(feats, ids, margin).item(), abs=1e-5)
+
+
+def test_batch_hard_by_hand_and_finite_gradient():
+    # 1-d features: id 0 at 0 and 1, id 1 at 3. Anchor 0: pos 1, neg 3 -> max(0, 1-3+m).
+    feats = torch.tensor([[0.0], [1.0], [3.0], [3.0]], requires_grad=True)
+    ids = torch.tensor([0, 0, 1, 1])
+    # anchors: 0 -> 1-3, 1 -> 1-2, 2 -> 0-2, 3 -> 0-2; margin 1.5 -> 0, .5, 0, 0
+    loss = batch_hard_triplet_loss(feats, ids, margin=1.5)
+    assert loss.item() == pytest.approx(0.5 / 4, abs=1e-5)
+    loss.backward()  # identical features (distance 0) must not give NaN gradients
+    assert torch.isfinite(feats.grad).all()
+
+
+def test_handout_triplet_loss_is_torch_triplet_margin_loss():
+    a, p, n = torch.rand(3, 6, 4).unbind(0)
+    ref = nn.TripletMarginLoss(margin=T.HANDOUT_MARGIN)(a, p, n)
+    assert T.handout_triplet_loss(a, p, n).item() == pytest.approx(ref.item(), abs=1e-6)
+
+
+# ------------------------------------------------------------------------ sampling, augmentation
+def test_pk_sampler_gives_p_ids_times_k_images():
+    ids = torch.tensor([i for i in range(6) for _ in range(5)] + [6, 6, 7])  # ids 6, 7 are short
+    sampler = PKSampler(ids, p=4, k=2, generator=torch.Generator().manual_seed(0))
+    batches = list(sampler)
+    # chunks of K=2: ids 0-5 two each, id 6 one, id 7 one (topped up): 14 -> 14 // 4 = 3 batches
+    assert len(batches) == len(sampler) == 3
+    for b in batches:
+        assert b.shape == (8,)
+        counts = torch.bincount(ids[b], minlength=8)
+        assert sorted(counts[counts > 0].tolist()) == [2, 2, 2, 2]
+    again = list(PKSampler(ids, p=4, k=2, generator=torch.Generator().manual_seed(0)))
+    assert all(torch.equal(x, y) for x, y in zip(batches, again))
+
+
+def test_shuffled_batches_cover_without_repeats():
+    bs = T.shuffled_batches(10, 4, torch.Generator().manual_seed(0))
+    assert [len(b) for b in bs] == [4, 4]
+    assert len(torch.cat(bs).unique()) == 8
+    assert [len(b) for b in T.shuffled_batches(3, 4, torch.Generator())] == [3]
+
+
+def test_random_flip_flips_chosen_images():
+    x = torch.arange(2 * 1 * 1 * 3, dtype=torch.float).view(2, 1, 1, 3)
+    assert torch.equal(random_flip(x, torch.Generator(), p=1.0), x.flip(-1))
+    assert torch.equal(random_flip(x, torch.Generator(), p=0.0), x)
+
+
+def test_random_erasing_stays_on_the_person():
+    x = torch.zeros(16, 3, 32, 32)
+    x[:, :, :, 8:24] = 1.0  # content in columns 8..23, zero padding either side
+    assert torch.equal(random_erasing(x, torch.Generator(), p=0.0), x)
+    y = random_erasing(x, torch.Generator().manual_seed(0), p=1.0, scale=(0.1, 0.2))
+    erased = (y[:, 0] == 0) & (x[:, 0] == 1)  # [16, 32, 32]
+    frac = erased.flatten(1).sum(1) / (32 * 16)  # share of the content area
+    assert (frac > 0).all() and (frac <= 0.2 + 1e-6).all()
+    assert torch.equal(y[..., :8], x[..., :8]) and torch.equal(y[..., 24:], x[..., 24:])
+
+
+def test_warmup_cosine_by_hand():
+    f = warmup_cosine(warmup_iters=4, total_iters=14, min_factor=0.1)
+    assert [f(i) for i in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert f(4) == pytest.approx(1.0)
+    assert f(9) == pytest.approx(0.55)  # halfway through the cosine: (1 + 0.1) / 2
+    assert f(14) == pytest.approx(0.1)
+
+
+# ------------------------------------------------------------------------------ training
+@pytest.mark.parametrize("recipe", ["id", "triplet", "strong"])
+def test_each_recipe_returns_complete_history(data, recipe, tmp_path, capsys):
+    h = run(data, recipe, progress=True)
+    n_iters = {"id": 32 // 8, "triplet": 32 // 4, "strong": 4}[recipe]  # strong: 8 ids × 2 chunks / 4
+    assert h.recipe == recipe and not h.interrupted
+    assert len(h.iter_loss) == 2 * n_iters
+    for key in ("epoch_train_loss", "val_loss", "rank1", "rank5", "rank10", "mAP", *TIMING):
+        assert len(getattr(h, key)) == 2, key
+        assert all(v is not None and math.isfinite(v) for v in getattr(h, key)), key
+    assert all(0 <= r1 <= r5 <= r10 <= 1 for r1, r5, r10 in zip(h.rank1, h.rank5, h.rank10))
+    assert h.elapsed_seconds[0] <= h.elapsed_seconds[1]
+    h.save_json(tmp_path / "h.json")
+    assert History.load_json(tmp_path / "h.json") == h
+    assert capsys.readouterr().err == ""
+
+
+def test_same_seed_same_history(data):
+    assert without_timing(run(data, "strong")) == without_timing(run(data, "strong"))
+
+
+@pytest.mark.parametrize("recipe", ["id", "strong"])
+def test_resume_equals_uninterrupted(data, recipe, tmp_path):
+    full_model = tiny_model("bnneck" if recipe == "strong" else "reid")
+    full = run(data, recipe, tmp_path / "a", model=full_model)
+    first = run(data, recipe, tmp_path / "b", time_budget_s=0.0)  # stops after epoch 1 of 2
+    assert first.epochs_done == 1
+    resumed_model = tiny_model("bnneck" if recipe == "strong" else "reid", seed=123)
+    resumed = run(data, recipe, tmp_path / "b", model=resumed_model, resume=True)
+    a, b = without_timing(full), without_timing(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        if isinstance(a[key], list):
+            assert a[key] == pytest.approx(b[key], abs=1e-6), key
+        else:
+            assert a[key] == b[key], key
+    for (name, p), q in zip(full_model.state_dict().items(), resumed_model.state_dict().values()):
+        assert torch.allclose(p.float(), q.float(), atol=1e-6), name
+
+
+def test_keyboard_interrupt_keeps_last_checkpoint(data, tmp_path, capsys):
+    model = tiny_model(interrupt_at=4 + 2)  # 4 iterations per epoch: stop in epoch 2
+    h = run(data, "id", tmp_path, model=model)
+    assert h.interrupted and h.epochs_done == 1 and len(h.iter_loss) == 4
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert state["epoch"] == 1
+    for name, p in model.state_dict().items():  # the model is back at the checkpoint
+        assert torch.equal(p, state["model"][name]), name
+    out = capsys.readouterr().out
+    assert "resume=True" in out and "epoch 2" in out
+    model.backbone.interrupt_at = None  # Ctrl-C is over: resuming finishes the run
+    assert run(data, "id", tmp_path, model=model, resume=True).epochs_done == 2
+
+
+def test_interrupt_while_writing_keeps_previous_checkpoint(data, tmp_path, monkeypatch):
+    run(data, "id", tmp_path, epochs=1)
+    before = (tmp_path / "last.pt").read_bytes()
+
+    def half_written_save(obj, f):
+        f.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(T.torch, "save", half_written_save)
+    h = run(data, "id", tmp_path, resume=True)
+    assert h.interrupted and h.epochs_done == 1
+    assert (tmp_path / "last.pt").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left
+
+
+def test_corrupt_checkpoint_is_reported(data, tmp_path):
+    run(data, "id", tmp_path, epochs=1)
+    path = tmp_path / "last.pt"
+    path.write_bytes(path.read_bytes()[: 1000])
+    with pytest.raises(CheckpointError, match="last.pt"):
+        run(data, "id", tmp_path, resume=True)
+    path.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="last.pt"):
+        run(data, "id", tmp_path, resume=True)
+
+
+def test_nan_loss_names_epoch_and_iteration(data):
+    with pytest.raises(FloatingPointError, match=r"epoch 1/2, iteration 3/4"):
+        run(data, "id", model=tiny_model(nan_at=3))
+
+
+def test_cpu_bf16_autocast_path(data):
+    device = torch.device("cpu")
+    assert T.resolve_amp(device, None) is None and T.resolve_amp(device, True) is torch.bfloat16
+    with T.autocast_context(device, True):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype is torch.bfloat16
+    h = run(data, "strong", amp=True, epochs=1)
+    assert h.epochs_done == 1 and all(math.isfinite(v) for v in h.iter_loss)
