@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import argparse
 import io
+import multiprocessing
 import os
 import re
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -236,10 +239,13 @@ PALETTE = [(28, 28, 32), (232, 232, 226), (128, 128, 132), (32, 42, 92), (62, 11
 SKIN = [(238, 204, 178), (214, 170, 134), (174, 124, 90), (118, 80, 56)]
 HAIR = [(22, 16, 12), (72, 46, 26), (142, 100, 60), (202, 172, 112), (152, 152, 150)]
 PATTERNS = ("plain", "plain", "hstripes", "vstripes", "checks", "print", "yoke", "jacket")
-# Per-camera colour gains (R, G, B) and brightness: strong, so colour alone misleads.
+# Per camera: colour gains (R, G, B), brightness and saturation. Strong on purpose:
+# a query is never seen by its gallery image's camera, so colour alone misleads.
 CAMERA_GAIN = [(1.3, 1.0, 0.65), (0.7, 0.95, 1.35), (0.9, 1.25, 0.8),
                (1.25, 0.8, 1.2), (1.0, 1.0, 1.0), (1.1, 1.1, 0.85)]
 CAMERA_LIGHT = [1.0, 0.9, 0.6, 1.3, 0.75, 1.15]
+CAMERA_SATURATION = [1.1, 0.8, 1.0, 0.55, 1.2, 0.9]
+RGB = tuple[int, int, int]
 
 
 @dataclass(frozen=True)
@@ -248,42 +254,61 @@ class Look:
 
     height: float      # person height as a share of the canvas height
     build: float       # width factor, 1 = average
-    skin: tuple
-    hair: tuple
-    long_hair: bool
-    top: tuple
-    top2: tuple        # second colour of the top's pattern
+    skin: RGB
+    hair: RGB
+    hair_style: str    # "short" | "long" | "bun"
+    top: RGB
+    top2: RGB          # second colour of the top's pattern
     pattern: str       # one of PATTERNS
     period: int        # stripe/check period in canvas pixels
     sleeves: str       # "long" | "short" | "none"
-    bottom: tuple
+    bottom: RGB
     bottom_kind: str   # "long" | "shorts" | "skirt"
-    shoes: tuple
+    shoes: RGB
     bag: str           # "none" | "backpack" | "shoulder" | "hand"
-    bag_colour: tuple
+    bag_colour: RGB
     hat: str           # "none" | "cap" | "beanie"
-    hat_colour: tuple
+    hat_colour: RGB
 
 
-def _colour(rng: np.random.Generator, choices: list) -> tuple:
+@dataclass(frozen=True)
+class Pose:
+    """Where and how one figure stands on the canvas (canvas pixels)."""
+
+    view: str          # "front" | "back" | "side"
+    facing: int        # +1 walks to the right, -1 to the left (side view)
+    swing: float       # gait phase as sin(angle), in [-1, 1]
+    s: float           # full height
+    cx: float          # centre line
+    top: float         # top of the head
+
+
+def _colour(rng: np.random.Generator, choices: list[RGB]) -> RGB:
     """A palette colour with a small per-identity shade jitter."""
     base = np.array(choices[int(rng.integers(len(choices)))], float)
-    return tuple(int(v) for v in np.clip(base + rng.normal(0, 8, 3), 0, 255))
+    r, g, b = (int(v) for v in np.clip(base + rng.normal(0, 8, 3), 0, 255))
+    return r, g, b
 
 
+@lru_cache(maxsize=4096)
 def identity_look(seed: int, pid: int) -> Look:
-    """The build and clothing of synthetic identity ``pid``."""
+    """The build and clothing of synthetic identity ``pid`` (a non-negative int)."""
     rng = np.random.default_rng([seed, pid, 1])
-    pick = lambda options, p=None: options[int(rng.choice(len(options), p=p))]  # noqa: E731
+
+    def pick(options: tuple, p: list[float] | None = None):
+        return options[int(rng.choice(len(options), p=p))]
+
     return Look(
-        height=float(rng.uniform(0.78, 0.95)), build=float(rng.uniform(0.8, 1.3)),
-        skin=_colour(rng, SKIN), hair=_colour(rng, HAIR), long_hair=bool(rng.random() < 0.3),
+        height=float(rng.uniform(0.84, 0.97)), build=float(rng.uniform(0.8, 1.3)),
+        skin=_colour(rng, SKIN), hair=_colour(rng, HAIR),
+        hair_style=pick(("short", "long", "bun"), [0.6, 0.3, 0.1]),
         top=_colour(rng, PALETTE), top2=_colour(rng, PALETTE), pattern=pick(PATTERNS),
-        period=int(rng.integers(5, 11)), sleeves=pick(("long", "short", "none"), [0.5, 0.4, 0.1]),
-        bottom=_colour(rng, PALETTE), bottom_kind=pick(("long", "shorts", "skirt"), [0.65, 0.2, 0.15]),
+        period=int(rng.integers(5, 11)), sleeves=pick(("long", "short", "none"), [0.45, 0.45, 0.1]),
+        bottom=_colour(rng, PALETTE),
+        bottom_kind=pick(("long", "shorts", "skirt"), [0.6, 0.25, 0.15]),
         shoes=_colour(rng, PALETTE[:4] + PALETTE[8:10]),
         bag=pick(("none", "backpack", "shoulder", "hand"), [0.4, 0.25, 0.2, 0.15]),
-        bag_colour=_colour(rng, PALETTE), hat=pick(("none", "cap", "beanie"), [0.7, 0.2, 0.1]),
+        bag_colour=_colour(rng, PALETTE), hat=pick(("none", "cap", "beanie"), [0.75, 0.17, 0.08]),
         hat_colour=_colour(rng, PALETTE))
 
 
@@ -295,35 +320,103 @@ def identity_cameras(seed: int, pid: int, n: int) -> list[int]:
     return [seq[i] for i in rng.permutation(len(seq))]
 
 
+def random_pose(look: Look, rng: np.random.Generator, cx: float = CW / 2, scale: float = 1.0) -> Pose:
+    """A random view, gait phase, scale and placement of a figure near centre line ``cx``."""
+    s = look.height * CH * scale * rng.uniform(0.93, 1.06)
+    return Pose(view=("front", "back", "side")[int(rng.integers(3))],
+                facing=1 if rng.random() < 0.5 else -1,
+                swing=float(np.sin(rng.uniform(0, 2 * np.pi))), s=s,
+                cx=cx + rng.normal(0, 0.04) * CW, top=CH * rng.uniform(0.985, 1.025) - s)
+
+
+# ---- scenes
+def _rgb(values) -> RGB:
+    r, g, b = (int(v) for v in np.clip(values, 0, 255))
+    return r, g, b
+
+
+def _muted(rng: np.random.Generator, lo: int, hi: int, tint: float = 18) -> RGB:
+    """A greyish colour: a grey level in [lo, hi) plus a small tint."""
+    return _rgb(rng.integers(lo, hi) + rng.normal(0, tint, 3))
+
+
 @lru_cache(maxsize=64)
 def camera_scene(seed: int, cam: int) -> np.ndarray:
-    """The background a camera sees, larger than the canvas: uint8 [CH + 64, CW + 64, 3]."""
+    """The place a camera watches, larger than the canvas: uint8 [CH + 64, CW + 64, 3].
+
+    A wall or building front (windows, doors, columns, a sign) above a paved floor,
+    with clutter such as parked bicycles, railings and hedges.
+    """
     rng = np.random.default_rng([seed, cam, 3])
     h, w = CH + 64, CW + 64
     img = Image.new("RGB", (w, h))
     draw = ImageDraw.Draw(img)
-    horizon = int(h * rng.uniform(0.45, 0.75))
-    wall, floor = rng.integers(60, 200, 3), rng.integers(50, 170, 3)
+    horizon = int(h * rng.uniform(0.35, 0.65))
+    wall, floor = np.array(_muted(rng, 80, 200)), _muted(rng, 80, 170, 10)
     for y in range(0, horizon, 4):
-        draw.rectangle([0, y, w, y + 4], fill=tuple(int(c) for c in wall * (0.8 + 0.3 * y / h)))
-    draw.rectangle([0, horizon, w, h], fill=tuple(int(c) for c in floor))
-    for _ in range(int(rng.integers(3, 8))):      # windows, doors, signs, columns
-        x0, y0 = int(rng.integers(-20, w)), int(rng.integers(-20, horizon - 10))
-        bw, bh = int(rng.integers(8, 60)), int(rng.integers(10, horizon))
-        draw.rectangle([x0, y0, x0 + bw, min(y0 + bh, horizon)],
-                       fill=tuple(int(c) for c in rng.integers(20, 240, 3)))
-    step = int(rng.integers(12, 40))               # floor tiles or kerb lines
-    line = tuple(int(c) for c in np.clip(floor + rng.integers(-50, 50, 3), 0, 255))
+        draw.rectangle([0, y, w, y + 4], fill=_rgb(wall * (0.85 + 0.25 * y / horizon)))
+    draw.rectangle([0, horizon, w, h], fill=floor)
+    for _ in range(int(rng.integers(3, 7))):
+        x0, bw = int(rng.integers(-20, w)), int(rng.integers(10, 70))
+        kind = int(rng.integers(4))
+        if kind == 0:                                   # window with a frame
+            y0, bh = int(rng.integers(0, max(1, horizon - 40))), int(rng.integers(20, 60))
+            draw.rectangle([x0, y0, x0 + bw, y0 + bh], fill=_muted(rng, 30, 90, 10),
+                           outline=_muted(rng, 150, 230), width=3)
+        elif kind == 1:                                 # door or column down to the floor
+            draw.rectangle([x0, int(rng.integers(0, horizon // 2)), x0 + bw // 2, horizon],
+                           fill=_muted(rng, 40, 220))
+        elif kind == 2:                                 # shop sign: the one saturated thing
+            y0 = int(rng.integers(0, max(1, horizon - 20)))
+            draw.rectangle([x0, y0, x0 + bw, y0 + 14], fill=_rgb(rng.integers(30, 240, 3)))
+        else:                                           # hedge or tree crown
+            cy = horizon - int(rng.integers(0, 30))
+            draw.ellipse([x0, cy - bw // 2, x0 + bw, cy + 10], fill=_rgb((40, 90, 45) + rng.normal(0, 15, 3)))
+    step, line = int(rng.integers(14, 40)), _rgb(np.array(floor) + rng.integers(-40, 40))
     for y in range(horizon + step // 2, h, step):
         draw.line([0, y, w, y], fill=line, width=2)
-    if rng.random() < 0.5:
-        for x in range(int(rng.integers(0, step)), w, step * 2):
-            draw.line([x, horizon, x + (x - w // 2) // 2, h], fill=line, width=2)
+    for x in range(int(rng.integers(0, step)), w, 2 * step):
+        draw.line([x, horizon, x + (x - w // 2) // 2, h], fill=line, width=2)
+    if rng.random() < 0.5:                              # a row of parked bicycles
+        y = horizon + int(rng.integers(10, 40))
+        for x in range(int(rng.integers(-10, 20)), w, int(rng.integers(22, 40))):
+            col = _muted(rng, 10, 120, 30)
+            for dx in (0, 22):
+                draw.ellipse([x + dx - 9, y - 9, x + dx + 9, y + 9], outline=col, width=2)
+            draw.line([x, y, x + 10, y - 12, x + 22, y, x + 10, y - 12, x + 8, y - 20], fill=col, width=2)
+    if rng.random() < 0.4:                              # a railing
+        y, col = horizon + int(rng.integers(0, 30)), _muted(rng, 20, 200)
+        draw.line([0, y - 25, w, y - 25], fill=col, width=3)
+        for x in range(0, w, 16):
+            draw.line([x, y - 25, x, y], fill=col, width=2)
     arr = np.asarray(img, np.float32) + rng.normal(0, 6, (h, w, 3))
     return np.clip(arr, 0, 255).astype(np.uint8)
 
 
-def _limb(draw: ImageDraw.ImageDraw, pts: list, colour: tuple, width: float) -> None:
+# ---- the figure
+@dataclass(frozen=True)
+class _Body:
+    """Heights (y) and half-widths of one figure, from its look and pose (canvas pixels)."""
+
+    head_r: float
+    sh_y: float
+    hip_y: float
+    knee_y: float
+    ank_y: float
+    sw: float          # shoulder half-width
+    hw: float          # hip half-width
+    lw: float          # leg width
+    aw: float          # arm width
+
+
+def _body(look: Look, p: Pose) -> _Body:
+    s, b = p.s, look.build
+    sw, hw = (0.07 * s * b, 0.065 * s * b) if p.view == "side" else (0.115 * s * b, 0.09 * s * b)
+    return _Body(0.065 * s, p.top + 0.17 * s, p.top + 0.52 * s, p.top + 0.735 * s,
+                 p.top + 0.945 * s, sw, hw, 0.075 * s * b, 0.048 * s * b)
+
+
+def _limb(draw: ImageDraw.ImageDraw, pts: list, colour: RGB, width: float) -> None:
     """A thick poly-line with round ends and joints."""
     draw.line(pts, fill=colour, width=max(1, int(width)), joint="curve")
     r = width / 2
@@ -331,156 +424,196 @@ def _limb(draw: ImageDraw.ImageDraw, pts: list, colour: tuple, width: float) -> 
         draw.ellipse([x - r, y - r, x + r, y + r], fill=colour)
 
 
-def _pattern_mask(look: Look, view: str, cx: float, top: float, s: float, sw: float) -> np.ndarray:
+def _draw_legs(draw: ImageDraw.ImageDraw, look: Look, p: Pose, g: _Body) -> None:
+    """Legs (trousers, shorts or bare under a skirt), shoes, and the skirt or waistband."""
+    s, cx = p.s, p.cx
+    for leg in (-1, 1):
+        if p.view == "side":
+            k = leg * p.swing
+            hip, foot = (cx, g.hip_y), (cx + p.facing * k * 0.16 * s, g.ank_y - max(0.0, -k) * 0.03 * s)
+            knee = ((hip[0] + foot[0]) / 2 + p.facing * 0.025 * s, g.knee_y)
+        else:
+            lift = max(0.0, leg * p.swing) * 0.03 * s
+            hip, foot = (cx + leg * g.hw * 0.5, g.hip_y), (cx + leg * g.hw * 0.6, g.ank_y - lift)
+            knee = (cx + leg * g.hw * 0.55, g.knee_y - lift / 2)
+        covered = look.bottom_kind == "long"
+        _limb(draw, [hip, knee, foot], look.bottom if covered else look.skin, g.lw * (1 if covered else 0.75))
+        if look.bottom_kind == "shorts":
+            _limb(draw, [hip, (knee[0], knee[1] - 0.03 * s)], look.bottom, g.lw)
+        toe = p.facing * 0.05 * s if p.view == "side" else 0
+        fx, fy = foot
+        draw.ellipse([fx - g.lw * 0.55 + min(toe, 0), fy - 0.015 * s, fx + g.lw * 0.55 + max(toe, 0),
+                      fy + 0.04 * s], fill=look.shoes)
+    if look.bottom_kind == "skirt":
+        draw.polygon([(cx - g.hw, g.hip_y - 0.03 * s), (cx + g.hw, g.hip_y - 0.03 * s),
+                      (cx + g.hw * 1.6, g.knee_y + 0.02 * s), (cx - g.hw * 1.6, g.knee_y + 0.02 * s)],
+                     fill=look.bottom)
+    else:
+        draw.rectangle([cx - g.hw, g.hip_y - 0.03 * s, cx + g.hw, g.hip_y + 0.07 * s], fill=look.bottom)
+
+
+def _arms(p: Pose, g: _Body) -> list[tuple]:
+    """(shoulder, elbow, hand) of the far/left arm, then the near/right arm."""
+    s, cx, arms = p.s, p.cx, []
+    for arm in (-1, 1):
+        if p.view == "side":
+            hand = (cx + p.facing * -arm * p.swing * 0.13 * s, g.sh_y + 0.33 * s)
+            sh = (cx, g.sh_y + g.aw * 0.5)
+            elbow = ((sh[0] + hand[0]) / 2 - p.facing * 0.01 * s, g.sh_y + 0.17 * s)
+        else:
+            sh = (cx + arm * (g.sw - g.aw * 0.45), g.sh_y + g.aw * 0.5)
+            elbow = (cx + arm * (g.sw + 0.012 * s), g.sh_y + 0.17 * s)
+            hand = (cx + arm * (g.sw + 0.004 * s), g.sh_y + 0.33 * s + p.swing * arm * 0.012 * s)
+        arms.append((sh, elbow, hand))
+    return arms
+
+
+def _draw_arm(draw: ImageDraw.ImageDraw, look: Look, g: _Body, s: float, arm: tuple,
+              holds_bag: bool) -> None:
+    """One arm in skin and sleeve, the hand, and a hand-held bag."""
+    sh, elbow, hand = arm
+    _limb(draw, [sh, elbow, hand], look.skin, g.aw * 0.8)
+    if look.sleeves == "long":
+        _limb(draw, [sh, elbow, hand], look.top, g.aw)
+    elif look.sleeves == "short":
+        _limb(draw, [sh, ((sh[0] + elbow[0]) / 2, (sh[1] + elbow[1]) / 2)], look.top, g.aw * 1.15)
+    r = g.aw * 0.55
+    draw.ellipse([hand[0] - r, hand[1] - r, hand[0] + r, hand[1] + r], fill=look.skin)
+    if holds_bag:
+        draw.rounded_rectangle([hand[0] - 0.05 * s, hand[1], hand[0] + 0.05 * s, hand[1] + 0.1 * s], 3,
+                               fill=look.bag_colour)
+
+
+_GRID = np.mgrid[0:CH, 0:CW]   # canvas row and column of every pixel: int [2, CH, CW]
+_GRID.flags.writeable = False
+
+
+def _pattern_mask(look: Look, p: Pose, g: _Body) -> np.ndarray:
     """Where the top shows its second colour: bool [CH, CW]."""
-    yy, xx = np.mgrid[0:CH, 0:CW]
-    p = look.period
+    yy, xx = _GRID
+    per = look.period
     if look.pattern == "hstripes":
-        return (yy // p) % 2 == 0
+        return (yy // per) % 2 == 0
     if look.pattern == "vstripes":
-        return ((xx - int(cx)) // p) % 2 == 0
+        return ((xx - int(p.cx)) // per) % 2 == 0
     if look.pattern == "checks":
-        return ((yy // p) + (xx // p)) % 2 == 0
+        return ((yy // per) + (xx // per)) % 2 == 0
     if look.pattern == "yoke":
-        return yy < top + 0.27 * s
-    if look.pattern == "print" and view == "front":
-        return (xx - cx) ** 2 + (yy - top - 0.32 * s) ** 2 < (0.45 * sw) ** 2
-    if look.pattern == "jacket" and view == "front":
-        return np.abs(xx - cx) < 0.3 * sw
+        return yy < g.sh_y + 0.09 * p.s
+    if look.pattern == "print" and p.view == "front":
+        return (xx - p.cx) ** 2 + (yy - g.sh_y - 0.14 * p.s) ** 2 < (0.45 * g.sw) ** 2
+    if look.pattern == "jacket" and p.view == "front":
+        return np.abs(xx - p.cx) < 0.3 * g.sw
     return np.zeros((CH, CW), bool)
 
 
-def draw_person(img: Image.Image, look: Look, rng: np.random.Generator) -> None:
-    """Draw one pedestrian of ``look`` on the canvas ``img`` [CH, CW], in a random pose and view."""
-    draw = ImageDraw.Draw(img)
-    view = ("front", "back", "side")[int(rng.integers(3))]
-    facing = 1 if rng.random() < 0.5 else -1
-    swing = float(np.sin(rng.uniform(0, 2 * np.pi)))
-    s = look.height * CH * rng.uniform(0.9, 1.05)
-    cx = CW / 2 + rng.normal(0, 0.04) * CW
-    top = CH * rng.uniform(0.97, 1.02) - s
-    b = look.build
-    head_r, sh_y, hip_y, knee_y, ank_y = 0.062 * s, top + 0.17 * s, top + 0.52 * s, top + 0.73 * s, top + 0.94 * s
-    side = view == "side"
-    sw, hw = (0.065 * s * b, 0.06 * s * b) if side else (0.12 * s * b, 0.095 * s * b)
-    lw, aw = 0.075 * s * b, 0.05 * s * b
-    torso = [(cx - sw, sh_y), (cx + sw, sh_y), (cx + hw * 1.05, hip_y + 0.02 * s), (cx - hw * 1.05, hip_y + 0.02 * s)]
-    bag_behind = look.bag == "backpack" and side
-    if bag_behind:
-        x1 = cx - facing * (sw + 0.09 * s)
-        draw.rounded_rectangle([min(x1, cx), sh_y + 0.02 * s, max(x1, cx), hip_y - 0.03 * s], 4, fill=look.bag_colour)
-    # legs and shoes
-    for leg in (-1, 1):
-        if side:
-            k = leg * swing
-            foot = (cx + facing * k * 0.15 * s, ank_y - max(0.0, -k) * 0.03 * s)
-            knee = (cx + facing * (k * 0.07 * s + 0.02 * s), knee_y)
-            hip = (cx, hip_y)
-        else:
-            lift = max(0.0, leg * swing) * 0.03 * s
-            hip, knee, foot = (cx + leg * hw * 0.5, hip_y), (cx + leg * hw * 0.55, knee_y - lift / 2), (cx + leg * hw * 0.55, ank_y - lift)
-        lower = look.skin if look.bottom_kind != "long" else look.bottom
-        _limb(draw, [hip, knee, foot], lower, lw * (0.8 if look.bottom_kind != "long" else 1))
-        if look.bottom_kind == "shorts":
-            _limb(draw, [hip, (knee[0], knee[1] - 0.03 * s)], look.bottom, lw)
-        fx, fy = foot
-        toe = facing * 0.05 * s if side else 0
-        draw.ellipse([fx - lw * 0.6 + min(toe, 0), fy - 0.015 * s, fx + lw * 0.6 + max(toe, 0), fy + 0.04 * s], fill=look.shoes)
-    if look.bottom_kind == "skirt":
-        draw.polygon([(cx - hw, hip_y - 0.02 * s), (cx + hw, hip_y - 0.02 * s), (cx + hw * 1.5, knee_y), (cx - hw * 1.5, knee_y)], fill=look.bottom)
-    else:
-        draw.rectangle([cx - hw, hip_y - 0.02 * s, cx + hw, hip_y + 0.07 * s], fill=look.bottom)
-    # arms behind (side view), torso with its pattern, arms in front
-    arms = []
-    for arm in (-1, 1):
-        if side:
-            k = -arm * swing
-            sh = (cx, sh_y + aw * 0.5)
-            hand = (cx + facing * k * 0.12 * s, sh_y + 0.33 * s)
-            elbow = ((sh[0] + hand[0]) / 2 + facing * 0.01 * s, sh_y + 0.17 * s)
-        else:
-            sh = (cx + arm * (sw - aw * 0.4), sh_y + aw * 0.5)
-            elbow = (cx + arm * (sw + 0.012 * s), sh_y + 0.17 * s)
-            hand = (cx + arm * (sw + 0.005 * s), sh_y + 0.33 * s + swing * arm * 0.01 * s)
-        arms.append((sh, elbow, hand))
-    def draw_arm(sh: tuple, elbow: tuple, hand: tuple) -> None:
-        _limb(draw, [sh, elbow, hand], look.skin, aw * 0.85)
-        if look.sleeves == "long":
-            _limb(draw, [sh, elbow, hand], look.top, aw)
-        elif look.sleeves == "short":
-            _limb(draw, [sh, ((sh[0] + elbow[0]) / 2, (sh[1] + elbow[1]) / 2)], look.top, aw * 1.1)
-        r = aw * 0.55
-        draw.ellipse([hand[0] - r, hand[1] - r, hand[0] + r, hand[1] + r], fill=look.skin)
-        if look.bag == "hand" and hand is arms[1][2]:
-            draw.rectangle([hand[0] - 0.05 * s, hand[1], hand[0] + 0.05 * s, hand[1] + 0.11 * s], fill=look.bag_colour)
-    if side:
-        draw_arm(*arms[0])
-    draw.rectangle([cx - 0.025 * s, top + 0.1 * s, cx + 0.025 * s, sh_y + 2], fill=look.skin)
+def _draw_torso(img: Image.Image, look: Look, p: Pose, g: _Body) -> None:
+    """Neck, and the top with its pattern."""
+    s, cx = p.s, p.cx
+    ImageDraw.Draw(img).rectangle([cx - 0.025 * s, p.top + 0.1 * s, cx + 0.025 * s, g.sh_y + 2], fill=look.skin)
+    lean = p.facing * 0.02 * s if p.view == "side" else 0
+    outline = [(cx - g.sw * 0.85, g.sh_y - 0.012 * s), (cx + g.sw * 0.85, g.sh_y - 0.012 * s),
+               (cx + g.sw + max(lean, 0), g.sh_y + 0.05 * s), (cx + g.hw * 1.05, g.hip_y + 0.03 * s),
+               (cx - g.hw * 1.05, g.hip_y + 0.03 * s), (cx - g.sw + min(lean, 0), g.sh_y + 0.05 * s)]
     mask = Image.new("L", (CW, CH))
-    ImageDraw.Draw(mask).polygon(torso, fill=255)
+    ImageDraw.Draw(mask).polygon(outline, fill=255)
     img.paste(look.top, mask=mask)
-    pat = np.asarray(mask) > 0
-    pat &= _pattern_mask(look, view, cx, top, s, sw)
-    img.paste(look.top2, mask=Image.fromarray(pat.astype(np.uint8) * 255))
-    if look.bag == "backpack" and view == "back":
-        draw.rounded_rectangle([cx - sw * 0.8, sh_y + 0.03 * s, cx + sw * 0.8, hip_y - 0.02 * s], 5, fill=look.bag_colour)
-    elif look.bag == "backpack" and view == "front":
+    second = (np.asarray(mask) > 0) & _pattern_mask(look, p, g)
+    img.paste(look.top2, mask=Image.fromarray(second.astype(np.uint8) * 255))
+
+
+def _draw_bag(draw: ImageDraw.ImageDraw, look: Look, p: Pose, g: _Body, behind: bool) -> None:
+    """Backpack (behind the body in side view, over it in back view, straps in front view)
+    or shoulder bag; a hand bag is drawn with the hand."""
+    s, cx = p.s, p.cx
+    if look.bag == "backpack" and p.view == "side" and behind:
+        x1 = cx - p.facing * (g.sw + 0.1 * s)
+        draw.rounded_rectangle([min(x1, cx), g.sh_y + 0.01 * s, max(x1, cx), g.hip_y - 0.05 * s], 5,
+                               fill=look.bag_colour)
+    elif behind:
+        return
+    elif look.bag == "backpack" and p.view == "back":
+        draw.rounded_rectangle([cx - g.sw * 0.8, g.sh_y + 0.02 * s, cx + g.sw * 0.8, g.hip_y - 0.04 * s], 6,
+                               fill=look.bag_colour)
+    elif look.bag == "backpack" and p.view == "front":
         for d in (-1, 1):
-            draw.line([cx + d * sw * 0.55, sh_y, cx + d * sw * 0.6, sh_y + 0.22 * s], fill=look.bag_colour, width=3)
+            draw.line([cx + d * g.sw * 0.55, g.sh_y - 0.01 * s, cx + d * g.sw * 0.6, g.sh_y + 0.22 * s],
+                      fill=look.bag_colour, width=max(2, int(0.02 * s)))
     elif look.bag == "shoulder":
-        draw.line([cx - sw * 0.7, sh_y, cx + hw * 1.1, hip_y - 0.04 * s], fill=look.bag_colour, width=3)
-        draw.rectangle([cx + hw * 0.7, hip_y - 0.06 * s, cx + hw * 0.7 + 0.11 * s, hip_y + 0.05 * s], fill=look.bag_colour)
-    for arm in (arms[1:] if side else arms):
-        draw_arm(*arm)
-    _draw_head(draw, look, view, facing, cx + (facing * 0.01 * s if side else 0), top + head_r * 1.1, head_r, s)
+        draw.line([cx - g.sw * 0.7, g.sh_y - 0.01 * s, cx + g.hw * 1.1, g.hip_y - 0.04 * s],
+                  fill=look.bag_colour, width=max(2, int(0.015 * s)))
+        draw.rectangle([cx + g.hw * 0.7, g.hip_y - 0.06 * s, cx + g.hw * 0.7 + 0.12 * s, g.hip_y + 0.05 * s],
+                       fill=look.bag_colour)
 
 
-def _draw_head(draw: ImageDraw.ImageDraw, look: Look, view: str, facing: int, hx: float,
-               hy: float, r: float, s: float) -> None:
-    """Head, hair, face and hat centred at (hx, hy) with radius r (canvas pixels)."""
+def _draw_head(draw: ImageDraw.ImageDraw, look: Look, p: Pose, g: _Body) -> None:
+    """Head, hair, eyes and hat."""
+    r = g.head_r
+    hx, hy = p.cx + (p.facing * 0.01 * p.s if p.view == "side" else 0), p.top + r * 1.1
     box = [hx - r, hy - r * 1.1, hx + r, hy + r * 1.1]
-    if look.long_hair and view != "back":
+    if look.hair_style == "long" and p.view != "back":
         draw.rectangle([hx - r * 1.05, hy - r * 0.3, hx + r * 1.05, hy + r * 2.2], fill=look.hair)
-    draw.ellipse(box, fill=look.skin)
-    if view == "back":
-        draw.ellipse(box, fill=look.hair)
-        if look.long_hair:
-            draw.rectangle([hx - r * 1.05, hy, hx + r * 1.05, hy + r * 2.4], fill=look.hair)
-    else:
+    draw.ellipse(box, fill=look.hair if p.view == "back" else look.skin)
+    if p.view == "back" and look.hair_style == "long":
+        draw.rectangle([hx - r * 1.05, hy, hx + r * 1.05, hy + r * 2.4], fill=look.hair)
+    if p.view != "back":
         draw.pieslice([hx - r * 1.08, hy - r * 1.2, hx + r * 1.08, hy + r * 0.9], 180, 360, fill=look.hair)
-        eye = (0.02 * s) if view == "front" else 0
-        for ex in ((hx - r * 0.4, hx + r * 0.4) if view == "front" else (hx + facing * r * 0.55,)):
-            draw.ellipse([ex - eye - 1, hy + r * 0.05, ex + 1, hy + r * 0.05 + 2], fill=(30, 25, 25))
+        eyes = (hx - r * 0.4, hx + r * 0.4) if p.view == "front" else (hx + p.facing * r * 0.55,)
+        for ex in eyes:
+            draw.ellipse([ex - 1.5, hy + r * 0.05, ex + 1.5, hy + r * 0.05 + 2], fill=(30, 25, 25))
+    if look.hair_style == "bun" and look.hat == "none":
+        bx = hx - p.facing * r if p.view == "side" else hx
+        draw.ellipse([bx - r * 0.45, hy - r * 1.45, bx + r * 0.45, hy - r * 0.6], fill=look.hair)
     if look.hat == "cap":
         draw.pieslice([hx - r * 1.1, hy - r * 1.3, hx + r * 1.1, hy + r * 0.7], 180, 360, fill=look.hat_colour)
-        bx = facing * r * 1.4 if view == "side" else 0
-        draw.rectangle([min(hx - r, hx + bx - r), hy - r * 0.35, max(hx + r, hx + bx + r * 0.3), hy - r * 0.15], fill=look.hat_colour)
+        bx = p.facing * r * 1.5 if p.view == "side" else 0
+        if p.view != "back":
+            draw.rectangle([min(hx - r, hx + bx - r), hy - r * 0.35, max(hx + r, hx + bx + r * 0.3),
+                            hy - r * 0.15], fill=look.hat_colour)
     elif look.hat == "beanie":
         draw.chord([hx - r * 1.1, hy - r * 1.6, hx + r * 1.1, hy + r * 0.4], 180, 360, fill=look.hat_colour)
 
 
+def draw_person(img: Image.Image, look: Look, p: Pose) -> None:
+    """Draw one pedestrian of ``look`` in pose ``p`` onto the canvas ``img`` (CW x CH, RGB)."""
+    draw, g = ImageDraw.Draw(img), _body(look, p)
+    arms = _arms(p, g)
+    _draw_bag(draw, look, p, g, behind=True)
+    if p.view == "side":
+        _draw_arm(draw, look, g, p.s, arms[0], holds_bag=False)
+    _draw_legs(draw, look, p, g)
+    _draw_torso(img, look, p, g)
+    _draw_bag(draw, look, p, g, behind=False)
+    for arm in (arms[1:] if p.view == "side" else arms):
+        _draw_arm(draw, look, g, p.s, arm, holds_bag=look.bag == "hand" and arm is arms[1])
+    _draw_head(draw, look, p, g)
+
+
+# ---- the camera
 def _occlude(draw: ImageDraw.ImageDraw, rng: np.random.Generator) -> None:
-    """Partial occlusion: a low object (bench, car), a pole, or a passer-by at the edge."""
-    kind = int(rng.integers(3))
-    colour = tuple(int(c) for c in rng.integers(10, 230, 3))
-    if kind == 0:
-        y = CH * rng.uniform(0.65, 0.85)
-        draw.rectangle([-1, y, CW, CH], fill=colour)
-    elif kind == 1:
-        x, w = CW * rng.uniform(0, 1), rng.uniform(6, 18)
-        draw.rectangle([x, -1, x + w, CH], fill=colour)
+    """Partial occlusion in front of the person: a low object (bench, car) or a pole."""
+    colour = _rgb(rng.integers(10, 230, 3))
+    if rng.random() < 0.5:
+        y = CH * rng.uniform(0.7, 0.88)
+        draw.rounded_rectangle([-8, y, CW + 8, CH + 8], 8, fill=colour)
     else:
-        x = CW * (rng.uniform(-0.35, -0.15) if rng.random() < 0.5 else rng.uniform(0.8, 1.0))
-        draw.rounded_rectangle([x, CH * 0.15, x + CW * 0.35, CH], 10, fill=colour)
+        x, w = CW * rng.uniform(0, 1), rng.uniform(6, 16)
+        draw.rectangle([x, -1, x + w, CH], fill=colour)
 
 
 def _apply_camera(arr: np.ndarray, cam: int, rng: np.random.Generator) -> np.ndarray:
-    """Camera colour cast, brightness, a light gradient and sensor noise: float [CH, CW, 3] -> uint8."""
-    gain = np.array(CAMERA_GAIN[(cam - 1) % N_CAMERAS]) * rng.uniform(0.9, 1.1, 3)
-    light = CAMERA_LIGHT[(cam - 1) % N_CAMERAS] * rng.uniform(0.85, 1.15)
-    ramp = np.linspace(1 - 0.3 * rng.random(), 1 + 0.1 * rng.random(), CW, dtype=np.float32)[None, :, None]
-    ramp = ramp[:, ::-1] if rng.random() < 0.5 else ramp
-    arr = arr * (gain * light)[None, None, :] * ramp + rng.normal(0, 3, arr.shape)
+    """Camera colour cast, brightness, saturation, a light ramp and sensor noise.
+
+    arr: float32 [h, w, 3] in 0..255 -> uint8 [h, w, 3].
+    """
+    c = (cam - 1) % N_CAMERAS
+    grey = arr.mean(axis=2, keepdims=True)
+    arr = grey + np.float32(CAMERA_SATURATION[c] * rng.uniform(0.85, 1.15)) * (arr - grey)
+    gain = np.array(CAMERA_GAIN[c]) * rng.uniform(0.9, 1.1, 3) * CAMERA_LIGHT[c] * rng.uniform(0.85, 1.15)
+    ramp = np.linspace(1 - 0.3 * rng.random(), 1 + 0.1 * rng.random(), arr.shape[1], dtype=np.float32)
+    ramp = ramp[::-1] if rng.random() < 0.5 else ramp
+    arr *= gain.astype(np.float32)[None, None, :] * ramp[None, :, None]
+    arr += rng.standard_normal(arr.shape, dtype=np.float32) * np.float32(3)
     return np.clip(arr, 0, 255).astype(np.uint8)
 
 
@@ -490,10 +623,22 @@ def render_image(seed: int, pid: int, index: int, cam: int) -> Image.Image:
     scene = camera_scene(seed, cam)
     y0, x0 = int(rng.integers(0, scene.shape[0] - CH + 1)), int(rng.integers(0, scene.shape[1] - CW + 1))
     img = Image.fromarray(scene[y0:y0 + CH, x0:x0 + CW])
-    draw_person(img, identity_look(seed, pid), rng)
-    if rng.random() < 0.25:
+    look = identity_look(seed, pid)
+    passer_by = rng.random() < 0.2                      # another pedestrian at one side
+    if passer_by:
+        other = identity_look(seed, 10**6 + 100 * pid + index)
+        side = 1 if rng.random() < 0.5 else -1
+        other_pose = random_pose(other, rng, cx=CW / 2 + side * CW * rng.uniform(0.5, 0.75),
+                                 scale=rng.uniform(0.85, 1.05))
+        in_front = rng.random() < 0.3
+        if not in_front:
+            draw_person(img, other, other_pose)
+    draw_person(img, look, random_pose(look, rng))
+    if passer_by and in_front:
+        draw_person(img, other, other_pose)
+    if rng.random() < 0.2:
         _occlude(ImageDraw.Draw(img), rng)
-    img = Image.fromarray(_apply_camera(np.asarray(img, np.float32), cam, rng)).reduce(2)
+    img = Image.fromarray(_apply_camera(np.asarray(img.reduce(2), np.float32), cam, rng))
     if rng.random() < 0.4:
         img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.0))))
     return img
@@ -506,12 +651,31 @@ def render_jpeg(seed: int, pid: int, index: int, cam: int) -> bytes:
     render_image(seed, pid, index, cam).save(buf, "JPEG", quality=int(rng.integers(60, 96)),
                                              subsampling=2, optimize=False)
     return buf.getvalue()
+
+
 # ------------------------------------------------------------------- writing
 def image_bytes(item: PoolImage) -> bytes:
     """The encoded file of a pool image: the source bytes, or a freshly drawn JPEG."""
     if isinstance(item.source, Path):
         return item.source.read_bytes()
     return render_jpeg(*item.source)
+
+
+def _encoded(items: list[PoolImage]) -> Iterator[bytes]:
+    """:func:`image_bytes` of each item, in order.
+
+    Many synthetic images are drawn by up to 4 worker processes; every image is
+    seeded by its own (seed, pid, index), so the bytes do not depend on the workers.
+    """
+    workers = min(4, os.cpu_count() or 1)
+    if workers < 2 or sum(not isinstance(i.source, Path) for i in items) < 500:
+        yield from map(image_bytes, items)
+        return
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        yield from pool.map(image_bytes, items, chunksize=64)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _write_csv(path: Path, rows: list[tuple[str, ...]]) -> None:
@@ -534,8 +698,9 @@ def write_layout(layout: Layout, out: Path, force: bool = False) -> Path:
     try:
         for rel in sorted({str(Path(r).parent) for r in [*layout.files, *layout.csvs]}):
             (tmp / rel).mkdir(parents=True, exist_ok=True)
-        for rel, item in sorted(layout.files.items()):
-            (tmp / rel).write_bytes(image_bytes(item))
+        files = sorted(layout.files.items())
+        for (rel, _), data in zip(files, _encoded([item for _, item in files])):
+            (tmp / rel).write_bytes(data)
         for rel, rows in sorted(layout.csvs.items()):
             _write_csv(tmp / rel, rows)
         _replace(tmp, out)
