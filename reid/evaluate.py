@@ -94,8 +94,8 @@ def extract_features(
 ) -> Tensor:
     """Embed every image with ``model`` in large batches, without gradients.
 
-    The model runs in eval mode under ``torch.inference_mode()``; its previous
-    training mode is restored afterwards, also when an error is raised.
+    The model runs in eval mode under ``torch.inference_mode()``; every submodule's
+    previous training mode is restored afterwards, also when an error is raised.
 
     Args:
         model: a module with ``embed(x) -> [B, D]`` (every model of this project);
@@ -124,11 +124,11 @@ def extract_features(
         raise ValueError(f"images: expected a tensor [N, 3, H, W], got shape {tuple(images.shape)}")
     starts = range(0, n, batch_size)
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm  # plain text bar: deterministic in notebooks, unlike widgets
 
         starts = tqdm(starts, desc="features", unit="batch", file=sys.stdout)
 
-    was_training = model.training
+    modes = [(module, module.training) for module in model.modules()]  # restored one by one
     model.eval()
     chunks: list[Tensor] = []
     try:
@@ -145,7 +145,8 @@ def extract_features(
                 feats = _embed(model, x)  # [B, D]
                 chunks.append(feats.float().cpu())
     finally:
-        model.train(was_training)
+        for module, training in modes:
+            module.training = training
     if not chunks:
         return torch.empty(0, 0)
     return torch.cat(chunks)

@@ -314,6 +314,11 @@ def test_extract_features_batches_modes_and_sources(capsys: pytest.CaptureFixtur
     bf16 = extract_features(model, images, amp_dtype=torch.bfloat16)
     assert bf16.dtype == torch.float32 and torch.allclose(bf16, expected, atol=0.1)
 
+    model.train()
+    model.head.eval()  # mixed modes (e.g. a frozen part) come back as they were
+    extract_features(model, images)
+    assert model.training and model.body.training and not model.head.training
+
 
 def test_extract_features_without_embed_uses_forward_first_output() -> None:
     class Pair(nn.Module):
