@@ -1,0 +1,163 @@
+"""CMC / mAP / mINP: the vectorised ``reid.evaluate`` against a per-query numpy loop.
+
+A random problem the size of Market-1501's test protocol: 3,368 queries, 15,913
+gallery images, 256-d features, 751 identities, 6 cameras.  Features are an
+identity centre + a camera shift + noise (fixed seed), so the metrics are far from
+0 and 1.  Both sides get the same float32 distance matrix; the reference is
+``bench/reference_eval.py`` (argsort each row, drop same id & camera, cumulative
+matches, AP), written like the usual Market-1501 evaluator loop but with numpy
+per query instead of a Python list per gallery item, so it is a stronger baseline
+than a pure-Python loop.  The results must agree to 1e-6 or the run fails.
+
+Rows:
+* ``cmc_map_from_distances``: same input as the reference (a distance matrix);
+* ``cmc_map`` from features: includes computing the distances (one matrix
+  product, about 14 GFLOP);
+* no identity signal: random features, so the hardest positive sits near the end
+  of every gallery row (the vectorised code's worst case: every item is placed).
+
+Ours: median of 5 runs after a warm-up (3 in the worst case); the reference:
+median of 3 runs (1 in the worst case); ``--quick``: a quarter-sized problem,
+ours 3 runs (1 in the worst case), the reference 1.  Torch runs with its default thread count and, as a
+second row, with one thread like numpy.  The machine may be shared and noisy:
+read the ratios, measured in one run.
+
+    python bench/bench_eval.py [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.reference_eval import reference_cmc_map  # noqa: E402
+from reid.evaluate import cmc_map, cmc_map_from_distances, pairwise_distance  # noqa: E402
+
+NUM_Q, NUM_G, DIM, NUM_IDS, NUM_CAMS = 3368, 15913, 256, 751, 6
+MAX_RANK = 50
+TOLERANCE = 1e-6
+
+
+def market_sized_problem(seed: int = 0, signal: bool = True, num_q: int = NUM_Q,
+                         num_g: int = NUM_G) -> dict[str, torch.Tensor]:
+    """Features ``[Q, 256]`` / ``[G, 256]`` float32, ids and cameras ``[Q]`` / ``[G]`` int64.
+
+    With ``signal``: feature = identity centre + 0.5 x camera shift + 1.5 x noise
+    (all standard normal); without: pure noise.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    centres = torch.randn(NUM_IDS, DIM, generator=gen)
+    shifts = torch.randn(NUM_CAMS, DIM, generator=gen)
+    q_ids = torch.randint(0, NUM_IDS, (num_q,), generator=gen)
+    g_ids = torch.randint(0, NUM_IDS, (num_g,), generator=gen)
+    q_cams = torch.randint(0, NUM_CAMS, (num_q,), generator=gen)
+    g_cams = torch.randint(0, NUM_CAMS, (num_g,), generator=gen)
+    q_feats = 1.5 * torch.randn(num_q, DIM, generator=gen)
+    g_feats = 1.5 * torch.randn(num_g, DIM, generator=gen)
+    if signal:
+        q_feats += centres[q_ids] + 0.5 * shifts[q_cams]
+        g_feats += centres[g_ids] + 0.5 * shifts[g_cams]
+    return {"q_feats": q_feats, "g_feats": g_feats, "q_ids": q_ids, "g_ids": g_ids,
+            "q_cams": q_cams, "g_cams": g_cams}
+
+
+def _median_time(fn: Callable[[], Any], runs: int) -> tuple[float, Any]:
+    """Median wall time of ``runs`` calls (seconds) and the last result."""
+    times, out = [], None
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def _max_abs_diff(ours: dict, ref: dict) -> float:
+    if ours["num_valid"] != ref["num_valid"]:
+        raise AssertionError(f"num_valid differs: ours {ours['num_valid']}, reference {ref['num_valid']}")
+    return max(float(np.abs(ours["cmc"].numpy() - ref["cmc"]).max()),
+               abs(ours["mAP"] - ref["mAP"]), abs(ours["mINP"] - ref["mINP"]))
+
+
+def _case(name: str, problem: dict, ours_runs: int, ref_runs: int,
+          with_features: bool = True) -> list[dict[str, Any]]:
+    """Time the reference, then ours from distances (and from features), per thread count."""
+    p = problem
+    dist = pairwise_distance(p["q_feats"], p["g_feats"])  # [Q, G] float32
+    labels = (p["q_ids"], p["g_ids"], p["q_cams"], p["g_cams"])
+    np_labels = [t.numpy() for t in labels]
+    ref_s, ref = _median_time(lambda: reference_cmc_map(dist.numpy(), *np_labels, max_rank=MAX_RANK), ref_runs)
+    calls = {"cmc_map_from_distances": lambda: cmc_map_from_distances(dist, *labels, max_rank=MAX_RANK)}
+    if with_features:
+        calls["cmc_map (features in)"] = lambda: cmc_map(p["q_feats"], p["g_feats"], *labels, max_rank=MAX_RANK)
+    threads = torch.get_num_threads()
+    rows = []
+    for n_threads in sorted({threads, 1}, reverse=True):
+        torch.set_num_threads(n_threads)
+        try:
+            for label, fn in calls.items():
+                fn()  # warm-up
+                ours_s, ours = _median_time(fn, ours_runs)
+                diff = _max_abs_diff(ours, ref)
+                if diff > TOLERANCE:
+                    raise AssertionError(f"{name}, {label}: results differ from the reference by {diff:.3g}")
+                rows.append({"case": name, "call": label, "threads": n_threads, "ours_s": ours_s,
+                             "ref_s": ref_s, "speedup": ref_s / ours_s, "max_abs_diff": diff,
+                             "ours_runs": ours_runs, "ref_runs": ref_runs, "mAP": ours["mAP"],
+                             "mINP": ours["mINP"], "rank1": float(ours["cmc"][0])})
+        finally:
+            torch.set_num_threads(threads)
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """Markdown table of the rows returned by :func:`main`."""
+    lines = ["| command | threads | ours s (median) | reference s (median) | speed-up | max abs diff | "
+             "Rank-1 / mAP / mINP |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(
+            f"| {r['call']}, {r['case']} | {r['threads']} | {r['ours_s']:.3f} (of {r['ours_runs']}) | "
+            f"{r['ref_s']:.2f} (of {r['ref_runs']}) | {r['speedup']:.1f}x | {r['max_abs_diff']:.1e} | "
+            f"{r['rank1']:.3f} / {r['mAP']:.3f} / {r['mINP']:.3f} |")
+    return "\n".join(lines)
+
+
+def main(quick: bool = False) -> dict[str, Any]:
+    """Run the benchmark, print a markdown table, return the numbers.
+
+    Returns:
+        ``{"rows": [per measurement: case, call, threads, ours_s, ref_s, speedup,
+        max_abs_diff, ...], "markdown": str, "load_avg_1min": float,
+        "best_speedup_from_distances": float}``.
+    """
+    ours_runs, ref_runs = (3, 1) if quick else (5, 3)
+    size = "Market-sized 3368 x 15913" if not quick else "quick 842 x 3978"
+    shape = {} if not quick else {"num_q": NUM_Q // 4, "num_g": NUM_G // 4}
+    rows = _case(size, market_sized_problem(0, True, **shape), ours_runs, ref_runs)
+    rows += _case(size + ", no identity signal", market_sized_problem(1, False, **shape), max(1, ours_runs - 2), 1,
+                  with_features=False)
+    table = markdown(rows)
+    load = os.getloadavg()[0]
+    print(table)
+    print(f"(1-minute load average at the end: {load:.1f} on {os.cpu_count()} CPUs)")
+    main_rows = [r for r in rows if r["call"] == "cmc_map_from_distances" and "signal" not in r["case"]]
+    return {"rows": rows, "markdown": table, "load_avg_1min": load,
+            "best_speedup_from_distances": max(r["speedup"] for r in main_rows)}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a quarter-sized problem, fewer runs")
+    main(quick=parser.parse_args().quick)
