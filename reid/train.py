@@ -23,6 +23,7 @@ import os
 import random
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bars on stdout: no widget warnings on stderr
 
 from reid.evaluate import cmc_map, extract_features, rank_k_accuracy
 
@@ -47,6 +48,7 @@ VAL_TRIPLET_SEED = 1234  # fixed for every recipe, so validation-loss curves com
 CHECKPOINT_NAME = "last.pt"
 _CHECKPOINT_FORMAT = 1
 _CHECK_EVERY = 10  # iterations between loss syncs (finite check, progress postfix)
+RECIPES = ("id", "triplet", "strong")
 
 
 # --------------------------------------------------------------------- device, seeds, AMP
@@ -69,24 +71,26 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 def resolve_amp(device: torch.device, amp: bool | None) -> torch.dtype | None:
     """Autocast dtype to use, or None for full fp32.
 
-    ``amp=None`` means on for CUDA only. CUDA uses bfloat16 where supported, else float16
-    (which then needs a GradScaler); the CPU uses bfloat16 and only when asked.
+    ``amp=None`` means on for CUDA only. CUDA uses bfloat16 from compute capability 8.0
+    (Ampere) on, else float16 (which then needs a GradScaler); the CPU uses bfloat16 and
+    only when asked.
     """
     if amp is None:
         amp = device.type == "cuda"
     if not amp:
         return None
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        return torch.float16
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 0):
+        return torch.float16  # pre-Ampere GPUs (e.g. Colab's T4) only emulate bfloat16
     return torch.bfloat16
 
 
 def autocast_context(device: torch.device, enabled: bool | None) -> contextlib.AbstractContextManager:
     """``torch.autocast`` for ``device`` with the dtype of :func:`resolve_amp`, or a no-op."""
-    dtype = resolve_amp(device, enabled)
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
+    return _autocast(device, resolve_amp(device, enabled))
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 def make_grad_scaler(device: torch.device, amp_dtype: torch.dtype | None) -> torch.amp.GradScaler:
@@ -224,14 +228,9 @@ def _content_box(x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return top, h, left, w
 
 
-def random_erasing(
-    x: Tensor,
-    generator: torch.Generator,
-    p: float = 0.5,
-    scale: tuple[float, float] = (0.02, 0.4),
-    ratio: tuple[float, float] = (0.3, 3.3),
-    value: float = 0.0,
-) -> Tensor:
+def random_erasing(x: Tensor, generator: torch.Generator, p: float = 0.5,
+                   scale: tuple[float, float] = (0.02, 0.4), ratio: tuple[float, float] = (0.3, 3.3),
+                   value: float = 0.0) -> Tensor:
     """Random erasing (Zhong et al. 2020) of one rectangle per image, vectorised over x [B, C, H, W].
 
     With probability p, a rectangle of area scale × (content area) and aspect ratio h/w in
@@ -376,11 +375,33 @@ class History:
 
 
 # ------------------------------------------------------------------------------- recipes
-class _Recipe:
-    """Turns index batches into a loss. Subclasses: plan() → index batches, loss(run, idx)."""
+class Recipe:
+    """The data side and the loss of cfg.recipe, over a train set's tensor cache.
+
+    "id": shuffled batches of IDLossDataset rows, CE on the logits. "triplet": shuffled
+    batches of TripletDataset rows; a, p, n go through the model as one batch [3B, ...] and
+    TripletMarginLoss acts on the features. "strong": P×K batches of IDLossDataset rows,
+    batch-hard triplet on the features + label-smoothed CE on the logits.
+    """
 
     def __init__(self, data: Any, cfg: TrainConfig, device: torch.device, generator: torch.Generator):
         self.cache, self.cfg, self.device, self.g = data.cache, cfg, device, generator
+        self.triplets = data.triplets.cpu() if cfg.recipe == "triplet" else None  # [T, 3]
+        self.ids = None if cfg.recipe == "triplet" else data.ids.to(device)  # [N]
+        self.sampler = PKSampler(data.ids, cfg.p, cfg.k, generator) if cfg.recipe == "strong" else None
+
+    def num_batches(self) -> int:
+        if self.sampler is not None:
+            return len(self.sampler)
+        rows = self.triplets if self.triplets is not None else self.ids
+        return max(1, len(rows) // self.cfg.batch_size)
+
+    def plan(self) -> list[Tensor]:
+        """This epoch's index batches (rows of the dataset), drawn from the generator."""
+        if self.sampler is not None:
+            return list(self.sampler)
+        rows = self.triplets if self.triplets is not None else self.ids
+        return shuffled_batches(len(rows), self.cfg.batch_size, self.g)
 
     def images(self, idx: Tensor) -> Tensor:
         """Batch [B, 3, H, W] float32 on ``device`` in channels_last, augmented when the config
@@ -393,60 +414,20 @@ class _Recipe:
             x = random_erasing(x, self.g)
         return x.contiguous(memory_format=torch.channels_last)
 
-
-class _IdRecipe(_Recipe):
-    def __init__(self, data: Any, cfg: TrainConfig, device: torch.device, generator: torch.Generator):
-        super().__init__(data, cfg, device, generator)
-        self.ids = data.ids.to(device)  # [N]
-
-    def num_batches(self) -> int:
-        return max(1, len(self.ids) // self.cfg.batch_size)
-
-    def plan(self) -> list[Tensor]:
-        return shuffled_batches(len(self.ids), self.cfg.batch_size, self.g)
-
     def loss(self, run: "TrainRun", idx: Tensor) -> Tensor:
-        _, logits = run.forward(self.images(idx))
-        return id_loss(logits, self.ids[idx.to(self.device)], self.cfg.label_smoothing)
-
-
-class _TripletRecipe(_Recipe):
-    def __init__(self, data: Any, cfg: TrainConfig, device: torch.device, generator: torch.Generator):
-        super().__init__(data, cfg, device, generator)
-        self.triplets = data.triplets.cpu()  # [T, 3] indices into the cache
-
-    def num_batches(self) -> int:
-        return max(1, len(self.triplets) // self.cfg.batch_size)
-
-    def plan(self) -> list[Tensor]:
-        return shuffled_batches(len(self.triplets), self.cfg.batch_size, self.g)
-
-    def loss(self, run: "TrainRun", idx: Tensor) -> Tensor:
-        rows = self.triplets[idx]  # [B, 3]
-        feats, _ = run.forward(self.images(rows.T.reshape(-1)))  # one pass over [3B, ...]
-        a, p, n = feats.chunk(3)  # [B, D] each
-        return handout_triplet_loss(a, p, n, self.cfg.margin)
-
-
-class _StrongRecipe(_IdRecipe):
-    def __init__(self, data: Any, cfg: TrainConfig, device: torch.device, generator: torch.Generator):
-        super().__init__(data, cfg, device, generator)
-        self.sampler = PKSampler(data.ids, cfg.p, cfg.k, generator)
-
-    def num_batches(self) -> int:
-        return len(self.sampler)
-
-    def plan(self) -> list[Tensor]:
-        return list(self.sampler)
-
-    def loss(self, run: "TrainRun", idx: Tensor) -> Tensor:
-        feats, logits = run.forward(self.images(idx))
-        ids = self.ids[idx.to(self.device)]  # [P·K]
-        return batch_hard_triplet_loss(feats, ids, self.cfg.margin) + id_loss(
-            logits, ids, self.cfg.label_smoothing)
-
-
-_RECIPES = {"id": _IdRecipe, "triplet": _TripletRecipe, "strong": _StrongRecipe}
+        """Scalar loss of one index batch idx [B] (fp32, computed outside autocast)."""
+        cfg = self.cfg
+        if self.triplets is not None:
+            rows = self.triplets[idx]  # [B, 3]
+            feats, _ = run.forward(self.images(rows.T.reshape(-1)))  # one pass over [3B, ...]
+            a, p, n = feats.chunk(3)  # [B, D] each
+            return handout_triplet_loss(a, p, n, cfg.margin)
+        feats, logits = run.forward(self.images(idx))  # [B, D], [B, num_ids]
+        ids = self.ids[idx.to(self.device)]  # [B]
+        loss = id_loss(logits, ids, cfg.label_smoothing)
+        if cfg.recipe == "strong":
+            loss = loss + batch_hard_triplet_loss(feats, ids, cfg.margin)
+        return loss
 
 
 # ---------------------------------------------------------------------------- the loop
@@ -459,14 +440,14 @@ class TrainRun:
     device: torch.device
     amp_dtype: torch.dtype | None
     generator: torch.Generator  # CPU; all data-side randomness
-    recipe: _Recipe
+    recipe: Recipe
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Model forward under autocast; (feat [N, D], logits [N, C]) returned as fp32."""
-        with autocast_context(self.device, self.amp_dtype is not None):
+        with _autocast(self.device, self.amp_dtype):
             feats, logits = self.model(x)
         return feats.float(), logits.float()
 
@@ -491,19 +472,19 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 def build_run(model: nn.Module, cfg: TrainConfig, train_set: Any) -> TrainRun:
     """Move the model to the device and build optimiser, per-iteration LR schedule, scaler,
     the shuffling generator (seeded from cfg.seed) and the recipe over ``train_set``."""
-    if cfg.recipe not in _RECIPES:
-        raise ValueError(f"TrainConfig.recipe: expected one of {sorted(_RECIPES)}, got {cfg.recipe!r}")
+    if cfg.recipe not in RECIPES:
+        raise ValueError(f"TrainConfig.recipe: expected one of {RECIPES}, got {cfg.recipe!r}")
     device = pick_device(cfg.device)
     amp_dtype = resolve_amp(device, cfg.amp)
     model.to(device, memory_format=torch.channels_last)  # faster convs on CPU (oneDNN) and GPU
     generator = torch.Generator().manual_seed(cfg.seed)
-    recipe = _RECIPES[cfg.recipe](train_set, cfg, device, generator)
     optimizer = make_optimizer(model, cfg)
-    n = recipe.num_batches() if cfg.max_iters_per_epoch is None else min(recipe.num_batches(), cfg.max_iters_per_epoch)
+    run = TrainRun(model, cfg, device, amp_dtype, generator, Recipe(train_set, cfg, device, generator),
+                   optimizer, None, make_grad_scaler(device, amp_dtype))  # type: ignore[arg-type]
+    n = run.iters_per_epoch()
     schedule = warmup_cosine(round(cfg.warmup_epochs * n), cfg.epochs * n, cfg.min_lr_factor)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    return TrainRun(model, cfg, device, amp_dtype, generator, recipe, optimizer, scheduler,
-                    make_grad_scaler(device, amp_dtype))
+    run.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    return run
 
 
 def _check_finite(losses: list[float], first_iter: int, epoch: int, run: TrainRun) -> None:
@@ -532,7 +513,9 @@ def train_epoch(run: TrainRun, epoch: int, progress: bool = False) -> list[float
         run.scaler.scale(loss).backward()
         run.scaler.step(run.optimizer)
         run.scaler.update()
-        run.scheduler.step()
+        with warnings.catch_warnings():  # a float16 step skipped by the scaler is expected
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+            run.scheduler.step()
         pending.append(loss.detach())
         if len(pending) == _CHECK_EVERY or i == len(batches) - 1:
             values = torch.stack(pending).tolist()
@@ -553,7 +536,7 @@ def forward_features(model: nn.Module, cache: Any, batch_size: int, device: torc
     for start in range(0, len(cache), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(cache)))
         x = cache.batch(idx.to(cache.device)).to(device)
-        with autocast_context(device, amp_dtype is not None):
+        with _autocast(device, amp_dtype):
             out.append(model(x)[0].float())
     return torch.cat(out)
 
