@@ -268,10 +268,11 @@ def _gt_ranks(dist: Tensor, gt: Tensor) -> Tensor:
         with a lower gallery index.
     """
     d_gt = dist.gather(1, gt[:, None])  # [C, 1]
-    closer = (dist < d_gt).sum(1)  # [C]
+    # bool sums into int32 take a fast path (into int64 they are ~10x slower on CPU)
+    closer = (dist < d_gt).sum(1, dtype=torch.int32)  # [C]
     cols = torch.arange(dist.shape[1], device=dist.device)  # [G]
-    tied_before = ((dist == d_gt) & (cols < gt[:, None])).sum(1)  # [C]
-    return closer + tied_before
+    tied_before = ((dist == d_gt) & (cols < gt[:, None])).sum(1, dtype=torch.int32)  # [C]
+    return (closer + tied_before).long()
 
 
 def rank_k_from_distances(
@@ -554,7 +555,7 @@ def _cmc_block(
     same_cols = same_idx[same_rows, same_cols]  # [S] gallery index of each same-identity item
     near = dist <= hardest[:, None]  # [C, G]
     near[same_rows, same_cols] = False  # positives are counted apart; same-camera ones are junk
-    if int(near.sum()) <= _DENSE_SHARE * near.numel():
+    if int(torch.count_nonzero(near)) <= _DENSE_SHARE * near.numel():
         hist = _buckets_sparse(dist, near, pos_d, pos_j, num_pos)
     else:
         hist = _buckets_dense(dist, same_rows, same_cols, pos_d, pos_j)
