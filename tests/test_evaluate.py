@@ -227,10 +227,12 @@ def test_cmc_map_matches_reference_loop(problem: tuple, metric: str, bucket_path
 
 
 def test_cmc_map_from_distances_with_many_ties(bucket_path: str) -> None:
-    # distances drawn from {0, 1, 2, 3}: almost every comparison is a tie
+    # distances drawn from {-1.5, -0.0, 0.0, 1, 2}: almost every comparison is a tie,
+    # negative values are allowed, and -0.0 must tie with 0.0 (as in a stable sort)
     gen = torch.Generator().manual_seed(5)
-    dist = torch.randint(0, 4, (50, 80), generator=gen).float()
-    q_ids, g_ids = torch.randint(0, 5, (50,), generator=gen), torch.randint(0, 5, (80,), generator=gen)
+    values = torch.tensor([-1.5, -0.0, 0.0, 1.0, 2.0])
+    dist = values[torch.randint(0, 5, (50, 80), generator=gen)]
+    q_ids, g_ids = torch.randint(-1, 4, (50,), generator=gen), torch.randint(-1, 4, (80,), generator=gen)
     q_cams, g_cams = torch.randint(0, 2, (50,), generator=gen), torch.randint(0, 2, (80,), generator=gen)
     ref = reference_cmc_map(dist.numpy(), q_ids.numpy(), g_ids.numpy(), q_cams.numpy(), g_cams.numpy())
     for chunk in (None, 3):
