@@ -1,6 +1,8 @@
 # `make run`  : set up .venv if needed, then execute assignment.ipynb top to bottom (full mode).
 # `make test` : set up .venv if needed, then run the unit tests and the notebook under nbval (quick mode).
 # `make bench`: set up .venv if needed, then run the benchmarks and rewrite bench/BENCHMARKS.md.
+SHELL  := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -10,16 +12,20 @@ STAMP  := $(VENV)/.requirements-stamp
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
-	$(PY) -m ipykernel install --user --name python3 >/dev/null
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 \
+	    | { grep -v "is ignored: it is neither" || true; }
 	cp requirements.txt $(STAMP)
 
 run: $(STAMP)
 	$(PY) -m jupyter nbconvert --to notebook --execute --inplace \
 	    --ExecutePreprocessor.timeout=-1 --ExecutePreprocessor.kernel_name=python3 assignment.ipynb
 
+# The notebook under test reads (or builds) its data in runs/test-data and trains from scratch
+# in runs/quick, so a student's data/ and full-mode checkpoints are never touched.
 test: $(STAMP)
-	REID_QUICK=1 MPLBACKEND=Agg $(PY) -m pytest -q -p no:cacheprovider tests assignment.ipynb --nbval-lax
+	rm -rf runs/quick
+	REID_QUICK=1 REID_DATA=runs/test-data REID_RUNS=runs MPLBACKEND=Agg \
+	    $(PY) -m pytest -q -p no:cacheprovider tests assignment.ipynb --nbval-lax
 
 unit: $(STAMP)
 	MPLBACKEND=Agg $(PY) -m pytest -q -p no:cacheprovider tests
