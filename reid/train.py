@@ -607,7 +607,8 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint`; CheckpointError naming the file
-    if it is truncated, corrupt or not one of ours."""
+    if it is truncated, corrupt or not one of ours. Tensors land on the CPU by default (RNG
+    states must; load_state_dict copies weights and optimiser state to the model's device)."""
     path = Path(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
@@ -670,7 +671,7 @@ def train_model(model: nn.Module, cfg: TrainConfig, train_set: Any, val_set: Any
     ckpt = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     ours = False  # does ckpt hold this run's state? (an old run's file must not be restored)
     if resume and ckpt is not None and ckpt.exists():
-        history, ours = _restore(run, load_checkpoint(ckpt, run.device), ckpt), True
+        history, ours = _restore(run, load_checkpoint(ckpt), ckpt), True
         history.interrupted = False
         print(f"Resuming from {ckpt}: {history.epochs_done} of {cfg.epochs} epochs done.")
     elif resume:
@@ -721,7 +722,7 @@ def _append_epoch(history: History, losses: list[float], metrics: dict[str, floa
 def _on_interrupt(run: TrainRun, history: History, ckpt: Path | None, epoch: int) -> History:
     """After Ctrl-C: model and history go back to this run's checkpoint, if it has one."""
     if ckpt is not None:
-        state = load_checkpoint(ckpt, run.device)
+        state = load_checkpoint(ckpt)
         run.model.load_state_dict(state["model"])
         history = History.from_dict(state["history"])
         where = (f"The model is back at the end of epoch {history.epochs_done} ({ckpt}); to "
