@@ -143,13 +143,14 @@ def extract_features(
                     x = images.batch(torch.arange(start, stop, dtype=torch.long))
                 x = x.to(device=run_device, dtype=in_dtype, non_blocking=True)
                 feats = _embed(model, x)  # [B, D]
-                chunks.append(feats.float().cpu())
+                chunks.append(feats.float())  # stays on the device: no sync per batch
     finally:
         for module, training in modes:
             module.training = training
     if not chunks:
         return torch.empty(0, 0)
-    return torch.cat(chunks)
+    # cat outside inference mode gives an ordinary tensor (in-place ops allowed later)
+    return torch.cat(chunks).cpu()
 
 
 # --------------------------------------------------------------------------- distances

@@ -300,6 +300,7 @@ def test_extract_features_batches_modes_and_sources(capsys: pytest.CaptureFixtur
     big = extract_features(model, images, batch_size=256)
     assert small.shape == (20, 5) and small.dtype == torch.float32 and small.device.type == "cpu"
     assert torch.allclose(small, big, atol=1e-6) and torch.allclose(big, expected, atol=1e-6)
+    assert not small.is_inference() and not big.is_inference()  # callers may normalise in place
 
     model.eval()
     half = extract_features(model, images.half(), batch_size=7)  # float16 cache
