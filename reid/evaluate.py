@@ -241,7 +241,7 @@ def _check_distances(dist: Tensor, row_offset: int = 0) -> None:
 
 
 def _as_index_vector(x: Any, name: str, length: int) -> Tensor:
-    """A 1-D int64 CPU tensor of the given length."""
+    """A 1-D int64 tensor of the given length (integers only)."""
     t = torch.as_tensor(x)
     if t.dim() != 1 or t.shape[0] != length:
         raise ValueError(f"{name}: expected shape [{length}], got {tuple(t.shape)}")
