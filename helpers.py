@@ -31,6 +31,7 @@ from reid.model import (BNNeckNet, Bottleneck, ModifiedResNet18, ModifiedResNet5
                         pooling_kernel, summary_table, table1_shapes, weight_mapping_report)
 from reid.plots import (denormalize, plot_history, plot_ranked_results, show_before_after,  # noqa: F401
                         show_gallery_grid)
-from reid.report import compare_models, describe_history, evaluate_retrieval, pick_examples  # noqa: F401
+from reid.report import (compare_models, describe_history, evaluate_retrieval, pick_examples,  # noqa: F401
+                         save_results)
 from reid.predict import rank_gallery, score_predictions, write_predictions  # noqa: F401
 from reid.train import History, TrainConfig, pick_device, seed_everything, train_model  # noqa: F401

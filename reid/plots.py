@@ -30,10 +30,10 @@ def denormalize(images: Tensor) -> np.ndarray:
     return x.movedim(-3, -1).numpy()
 
 
-def _save(fig: Figure, path: str | Path | None) -> Figure:
+def _save(fig: Figure, path: str | Path | None, dpi: int = 100) -> Figure:
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        fig.savefig(path, dpi=dpi, bbox_inches="tight")
     return fig
 
 
@@ -120,7 +120,7 @@ def plot_ranked_results(query_images: Tensor, gallery_images: Tensor, ranks: Ten
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, dpi=72)
 
 
 def show_gallery_grid(images: Tensor, ncols: int = 20, path: str | Path | None = None,
@@ -138,7 +138,7 @@ def show_gallery_grid(images: Tensor, ncols: int = 20, path: str | Path | None =
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(pad=0.2)
-    return _save(fig, path)
+    return _save(fig, path, dpi=72)
 
 
 def show_before_after(image: Any, tensor: Tensor, path: str | Path | None = None) -> Figure:

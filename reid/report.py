@@ -1,6 +1,9 @@
 """What the notebook prints about trained models: a run's curve in words, model comparison, examples."""
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Any, Mapping
 
 import pandas as pd
@@ -72,3 +75,22 @@ def pick_examples(ranks: Tensor, gt: Tensor, n_hits: int = 3, n_misses: int = 3)
     hits = torch.nonzero(hit).flatten()[:n_hits].tolist()
     misses = torch.nonzero(~hit).flatten()[:n_misses].tolist()
     return hits + misses
+
+
+def save_results(path: str | Path, data: str, table: pd.DataFrame, runs: Mapping[str, tuple[Any, Any]],
+                 extra: Mapping[str, Any] | None = None) -> Path:
+    """Write a run's results as JSON (what answers.md quotes and its test checks).
+
+    Args:
+        path: the JSON file;  data: which data set (DataInfo.describe());
+        table: compare_models' table;  runs: {name: (TrainConfig, History)};  extra: more fields.
+    """
+    path = Path(path)
+    doc = {"data": data, "table": table.to_dict(orient="index"),
+           "runs": {name: {"config": cfg.to_dict(), "history": hist.to_dict()} for name, (cfg, hist) in runs.items()},
+           **(extra or {})}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=1))
+    os.replace(tmp, path)
+    return path

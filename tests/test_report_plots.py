@@ -1,0 +1,73 @@
+"""reid/report.py and reid/plots.py: summaries computed from numbers, figures that show what they claim."""
+from __future__ import annotations
+
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from reid.data import IMAGENET_MEAN, reid_transform  # noqa: E402
+from reid.plots import denormalize, plot_history, plot_ranked_results, show_before_after, show_gallery_grid  # noqa: E402
+from reid.report import describe_history, pick_examples, save_results  # noqa: E402
+from reid.train import History, TrainConfig  # noqa: E402
+
+
+def history() -> History:
+    return History(recipe="id", iter_loss=[5.0] * 10 + [1.0] * 10, epoch_train_loss=[3.0, 1.0],
+                   val_loss=[0.9, 0.7], rank1=[0.2, 0.5], rank5=[0.4, 0.7], rank10=[0.6, 0.9],
+                   mAP=[0.3, 0.55], epoch_seconds=[60.0, 60.0], elapsed_seconds=[65.0, 130.0])
+
+
+def test_describe_history_reads_the_numbers():
+    text = describe_history(history())
+    assert "2 epoch(s), 2.0 min of training" in text
+    assert "5.000 over the first tenth" in text and "1.000 over the last tenth" in text
+    assert "0.900 after epoch 1 → 0.700 after epoch 2 (lowest 0.700 at epoch 2)" in text
+    assert "Val Rank-1: 0.200 after epoch 1 → 0.500" in text and "mAP 0.550" in text
+
+
+def test_pick_examples_hits_then_misses():
+    ranks = torch.tensor([[0, 1], [2, 0], [2, 1], [3, 2], [0, 3]])
+    gt = torch.tensor([0, 0, 2, 2, 1])
+    # top-1 right for rows 0 and 2; wrong for rows 1, 3, 4
+    assert pick_examples(ranks, gt, n_hits=3, n_misses=2) == [0, 2, 1, 3]
+
+
+def test_denormalize_inverts_the_transform():
+    img = Image.new("RGB", (64, 128), (200, 100, 50))
+    x = reid_transform()(img)
+    rgb = denormalize(x)
+    assert rgb.shape == (128, 128, 3)
+    assert abs(rgb[64, 64, 0] - 200 / 255) < 1e-5
+    assert abs(rgb[0, 0, 1] - IMAGENET_MEAN[1]) < 1e-6        # the padding shows as the mean colour
+
+
+def test_figures_are_saved(tmp_path):
+    h = history()
+    fig = plot_history({"a": h, "b": h.to_dict()}, path=tmp_path / "c.png")
+    assert len(fig.axes) == 3 and (tmp_path / "c.png").stat().st_size > 1000
+    imgs = torch.zeros(6, 3, 128, 128)
+    ranks = torch.tensor([[1, 2, 3], [0, 1, 2]])
+    fig = plot_ranked_results(imgs, imgs, ranks, torch.tensor([1, 2]), rows=[0, 1], path=tmp_path / "r.png")
+    assert len(fig.axes) == 2 * 4
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[1] == "#1: 1" and fig.axes[1].title.get_color() == "green"     # query 0's top-1 is its gt
+    assert fig.axes[5].title.get_color() == "red"                                 # query 1's top-1 is not
+    fig = show_gallery_grid(imgs, ncols=4, path=tmp_path / "g.png")
+    assert len(fig.axes) == 8 and (tmp_path / "g.png").is_file()
+    show_before_after(Image.new("RGB", (64, 128)), imgs[0])
+
+
+def test_save_results_round_trip(tmp_path):
+    table = pd.DataFrame({"Rank-1": {"ID loss": 0.5}})
+    path = save_results(tmp_path / "r.json", "Data: x", table, {"ID loss": (TrainConfig.handout_id(), history())},
+                        {"test_score": None})
+    doc = json.loads(path.read_text())
+    assert doc["table"]["ID loss"]["Rank-1"] == 0.5
+    assert doc["runs"]["ID loss"]["history"]["rank1"] == [0.2, 0.5]
+    assert doc["runs"]["ID loss"]["config"]["recipe"] == "id"
