@@ -241,10 +241,10 @@ HAIR = [(22, 16, 12), (72, 46, 26), (142, 100, 60), (202, 172, 112), (152, 152, 
 PATTERNS = ("plain", "plain", "hstripes", "vstripes", "checks", "print", "yoke", "jacket")
 # Per camera: colour gains (R, G, B), brightness and saturation. Strong on purpose:
 # a query is never seen by its gallery image's camera, so colour alone misleads.
-CAMERA_GAIN = [(1.3, 1.0, 0.65), (0.7, 0.95, 1.35), (0.9, 1.25, 0.8),
-               (1.25, 0.8, 1.2), (1.0, 1.0, 1.0), (1.1, 1.1, 0.85)]
-CAMERA_LIGHT = [1.0, 0.9, 0.6, 1.3, 0.75, 1.15]
-CAMERA_SATURATION = [1.1, 0.8, 1.0, 0.55, 1.2, 0.9]
+CAMERA_GAIN = [(1.22, 1.0, 0.74), (0.78, 0.95, 1.28), (0.9, 1.18, 0.82),
+               (1.18, 0.86, 1.12), (1.0, 1.0, 1.0), (1.08, 1.06, 0.86)]
+CAMERA_LIGHT = [1.0, 0.9, 0.65, 1.25, 0.78, 1.12]
+CAMERA_SATURATION = [1.05, 0.85, 1.0, 0.65, 1.15, 0.9]
 RGB = tuple[int, int, int]
 
 
@@ -322,11 +322,11 @@ def identity_cameras(seed: int, pid: int, n: int) -> list[int]:
 
 def random_pose(look: Look, rng: np.random.Generator, cx: float = CW / 2, scale: float = 1.0) -> Pose:
     """A random view, gait phase, scale and placement of a figure near centre line ``cx``."""
-    s = look.height * CH * scale * rng.uniform(0.93, 1.06)
+    s = look.height * CH * scale * rng.uniform(0.9, 1.08)
     return Pose(view=("front", "back", "side")[int(rng.integers(3))],
                 facing=1 if rng.random() < 0.5 else -1,
                 swing=float(np.sin(rng.uniform(0, 2 * np.pi))), s=s,
-                cx=cx + rng.normal(0, 0.04) * CW, top=CH * rng.uniform(0.985, 1.025) - s)
+                cx=cx + rng.normal(0, 0.06) * CW, top=CH * rng.uniform(0.98, 1.04) - s)
 
 
 # ---- scenes
@@ -593,9 +593,12 @@ def draw_person(img: Image.Image, look: Look, p: Pose) -> None:
 def _occlude(draw: ImageDraw.ImageDraw, rng: np.random.Generator) -> None:
     """Partial occlusion in front of the person: a low object (bench, car) or a pole."""
     colour = _rgb(rng.integers(10, 230, 3))
-    if rng.random() < 0.5:
-        y = CH * rng.uniform(0.7, 0.88)
+    if rng.random() < 0.5:                              # car or bench: body, window band, wheels
+        y = CH * rng.uniform(0.68, 0.86)
         draw.rounded_rectangle([-8, y, CW + 8, CH + 8], 8, fill=colour)
+        draw.rectangle([-8, y + 6, CW + 8, y + 16], fill=_rgb(np.array(colour) * 0.45))
+        for x in (CW * 0.15, CW * 0.85):
+            draw.ellipse([x - 14, CH - 18, x + 14, CH + 10], fill=(25, 25, 25))
     else:
         x, w = CW * rng.uniform(0, 1), rng.uniform(6, 16)
         draw.rectangle([x, -1, x + w, CH], fill=colour)
@@ -636,11 +639,11 @@ def render_image(seed: int, pid: int, index: int, cam: int) -> Image.Image:
     draw_person(img, look, random_pose(look, rng))
     if passer_by and in_front:
         draw_person(img, other, other_pose)
-    if rng.random() < 0.2:
+    if rng.random() < 0.25:
         _occlude(ImageDraw.Draw(img), rng)
     img = Image.fromarray(_apply_camera(np.asarray(img.reduce(2), np.float32), cam, rng))
     if rng.random() < 0.4:
-        img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.0))))
+        img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.2))))
     return img
 
 
@@ -744,6 +747,21 @@ def build_synthetic(out: Path | str, *, seed: int = 0, train_ids: int = 230, val
     """Build the layout at ``out`` from synthetic pedestrians; returns ``out``."""
     counts = Counts(train_ids, val_ids, test_ids, per_id)
     return write_layout(plan_layout(synthetic_pool(counts, seed), counts, seed), Path(out), force)
+
+
+def save_synthetic_grid(path: Path | str, *, seed: int = 0, ids: int = 5, per_id: int = 8,
+                        zoom: int = 2) -> Path:
+    """A PNG sheet of synthetic images: one row per identity, captioned ``pid cCAM``."""
+    tile = Image.new("RGB", (per_id * (W + 2), ids * (H + 12)), "white")
+    draw = ImageDraw.Draw(tile)
+    for row, pid in enumerate(range(1, ids + 1)):
+        for col, cam in enumerate(identity_cameras(seed, pid, per_id)):
+            x, y = col * (W + 2), row * (H + 12)
+            tile.paste(render_image(seed, pid, col, cam), (x, y))
+            draw.text((x + 2, y + H), f"{pid} c{cam}", fill="black")
+    tile = tile.resize((tile.width * zoom, tile.height * zoom), Image.NEAREST)
+    tile.quantize(256, dither=Image.Dither.NONE).save(path, optimize=True)
+    return Path(path)
 
 
 def summarize(root: Path) -> str:
