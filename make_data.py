@@ -11,7 +11,9 @@ Two sources share one protocol:
 Both first make a *pool* of :class:`PoolImage` (identity, camera, source), then
 :func:`plan_layout` chooses identities and images and names every file, and
 :func:`write_layout` writes the tree into a temporary folder next to OUT that is
-renamed into place, so an interrupted build leaves nothing half-made.
+renamed into place, so an interrupted build leaves nothing half-made. Besides the
+layout of DATA.md, the root gets ``BUILD_INFO.json`` (source, seed and counts), which
+lets the notebook say whether it runs on synthetic data.
 
 CLI::
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import multiprocessing
 import os
 import re
@@ -40,6 +43,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 MARKET_POOL_ENV = "REID_MARKET_POOL"
+BUILD_INFO = "BUILD_INFO.json"    # at the root of built layouts: {"source": "synthetic" | "pool", ...}
 _MARKET_NAME = re.compile(r"^(-?\d+)_c(\d+)s\d+_\d+_\d+\.(jpe?g|png)$", re.IGNORECASE)
 
 
@@ -93,6 +97,7 @@ class Layout:
 
     files: dict[str, PoolImage] = field(default_factory=dict)
     csvs: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    info: dict[str, object] = field(default_factory=dict)   # written as BUILD_INFO.json
 
 
 # --------------------------------------------------------------------- pools
@@ -706,6 +711,9 @@ def write_layout(layout: Layout, out: Path, force: bool = False) -> Path:
             (tmp / rel).write_bytes(data)
         for rel, rows in sorted(layout.csvs.items()):
             _write_csv(tmp / rel, rows)
+        if layout.info:
+            (tmp / BUILD_INFO).write_text(json.dumps(layout.info, indent=2, sort_keys=True) + "\n",
+                                          encoding="utf-8")
         _replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -725,12 +733,20 @@ def _replace(tmp: Path, out: Path) -> None:
 
 
 # ---------------------------------------------------------------- public API
+def _build_info(source: str, seed: int, counts: Counts, **extra: str) -> dict[str, object]:
+    """What BUILD_INFO.json records: how the layout was made (reid/data.py reads ``source``)."""
+    return {"source": source, "seed": seed, "train_ids": counts.train_ids, "val_ids": counts.val_ids,
+            "test_ids": counts.test_ids, "per_id": counts.per_id, **extra}
+
+
 def build_from_pool(src: Path | str, out: Path | str, *, seed: int = 0, train_ids: int = 230,
                     val_ids: int = 49, test_ids: int = 100, per_id: int = 10,
                     force: bool = False) -> Path:
     """Build the layout at ``out`` from a folder of Market-1501-named crops; returns ``out``."""
     counts = Counts(train_ids, val_ids, test_ids, per_id)
-    return write_layout(plan_layout(read_pool(Path(src)), counts, seed), Path(out), force)
+    layout = plan_layout(read_pool(Path(src)), counts, seed)
+    layout.info = _build_info("pool", seed, counts, pool=Path(src).name)
+    return write_layout(layout, Path(out), force)
 
 
 def synthetic_pool(counts: Counts, seed: int = 0) -> list[PoolImage]:
@@ -746,7 +762,9 @@ def build_synthetic(out: Path | str, *, seed: int = 0, train_ids: int = 230, val
                     test_ids: int = 100, per_id: int = 10, force: bool = False) -> Path:
     """Build the layout at ``out`` from synthetic pedestrians; returns ``out``."""
     counts = Counts(train_ids, val_ids, test_ids, per_id)
-    return write_layout(plan_layout(synthetic_pool(counts, seed), counts, seed), Path(out), force)
+    layout = plan_layout(synthetic_pool(counts, seed), counts, seed)
+    layout.info = _build_info("synthetic", seed, counts)
+    return write_layout(layout, Path(out), force)
 
 
 def save_synthetic_grid(path: Path | str, *, seed: int = 0, ids: int = 5, per_id: int = 8,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from pathlib import Path
 
@@ -114,6 +115,9 @@ def test_pool_build_follows_the_protocol(fake_pool, tmp_path: Path) -> None:
             assert who[q][0] == who[g][0] and who[q][1] != who[g][1]
         assert {g for _, g in gt[1:]} == set(gallery)               # each identity has a query
         assert len({who[g][0] for g in gallery}) == 3
+    assert json.loads((root / "BUILD_INFO.json").read_text()) == {
+        "source": "pool", "seed": 3, "train_ids": 4, "val_ids": 3, "test_ids": 3, "per_id": 4,
+        "pool": src.name}
     pred = _rows(root / "test/pred.csv")
     assert pred[0] == ["query", "gallery"]
     assert [q for q, *_ in pred[1:]] == [q for q, _ in _rows(root / "test_gt.csv")[1:]]
@@ -216,6 +220,7 @@ def test_synthetic_build_counts_and_cameras(tmp_path: Path) -> None:
     counts = Counts(**SMALL)
     root = build_synthetic(tmp_path / "syn", seed=0, **SMALL)
     files = _tree(root)
+    assert json.loads(files["BUILD_INFO.json"])["source"] == "synthetic"
     assert sum(r.startswith("train/") for r in files) == 16
     assert sum(r.startswith("val/gallery/") for r in files) == 3
     assert sum(r.startswith("test/gallery/") for r in files) == 3
