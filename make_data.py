@@ -669,6 +669,9 @@ def image_bytes(item: PoolImage) -> bytes:
     return render_jpeg(*item.source)
 
 
+_PARALLEL_MIN = 500   # synthetic images below which drawing stays in this process
+
+
 def _encoded(items: list[PoolImage]) -> Iterator[bytes]:
     """:func:`image_bytes` of each item, in order.
 
@@ -676,7 +679,7 @@ def _encoded(items: list[PoolImage]) -> Iterator[bytes]:
     seeded by its own (seed, pid, index), so the bytes do not depend on the workers.
     """
     workers = min(4, os.cpu_count() or 1)
-    if workers < 2 or sum(not isinstance(i.source, Path) for i in items) < 500:
+    if workers < 2 or sum(not isinstance(i.source, Path) for i in items) < _PARALLEL_MIN:
         yield from map(image_bytes, items)
         return
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))

@@ -175,6 +175,16 @@ def test_same_seed_same_bytes_other_seed_differs(fake_pool, tmp_path: Path) -> N
     assert s1 == s2 and s1 != s3
 
 
+def test_worker_processes_draw_the_same_bytes(tmp_path: Path, monkeypatch) -> None:
+    serial = _tree(build_synthetic(tmp_path / "serial", seed=4, **SMALL))
+    monkeypatch.setattr(make_data, "_PARALLEL_MIN", 1)
+    monkeypatch.setattr(make_data.os, "cpu_count", lambda: 2)
+    started, real = [], make_data.ProcessPoolExecutor
+    monkeypatch.setattr(make_data, "ProcessPoolExecutor", lambda *a, **k: started.append(1) or real(*a, **k))
+    assert _tree(build_synthetic(tmp_path / "workers", seed=4, **SMALL)) == serial
+    assert started == [1]
+
+
 def test_not_enough_identities_says_how_many(fake_pool, tmp_path: Path) -> None:
     src, _ = fake_pool
     with pytest.raises(NotEnoughIdentitiesError, match=r"12 eligible.*needs 16"):
