@@ -35,6 +35,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -96,7 +97,7 @@ class Layout:
     """
 
     files: dict[str, PoolImage] = field(default_factory=dict)
-    csvs: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    csvs: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)
     info: dict[str, object] = field(default_factory=dict)   # written as BUILD_INFO.json
 
 
@@ -198,14 +199,14 @@ def _plan_train(layout: Layout, groups: list[list[PoolImage]], rng: np.random.Ge
         paths.append(names)
     layout.csvs["train_idloss.csv"] = [("filepath", "id")] + [
         (p, str(k)) for k, names in enumerate(paths) for p in names]
-    triplets = [("anchor", "positive", "negative")]
+    triplets: list[tuple[str, ...]] = [("anchor", "positive", "negative")]
     for k, names in enumerate(paths):
         for a, anchor in enumerate(names):
             pos = names[(a + 1 + int(rng.integers(len(names) - 1))) % len(names)]
             other = (k + 1 + int(rng.integers(len(paths) - 1))) % len(paths)
             neg = paths[other][int(rng.integers(len(paths[other])))]
             triplets.append((anchor, pos, neg))
-    layout.csvs["train_random_triplet.csv"] = triplets  # type: ignore[assignment]
+    layout.csvs["train_random_triplet.csv"] = triplets
 
 
 def _plan_retrieval(layout: Layout, split: str, groups: list[list[PoolImage]],
@@ -677,16 +678,24 @@ def _encoded(items: list[PoolImage]) -> Iterator[bytes]:
 
     Many synthetic images are drawn by up to 4 worker processes; every image is
     seeded by its own (seed, pid, index), so the bytes do not depend on the workers.
+    Workers are spawned (not forked: the caller may run torch threads); if they
+    cannot start (a script without ``if __name__ == "__main__"``), this process
+    draws the rest itself.
     """
     workers = min(4, os.cpu_count() or 1)
-    if workers < 2 or sum(not isinstance(i.source, Path) for i in items) < _PARALLEL_MIN:
-        yield from map(image_bytes, items)
-        return
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-    try:
-        yield from pool.map(image_bytes, items, chunksize=64)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    done = 0
+    if workers >= 2 and sum(not isinstance(i.source, Path) for i in items) >= _PARALLEL_MIN:
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            for data in pool.map(image_bytes, items, chunksize=64):
+                done += 1
+                yield data
+        except BrokenProcessPool:
+            print("make_data.py: worker processes failed to start; drawing in this process",
+                  file=sys.stderr)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    yield from map(image_bytes, items[done:])
 
 
 def _write_csv(path: Path, rows: list[tuple[str, ...]]) -> None:
@@ -820,7 +829,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             root = build_synthetic(args.out, **kw)
             source = "synthetic pedestrians"
-    except (NotEnoughIdentitiesError, OutputExistsError, FileNotFoundError) as err:
+    except (ValueError, OutputExistsError, FileNotFoundError) as err:   # ValueError: counts
         print(f"make_data.py: error: {err}", file=sys.stderr)
         return 2
     print(f"Built the layout from {source} (seed {args.seed}) in "
