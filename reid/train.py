@@ -629,10 +629,18 @@ def _checkpoint_state(run: TrainRun, history: History, epochs_done: int) -> dict
             "scaler": run.scaler.state_dict(), "rng": _rng_state(run.generator)}
 
 
+# Settings a resumed run may change: more epochs (or a budget) continue a finished run.
+_RESUMABLE_CHANGES = {"epochs", "time_budget_s", "device", "eval_batch_size"}
+
+
 def _restore(run: TrainRun, state: dict[str, Any], path: Path) -> History:
-    if state["cfg"]["recipe"] != run.cfg.recipe:
-        raise CheckpointError(f"{path}: written by recipe {state['cfg']['recipe']!r}, "
-                              f"resuming {run.cfg.recipe!r}")
+    saved, now = state["cfg"], run.cfg.to_dict()
+    changed = [f"{k}: {saved.get(k)!r} → {v!r}" for k, v in now.items()
+               if k not in _RESUMABLE_CHANGES and saved.get(k) != v]
+    if changed:
+        raise CheckpointError(f"{path} was written with other settings ({'; '.join(changed)}); "
+                              f"resuming would mix two runs. Use another checkpoint_dir, delete "
+                              f"the file, or train with resume=False.")
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])

@@ -250,3 +250,10 @@ def test_cpu_bf16_autocast_path(data):
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype is torch.bfloat16
     h = run(data, "strong", amp=True, epochs=1)
     assert h.epochs_done == 1 and all(math.isfinite(v) for v in h.iter_loss)
+
+
+def test_resume_refuses_other_settings(data, tmp_path):
+    run(data, "id", tmp_path, time_budget_s=0.0)                 # one epoch, checkpoint written
+    with pytest.raises(CheckpointError, match=r"other settings \(lr: 0.0003 → 0.002\)"):
+        run(data, "id", tmp_path, resume=True, lr=2e-3)
+    assert run(data, "id", tmp_path, resume=True, epochs=3).epochs_done == 3   # more epochs is fine
