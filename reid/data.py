@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import os
 import re
 import sys
+import unicodedata
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -132,7 +135,7 @@ def load_image(path: str | Path) -> Image.Image:
         raise
     except FileNotFoundError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise ImageDecodeError(f"{path}: cannot decode the image ({err})") from err
 
 
@@ -191,11 +194,12 @@ class ImageCache:
 
 
 def _decode_checked(paths: Sequence[Path], where: Sequence[str], skip_bad: bool,
-                    device: str | torch.device) -> tuple[ImageCache, list[int], list[str]]:
+                    device: str | torch.device, skippable: bool = True) -> tuple[ImageCache, list[int], list[str]]:
     """Decode `paths` into a cache; returns (cache, kept row positions, skipped messages).
 
     A file that cannot be decoded raises ImageDecodeError naming the CSV row, unless
-    `skip_bad`, in which case it is left out and counted.
+    `skip_bad`, in which case it is left out and counted; leaving out every file is an error.
+    `skippable`: whether the caller offers `skip_bad` (the error then suggests it).
     """
     transform = reid_transform()
     kept, skipped = [], []
@@ -208,8 +212,11 @@ def _decode_checked(paths: Sequence[Path], where: Sequence[str], skip_bad: bool,
                 kept.append(i)
             except ImageDecodeError as err:
                 if not skip_bad:
-                    raise ImageDecodeError(f"{loc}: {err} (pass skip_bad=True to leave such files out)") from err
+                    hint = " (pass skip_bad=True to leave such files out)" if skippable else ""
+                    raise ImageDecodeError(f"{loc}: {err}{hint}") from err
                 skipped.append(f"{loc}: {err}")
+    if paths and not kept:
+        raise ImageDecodeError(f"none of the {len(paths)} images could be decoded; first: {skipped[0]}")
     if skipped:
         print(f"Skipped {len(skipped)} image(s) that could not be decoded; first: {skipped[0]}")
     images = images[:len(kept)].clone() if skipped else images
@@ -240,8 +247,15 @@ def read_csv(path: str | Path, required: Sequence[str]) -> CsvTable:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such CSV file (expected columns {','.join(required)})")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        records = [(n, [c.strip() for c in rec]) for n, rec in enumerate(csv.reader(f), start=1)]
+    data = path.read_bytes()
+    encoding = "utf-16" if data.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig"  # Excel's "Unicode text"
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text (byte {err.start} is {data[err.start:err.start + 1]!r}); "
+                        f"save it as UTF-8 (Excel: 'CSV UTF-8')") from err
+    reader = csv.reader(io.StringIO(text, newline=""))
+    records = [(n, [c.strip() for c in rec]) for n, rec in enumerate(reader, start=1)]
     records = [(n, rec) for n, rec in records if any(rec)]
     if not records:
         raise DataError(f"{path}: the file is empty; expected a header {','.join(required)} and rows")
@@ -249,8 +263,10 @@ def read_csv(path: str | Path, required: Sequence[str]) -> CsvTable:
     columns = [c.strip().lower() for c in header]
     missing = [c for c in required if c not in columns]
     if missing:
+        seps = [s for s in ";\t|" if len(header) == 1 and s in header[0]]
+        hint = f" (the columns seem separated by {seps[0]!r}; commas are expected)" if seps else ""
         raise DataError(f"{path}: missing column(s) {', '.join(missing)}; the header has {header} "
-                        f"but {','.join(required)} is expected")
+                        f"but {','.join(required)} is expected{hint}")
     rows, lines, seen = [], [], {}
     for n, rec in records[1:]:
         if len(rec) < len(columns):
@@ -273,25 +289,28 @@ def resolve_path(raw: str, root: Path, split_dirs: str | Sequence[str], where: s
     """Find the file a CSV cell names, accepting the forms of ../shared/DATA.md.
 
     Tried in order: an absolute path; relative to `root` (`val/query/1.jpg`); relative to
-    `root` after dropping a leading data-folder name (`pa2_data/val/query/1.jpg`); a bare
-    file name inside each of `root/split_dirs`.  Backslashes are read as separators.
+    `root` after dropping leading folders one at a time (`pa2_data/val/query/1.jpg`, or an
+    absolute path made on another machine: `/content/pa2_data/val/query/1.jpg`,
+    `C:\\Users\\me\\pa2_data\\val\\query\\1.jpg`); the file name inside each of
+    `root/split_dirs` (for a bare name, or for `query/1.jpg` inside the split dir of that
+    name, `val/query`).  Backslashes are read as separators; names are also tried in both
+    Unicode normal forms (zips made on macOS store `ë` as `e` + a combining mark).
 
     Raises:
         DataError naming `where` (CSV and row), the cell and every path tried.
     """
     if not raw:
         raise DataError(f"{where}: empty path")
-    text = raw.replace("\\", "/")
-    rel = Path(text)
+    split_dirs = [split_dirs] if isinstance(split_dirs, str) else split_dirs
     tried: list[Path] = []
-    if rel.is_absolute():
-        tried.append(rel)
-    else:
-        tried.append(root / rel)
-        if len(rel.parts) > 1:
-            tried.append(root.joinpath(*rel.parts[1:]))
-        split_dirs = [split_dirs] if isinstance(split_dirs, str) else split_dirs
-        tried.extend(root / d / rel.name for d in split_dirs)
+    for form in dict.fromkeys([raw] + [unicodedata.normalize(nf, raw) for nf in ("NFC", "NFD")]):
+        rel = Path(form.replace("\\", "/"))
+        parts = rel.parts[1:] if rel.is_absolute() else rel.parts
+        if rel.is_absolute():
+            tried.append(rel)
+        tried.extend(root.joinpath(*parts[i:]) for i in range(len(parts)))
+        tried.extend(root / d / rel.name for d in split_dirs if len(parts) == 1 or Path(d).name == parts[-2])
+    tried = list(dict.fromkeys(tried))
     for candidate in tried:
         if candidate.is_file():
             return candidate
@@ -310,6 +329,16 @@ def _parse_ids(table: CsvTable, num_ids: int | None) -> list[int]:
             raise DataError(f"{table.path}, line {line}: id {ident} is out of range (expected {limit})")
         ids.append(ident)
     return ids
+
+
+def _check_listed_once(paths: Sequence[Path], ids: Sequence[int], lines: Sequence[int], csv_path: Path) -> None:
+    """Each image once per CSV: a second row naming the same file (in any path form) is an error."""
+    first: dict[Path, tuple[int, int]] = {}
+    for path, ident, line in zip(paths, ids, lines):
+        line0, id0 = first.setdefault(path.resolve(), (line, ident))
+        if line0 != line:
+            raise DataError(f"{csv_path}, line {line}: {path} is already listed on line {line0} "
+                            f"(id {id0} there, {ident} here); each image must appear once")
 
 
 # --------------------------------------------------------------------------- C8 and triplets
@@ -339,6 +368,7 @@ class IDLossDataset(Dataset):
             split_dir = split_dir[1:] + split_dir[:1]
         where = [_where(self.csv, line) for line in table.lines]
         paths = [resolve_path(p, self.root, split_dir, w) for p, w in zip(table.column("filepath"), where)]
+        _check_listed_once(paths, ids, table.lines, self.csv)
         self.cache, kept, self.skipped = _decode_checked(paths, where, skip_bad, device)
         self.paths = self.cache.paths
         self.ids = torch.tensor([ids[i] for i in kept], dtype=torch.long)
@@ -377,7 +407,7 @@ class TripletDataset(Dataset):
                 raise DataError(f"{loc}: the negative is the same file as the anchor or positive")
             triplets.append(trip)
         paths = list(index)
-        self.cache, _, _ = _decode_checked(paths, [where_of[p] for p in paths], False, device)
+        self.cache, _, _ = _decode_checked(paths, [where_of[p] for p in paths], False, device, skippable=False)
         self.triplets = torch.tensor(triplets, dtype=torch.long)
 
     def __len__(self) -> int:
@@ -455,8 +485,8 @@ class RetrievalDataset(Dataset):
         self.query_paths = table.column("query")
         self.gt = torch.tensor(gt, dtype=torch.long)
         gwhere = [f"{self.root / split / 'gallery'}, image {p.name}" for p in gallery]
-        self.gallery, _, _ = _decode_checked(gallery, gwhere, False, device)
-        self.queries, _, _ = _decode_checked(queries, where, False, device)
+        self.gallery, _, _ = _decode_checked(gallery, gwhere, False, device, skippable=False)
+        self.queries, _, _ = _decode_checked(queries, where, False, device, skippable=False)
 
     def __len__(self) -> int:
         return len(self.queries)
@@ -502,6 +532,9 @@ def find_data_root(folder: str | Path) -> Path:
     Raises DataLayoutError saying what is expected and how to get it.
     """
     folder = Path(folder)
+    if folder.is_file():
+        unzip = f" It is a zip: unzip it first (`unzip -q {folder} -d DATA_DIR`)." if zipfile.is_zipfile(folder) else ""
+        raise DataLayoutError(f"{folder}: is a file, not a folder.{unzip} {HOW_TO_GET_DATA}")
     if not folder.is_dir():
         raise DataLayoutError(f"{folder}: no such folder. {HOW_TO_GET_DATA}")
     if has_layout(folder):
@@ -513,8 +546,22 @@ def find_data_root(folder: str | Path) -> Path:
     if len(inner) > 1:
         raise DataLayoutError(f"{folder}: several folders hold a layout ({', '.join(d.name for d in inner)}); "
                               f"point REID_DATA at one of them")
-    missing = [f for f in LAYOUT_FILES if not (folder / f).is_file()]
-    raise DataLayoutError(f"{folder}: not the assignment's layout (missing {', '.join(missing)}). {HOW_TO_GET_DATA}")
+    raise DataLayoutError(f"{folder}: not the assignment's layout ({_nearest_layout(folder)}). {HOW_TO_GET_DATA}")
+
+
+def _nearest_layout(folder: Path) -> str:
+    """What `folder` (or the folder inside it closest to a layout) lacks, and zips lying there unpacked."""
+    candidates = [folder] + [d for d in sorted(folder.iterdir()) if d.is_dir()]
+    best = max(candidates, key=lambda d: sum((d / f).is_file() for f in LAYOUT_FILES))   # ties: folder itself
+    missing = [f for f in LAYOUT_FILES if not (best / f).is_file()]
+    text = f"missing {', '.join(missing)}"
+    if len(missing) < len(LAYOUT_FILES):
+        inside = "" if best == folder else f"{best.name}/ inside it is "
+        text = f"{inside}{text}: an upload or unzip that stopped early?"
+    zips = sorted(p.name for p in folder.glob("*.zip"))
+    if zips:
+        text += f"; {', '.join(zips)} is there: unzip it first (`unzip -q {folder / zips[0]} -d {folder}`)"
+    return text
 
 
 @dataclass

@@ -641,7 +641,11 @@ def _restore(run: TrainRun, state: dict[str, Any], path: Path) -> History:
         raise CheckpointError(f"{path} was written with other settings ({'; '.join(changed)}); "
                               f"resuming would mix two runs. Use another checkpoint_dir, delete "
                               f"the file, or train with resume=False.")
-    run.model.load_state_dict(state["model"])
+    try:
+        run.model.load_state_dict(state["model"])
+    except RuntimeError as e:  # missing / unexpected keys or shape mismatches
+        raise CheckpointError(f"{path} holds another model's weights ({e}). Use another "
+                              f"checkpoint_dir, delete the file, or train with resume=False.") from e
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
     run.scaler.load_state_dict(state["scaler"])
