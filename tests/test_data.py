@@ -65,12 +65,14 @@ def test_transform_aspect_and_padding_40x100():
     assert content.any(1).all()                      # full height used
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("size", [(1, 1), (10, 1000), (1000, 10), (4000, 3000)])
 def test_extreme_sizes(size):
     out = reid_transform()(Image.new("RGB", size, (200, 100, 50)))
     assert out.shape == (3, 128, 128) and torch.isfinite(out).all()
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "P", "CMYK", "I;16", "I", "F", "1"])
 def test_any_mode_becomes_rgb(mode):
     img = Image.new("RGB", (20, 40), (120, 60, 30)).convert(mode) if mode != "I;16" else \
@@ -80,6 +82,7 @@ def test_any_mode_becomes_rgb(mode):
     assert reid_transform()(rgb).shape == (3, 128, 128)
 
 
+@pytest.mark.reliability
 def test_i16_is_scaled_not_clipped():
     img = Image.fromarray(np.full((4, 4), 32768, dtype=np.uint16))
     assert np.asarray(to_rgb(img))[0, 0, 0] == 127           # 32768 / 65535 · 255 = 127.5 → 127
@@ -130,6 +133,7 @@ def test_triplets_decode_each_file_once(tiny_layout):
     assert a.shape == p.shape == n.shape == (3, 128, 128)
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("form", ["relative", "data_folder_prefix", "absolute", "bare", "backslash"])
 def test_path_forms(tiny_layout, form):
     root = tiny_layout
@@ -140,6 +144,7 @@ def test_path_forms(tiny_layout, form):
     assert ds.paths[0].resolve() == (root / "train/1000.jpg").resolve()
 
 
+@pytest.mark.reliability
 def test_tolerant_csv_reading(tiny_layout):
     # A byte-order mark, Windows line ends, spaces around cells and a blank line are all fine.
     path = tiny_layout / "messy.csv"
@@ -158,6 +163,7 @@ def test_tolerant_csv_reading(tiny_layout):
     ("filepath,id", ["train/nope.jpg,0"], "line 2: 'train/nope.jpg' resolves to no file (tried"),
     ("filepath,id", [], "no rows"),
 ])
+@pytest.mark.reliability
 def test_csv_errors_name_file_and_row(tiny_layout, header, rows, message):
     csv = write_csv(tiny_layout / "bad.csv", header, rows)
     with pytest.raises(DataError) as err:
@@ -165,6 +171,7 @@ def test_csv_errors_name_file_and_row(tiny_layout, header, rows, message):
     assert message in str(err.value) and "bad.csv" in str(err.value)
 
 
+@pytest.mark.reliability
 def test_missing_file_lists_paths_tried(tiny_layout):
     csv = write_csv(tiny_layout / "bad.csv", "filepath,id", ["train/nope.jpg,0"])
     with pytest.raises(DataError) as err:
@@ -172,17 +179,20 @@ def test_missing_file_lists_paths_tried(tiny_layout):
     assert str(tiny_layout / "train" / "nope.jpg") in str(err.value)
 
 
+@pytest.mark.reliability
 def test_id_range_checked_against_num_ids(tiny_layout):
     with pytest.raises(DataError, match="id 2 is out of range \\(expected 0..1\\)"):
         IDLossDataset(tiny_layout / "train_idloss.csv", num_ids=2)
 
 
+@pytest.mark.reliability
 def test_empty_csv(tiny_layout):
     (tiny_layout / "empty.csv").write_text("")
     with pytest.raises(DataError, match="empty.csv: the file is empty"):
         read_csv(tiny_layout / "empty.csv", ("filepath", "id"))
 
 
+@pytest.mark.reliability
 def test_gallery_gap_and_duplicate(tiny_layout):
     (tiny_layout / "val/gallery/4.jpg").unlink()
     with pytest.raises(DataError, match="gaps, missing 4"):
@@ -193,12 +203,14 @@ def test_gallery_gap_and_duplicate(tiny_layout):
         RetrievalDataset(tiny_layout, "val")
 
 
+@pytest.mark.reliability
 def test_gt_must_name_a_gallery_image(tiny_layout):
     write_csv(tiny_layout / "val/gt.csv", "query,gallery", ["val/query/5001.jpg,val/query/5002.jpg"])
     with pytest.raises(DataError, match="gt.csv, line 2: gallery 'val/query/5002.jpg' is not one of the 12"):
         RetrievalDataset(tiny_layout, "val")
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("kind", ["truncated", "zero_bytes", "text"])
 def test_corrupt_image_names_file_and_row(tiny_layout, kind):
     path = tiny_layout / "train/1010.jpg"
@@ -211,12 +223,14 @@ def test_corrupt_image_names_file_and_row(tiny_layout, kind):
     assert len(ds) == 5 and len(ds.skipped) == 1 and ds.ids.tolist() == [0, 0, 1, 2, 2]
 
 
+@pytest.mark.reliability
 def test_non_ascii_file_names(tiny_layout):
     write_jpeg(tiny_layout / "train/Zoë_行人.jpg", seed=9)
     csv = write_csv(tiny_layout / "u.csv", "filepath,id", ["train/Zoë_行人.jpg,0"])
     assert len(IDLossDataset(csv, tiny_layout)) == 1
 
 
+@pytest.mark.reliability
 def test_find_data_root(tmp_path, tiny_layout):
     assert find_data_root(tiny_layout) == tiny_layout
     assert find_data_root(tiny_layout.parent) == tiny_layout          # one level too deep is found

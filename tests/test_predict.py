@@ -36,6 +36,7 @@ def rows(path: Path) -> list[str]:
     return path.read_text().splitlines()
 
 
+@pytest.mark.reliability
 def test_fills_gallery_column_keeping_queries_and_order(layout):
     out = write_predictions(MeanColour(), layout)
     assert out == layout / "test/pred.csv"
@@ -44,6 +45,7 @@ def test_fills_gallery_column_keeping_queries_and_order(layout):
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".pred")]   # no temp file left
 
 
+@pytest.mark.reliability
 def test_path_form_follows_val_gt(layout):
     gt = layout / "val/gt.csv"
     gt.write_text(gt.read_text().replace("val/gallery/", f"{layout.name}/val/gallery/"))
@@ -54,6 +56,7 @@ def test_path_form_follows_val_gt(layout):
     assert gallery_cell_template(layout) == "{k}{ext}"
 
 
+@pytest.mark.reliability
 def test_read_only_pred_csv_is_kept_and_predictions_saved_beside(layout):
     pred = layout / "test/pred.csv"
     before = pred.read_text()
@@ -71,6 +74,7 @@ def test_read_only_pred_csv_is_kept_and_predictions_saved_beside(layout):
         pred.chmod(0o644)
 
 
+@pytest.mark.reliability
 def test_read_only_pred_csv_as_root(layout, monkeypatch):
     # Root can write anything, so simulate a read-only file through os.access.
     pred = layout / "test/pred.csv"
@@ -82,6 +86,7 @@ def test_read_only_pred_csv_as_root(layout, monkeypatch):
     assert pred.read_text() == before and err.value.saved_to.is_file()
 
 
+@pytest.mark.reliability
 def test_interrupted_write_leaves_pred_csv_intact(layout, monkeypatch):
     pred = layout / "test/pred.csv"
     before = pred.read_text()

@@ -175,10 +175,12 @@ def test_each_recipe_returns_complete_history(data, recipe, tmp_path, capsys):
     assert capsys.readouterr().err == ""
 
 
+@pytest.mark.reliability
 def test_same_seed_same_history(data):
     assert without_timing(run(data, "strong")) == without_timing(run(data, "strong"))
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("recipe", ["id", "strong"])
 def test_resume_equals_uninterrupted(data, recipe, tmp_path):
     full_model = tiny_model("bnneck" if recipe == "strong" else "reid")
@@ -198,6 +200,7 @@ def test_resume_equals_uninterrupted(data, recipe, tmp_path):
         assert torch.allclose(p.float(), q.float(), atol=1e-6), name
 
 
+@pytest.mark.reliability
 def test_keyboard_interrupt_keeps_last_checkpoint(data, tmp_path, capsys):
     model = tiny_model(interrupt_at=4 + 2)  # 4 iterations per epoch: stop in epoch 2
     h = run(data, "id", tmp_path, model=model)
@@ -212,6 +215,7 @@ def test_keyboard_interrupt_keeps_last_checkpoint(data, tmp_path, capsys):
     assert run(data, "id", tmp_path, model=model, resume=True).epochs_done == 2
 
 
+@pytest.mark.reliability
 def test_interrupt_while_writing_keeps_previous_checkpoint(data, tmp_path, monkeypatch):
     run(data, "id", tmp_path, epochs=1)
     before = (tmp_path / "last.pt").read_bytes()
@@ -227,6 +231,7 @@ def test_interrupt_while_writing_keeps_previous_checkpoint(data, tmp_path, monke
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left
 
 
+@pytest.mark.reliability
 def test_corrupt_checkpoint_is_reported(data, tmp_path):
     run(data, "id", tmp_path, epochs=1)
     path = tmp_path / "last.pt"
@@ -238,6 +243,7 @@ def test_corrupt_checkpoint_is_reported(data, tmp_path):
         run(data, "id", tmp_path, resume=True)
 
 
+@pytest.mark.reliability
 def test_nan_loss_names_epoch_and_iteration(data):
     with pytest.raises(FloatingPointError, match=r"epoch 1/2, iteration 3/4"):
         run(data, "id", model=tiny_model(nan_at=3))
@@ -252,6 +258,7 @@ def test_cpu_bf16_autocast_path(data):
     assert h.epochs_done == 1 and all(math.isfinite(v) for v in h.iter_loss)
 
 
+@pytest.mark.reliability
 def test_resume_refuses_other_settings(data, tmp_path):
     run(data, "id", tmp_path, time_budget_s=0.0)                 # one epoch, checkpoint written
     with pytest.raises(CheckpointError, match=r"other settings \(lr: 0.0003 → 0.002\)"):
