@@ -244,7 +244,7 @@ PALETTE = [(28, 28, 32), (232, 232, 226), (128, 128, 132), (32, 42, 92), (62, 11
            (226, 198, 52), (220, 132, 162), (112, 62, 142)]
 SKIN = [(238, 204, 178), (214, 170, 134), (174, 124, 90), (118, 80, 56)]
 HAIR = [(22, 16, 12), (72, 46, 26), (142, 100, 60), (202, 172, 112), (152, 152, 150)]
-PATTERNS = ("plain", "plain", "hstripes", "vstripes", "checks", "print", "yoke", "jacket")
+PATTERNS = ("plain", "plain", "plain", "hstripes", "vstripes", "checks", "print", "yoke", "jacket")
 # Per camera: colour gains (R, G, B), brightness and saturation. Strong on purpose:
 # a query is never seen by its gallery image's camera, so colour alone misleads.
 CAMERA_GAIN = [(1.22, 1.0, 0.74), (0.78, 0.95, 1.28), (0.9, 1.18, 0.82),
@@ -292,7 +292,7 @@ class Pose:
 def _colour(rng: np.random.Generator, choices: list[RGB]) -> RGB:
     """A palette colour with a small per-identity shade jitter."""
     base = np.array(choices[int(rng.integers(len(choices)))], float)
-    r, g, b = (int(v) for v in np.clip(base + rng.normal(0, 8, 3), 0, 255))
+    r, g, b = (int(v) for v in np.clip(base + rng.normal(0, 5, 3), 0, 255))
     return r, g, b
 
 
@@ -618,7 +618,7 @@ def _apply_camera(arr: np.ndarray, cam: int, rng: np.random.Generator) -> np.nda
     c = (cam - 1) % N_CAMERAS
     grey = arr.mean(axis=2, keepdims=True)
     arr = grey + np.float32(CAMERA_SATURATION[c] * rng.uniform(0.85, 1.15)) * (arr - grey)
-    gain = np.array(CAMERA_GAIN[c]) * rng.uniform(0.9, 1.1, 3) * CAMERA_LIGHT[c] * rng.uniform(0.85, 1.15)
+    gain = np.array(CAMERA_GAIN[c]) * rng.uniform(0.87, 1.13, 3) * CAMERA_LIGHT[c] * rng.uniform(0.8, 1.2)
     ramp = np.linspace(1 - 0.3 * rng.random(), 1 + 0.1 * rng.random(), arr.shape[1], dtype=np.float32)
     ramp = ramp[::-1] if rng.random() < 0.5 else ramp
     arr *= gain.astype(np.float32)[None, None, :] * ramp[None, :, None]
