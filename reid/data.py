@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import hashlib
 import json
 import os
 import re
@@ -571,6 +572,14 @@ class DataInfo:
     root: Path
     source: str
     built_now: bool = False
+
+    @property
+    def fingerprint(self) -> str:
+        """8 hex digits of a hash of the layout's CSVs: a different data set gets different checkpoints."""
+        digest = hashlib.sha1()
+        for name in LAYOUT_FILES:
+            digest.update((self.root / name).read_bytes())
+        return digest.hexdigest()[:8]
 
     def describe(self) -> str:
         what = {"synthetic": "the built-in SYNTHETIC data set (no course data found)",

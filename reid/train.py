@@ -506,7 +506,10 @@ def train_epoch(run: TrainRun, epoch: int, progress: bool = False) -> list[float
     batches = run.recipe.plan()[: run.iters_per_epoch()]
     done: list[float] = []
     pending: list[Tensor] = []
-    bar = tqdm(batches, desc=f"epoch {epoch + 1}", file=sys.stdout, leave=False, disable=not progress)
+    # A notebook shows no nested text bars (the cursor-up code prints as text), so there the
+    # batch bar is off and the epoch bar carries the numbers.
+    bar = tqdm(batches, desc=f"epoch {epoch + 1}", file=sys.stdout, leave=False, mininterval=1.0,
+               disable=not progress or "ipykernel" in sys.modules)
     for i, idx in enumerate(bar):
         loss = run.recipe.loss(run, idx)
         run.optimizer.zero_grad(set_to_none=True)
@@ -696,7 +699,7 @@ def train_model(model: nn.Module, cfg: TrainConfig, train_set: Any, val_set: Any
     offset = history.elapsed_seconds[-1] if history.elapsed_seconds else 0.0
     t_start = time.perf_counter()
     bar = tqdm(range(start, cfg.epochs), desc=cfg.recipe, file=sys.stdout, initial=start,
-               total=cfg.epochs, disable=not progress)
+               total=cfg.epochs, disable=not progress, mininterval=1.0)
     epoch = start
     try:
         for epoch in bar:
