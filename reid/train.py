@@ -322,6 +322,9 @@ class TrainConfig:
         cosine decay over 60 epochs (an epoch is only ~28 P×K batches on 230 × 10 images)."""
         base = cls(recipe="strong", epochs=60, lr=3.5e-4, margin=0.3, label_smoothing=0.1,
                    p=16, k=4, batch_size=64, warmup_epochs=5.0, flip=True, erase=True)
+        if "epochs" in overrides and "warmup_epochs" not in overrides:
+            # A shorter run keeps the warm-up to at most a quarter of it, so the cosine decay happens.
+            overrides["warmup_epochs"] = min(base.warmup_epochs, overrides["epochs"] / 4)
         return dataclasses.replace(base, **overrides)
 
     def to_dict(self) -> dict[str, Any]:

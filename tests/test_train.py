@@ -264,3 +264,9 @@ def test_resume_refuses_other_settings(data, tmp_path):
     with pytest.raises(CheckpointError, match=r"other settings \(lr: 0.0003 → 0.002\)"):
         run(data, "id", tmp_path, resume=True, lr=2e-3)
     assert run(data, "id", tmp_path, resume=True, epochs=3).epochs_done == 3   # more epochs is fine
+
+
+def test_strong_preset_scales_warmup_to_short_runs():
+    assert TrainConfig.strong().warmup_epochs == 5.0
+    assert TrainConfig.strong(epochs=8).warmup_epochs == 2.0          # a quarter of the run
+    assert TrainConfig.strong(epochs=8, warmup_epochs=3.0).warmup_epochs == 3.0
