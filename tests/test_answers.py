@@ -1,0 +1,98 @@
+"""answers.md: every number in it is recomputed here from the code and the saved run files."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from make_data import Counts
+from reid.data import count_possible_triplets
+from reid.model import (ModifiedResNet18, build_model, count_parameters, pooling_kernel, table1_shapes,
+                        weight_mapping_report)
+
+ROOT = Path(__file__).resolve().parent.parent
+ANSWERS = (ROOT / "answers.md").read_text()
+
+
+def section(title: str) -> str:
+    """The text of answers.md from the heading that starts with `## {title}` to the next `## `."""
+    match = re.search(rf"^## {re.escape(title)}\b.*?(?=^## |\Z)", ANSWERS, flags=re.S | re.M)
+    assert match, f"answers.md has no section '## {title}'"
+    return match.group(0)
+
+
+def test_q1_every_table1_row():
+    text = section("Q1")
+    rows = table1_shapes(ModifiedResNet18(), 128)
+    assert len(rows) == 11
+    for name, (c, h, w) in rows:
+        assert f"| {name} | {c}×{h}×{w} |" in text
+    assert text.count("\n| ") == len(rows) + 2          # header + separator + one line per row, no extra
+
+
+def test_q2_pooling_kernel():
+    k = pooling_kernel(ModifiedResNet18(), 128)
+    assert f"**{k[0]}×{k[1]}**" in section("Q2")
+
+
+def test_q4_first_resblock_parameters():
+    block = ModifiedResNet18().layer1[0]
+    n = count_parameters(block)
+    assert n == 2 * (64 * 64 * 3 * 3) + 2 * (2 * 64)
+    conv = block.conv1.weight.numel()
+    assert f"**{n:,}**" in section("Q4") and f"{conv:,}" in section("Q4")
+
+
+def test_q5_weight_report():
+    report = weight_mapping_report(build_model("resnet18", num_ids=230))
+    text = section("Q5")
+    assert f"**{len(report.loaded)}**" in text
+    layers = ", ".join(dict.fromkeys(n.rsplit(".", 1)[0] for n in report.not_loaded
+                                     if not n.startswith("backbone.")))
+    assert f"**{layers}**" in text
+    dropped = ", ".join(f"{n} {list(report.shapes[n])}" for n in report.discarded)
+    assert f"**{dropped}**" in text and report.discarded == ["fc.weight", "fc.bias"]
+
+
+def test_q6_last_fc_size():
+    n_ids = Counts().train_ids
+    model = build_model("resnet18", num_ids=n_ids)
+    assert model.classifier.out_features == n_ids
+    assert f"**{n_ids}**" in section("Q6") and f"0…{n_ids - 1}" in section("Q6")
+
+
+def test_q10_possible_triplets():
+    c = Counts()
+    ids = torch.arange(c.train_ids).repeat_interleave(c.per_id)
+    n = count_possible_triplets(ids)
+    total = c.train_ids * c.per_id
+    assert f"{c.train_ids} · {c.per_id} · {c.per_id - 1} · {total - c.per_id} = **{n:,}**" in section("Q10")
+    assert f"uses {total:,} of them" in section("Q10")
+
+
+def table_row(name: str, values: list[float]) -> str:
+    return f"| {name} | " + " | ".join(f"{v:.3f}" for v in values) + " |"
+
+
+@pytest.mark.parametrize("source", ["synthetic"])
+def test_results_table_matches_saved_run(source):
+    path = ROOT / "results" / f"{source}.json"
+    doc = json.loads(path.read_text())
+    text = section("Results")
+    for name, row in doc["table"].items():
+        values = [row["Rank-1"], row["Rank-5"], row["Rank-10"], row["mAP"]]
+        assert table_row(name, values) in text, f"answers.md lacks the {source} row for {name}"
+
+
+@pytest.mark.parametrize("recipe,name", [("id", "ID loss"), ("triplet", "triplet loss"),
+                                         ("strong", "stronger recipe")])
+def test_market_results_match_saved_runs(recipe, name):
+    path = ROOT / "results" / f"market_tta_{recipe}.json"
+    if not path.is_file():
+        pytest.skip(f"{path.name} not recorded")
+    h = json.loads(path.read_text())
+    values = [h["rank1"][-1], h["rank5"][-1], h["rank10"][-1], h["mAP"][-1]]
+    assert table_row(name, values) in section("Results")
