@@ -33,7 +33,7 @@ def tta_section(results: Path = ROOT / "results") -> str:
              "Layout: `python make_data.py pool ../shared/data/market1501-train data_market --seed 0`. Each run:",
              "`python bench/time_to_accuracy.py data_market --recipe R --epochs E --minutes M --out results/market_tta_R.json`",
              "(E sets the length of the learning-rate schedule so that it finishes inside the budget).", "",
-             "| recipe | epochs | training min | val Rank-1 per epoch | final Rank-1 / 5 / 10 | mAP | issue's 20-min target |",
+             "| recipe | epochs | minutes (training + validation) | val Rank-1 per epoch | final Rank-1 / 5 / 10 | mAP | our 20-minute target |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     found = False
     for recipe, name in RECIPES.items():
