@@ -607,7 +607,9 @@ def prepare_data(folder: str | Path | None = None, build_if_missing: bool = True
     folder = Path(folder if folder is not None else os.environ.get("REID_DATA", "data"))
     empty = not folder.exists() or (folder.is_dir() and not any(folder.iterdir()))
     if empty and build_if_missing:
-        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        repo = str(Path(__file__).resolve().parent.parent)    # make_data.py sits beside reid/
+        if repo not in sys.path:
+            sys.path.insert(0, repo)
         from make_data import build_synthetic  # noqa: PLC0415 (optional dependency of the notebook)
         print(f"No data in {folder}: building the synthetic layout there (seed {seed}).")
         build_synthetic(folder, seed=seed, force=folder.exists(), **counts)
