@@ -727,3 +727,23 @@ def cmc_map(
         lambda sl: pairwise_distance(q_feats[sl], g_feats, metric).cpu(),
         q_feats.shape[0], g_feats.shape[0], q_ids, g_ids, q_cams, g_cams, max_rank, chunk_size,
     )
+
+
+def retrieval_metrics(model: nn.Module, dataset: Any, batch_size: int = 256, device: Any = None,
+                      amp_dtype: torch.dtype | None = None) -> dict[str, float]:
+    """Rank-1/5/10 (one correct gallery image per query) and mAP/mINP of a val retrieval set.
+
+    Args:
+        dataset: has `queries` and `gallery` image sources and `gt` `[Q]` (gallery index of each
+            query); the identity of gallery image k is k.
+
+    Returns:
+        {"rank1", "rank5", "rank10", "mAP", "mINP"} as floats.
+    """
+    q = extract_features(model, dataset.queries, batch_size=batch_size, device=device, amp_dtype=amp_dtype)  # [Q, D]
+    g = extract_features(model, dataset.gallery, batch_size=batch_size, device=device, amp_dtype=amp_dtype)  # [G, D]
+    gt = dataset.gt.cpu()  # [Q]
+    ranks = rank_k_accuracy(q, g, gt, ks=(1, 5, 10))
+    cm = cmc_map(q, g, gt, torch.arange(len(g)))
+    return {"rank1": float(ranks[1]), "rank5": float(ranks[5]), "rank10": float(ranks[10]),
+            "mAP": float(cm["mAP"]), "mINP": float(cm["mINP"])}

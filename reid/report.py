@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from .data import RetrievalDataset
-from .evaluate import cmc_map, extract_features, rank_k_accuracy
+from .evaluate import retrieval_metrics
 
 
 def _clean(values: list[Any]) -> list[float]:
@@ -45,12 +45,8 @@ def describe_history(history: Any) -> str:
 
 def evaluate_retrieval(model: nn.Module, dataset: RetrievalDataset) -> dict[str, float]:
     """Rank-1/5/10 (the assignment's protocol) and mAP/mINP (identity = gallery index) on a val set."""
-    q = extract_features(model, dataset.queries)
-    g = extract_features(model, dataset.gallery)
-    ranks = rank_k_accuracy(q, g, dataset.gt, ks=(1, 5, 10))
-    cm = cmc_map(q, g, dataset.gt, torch.arange(len(dataset.gallery)))
-    return {"Rank-1": ranks[1], "Rank-5": ranks[5], "Rank-10": ranks[10],
-            "mAP": float(cm["mAP"]), "mINP": float(cm["mINP"])}
+    m = retrieval_metrics(model, dataset)
+    return {"Rank-1": m["rank1"], "Rank-5": m["rank5"], "Rank-10": m["rank10"], "mAP": m["mAP"], "mINP": m["mINP"]}
 
 
 def compare_models(models: Mapping[str, tuple[nn.Module, Any]], dataset: RetrievalDataset) -> pd.DataFrame:

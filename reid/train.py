@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm  # plain text bars on stdout: no widget warnings on stderr
 
-from reid.evaluate import cmc_map, extract_features, rank_k_accuracy
+from reid.evaluate import retrieval_metrics
 
 # The handout's triplet loss acts on the 256-d feature that comes out of BN → ReLU →
 # Dropout, so it is non-negative and, at initialisation, each coordinate is roughly
@@ -560,16 +560,12 @@ def evaluate_val(run: TrainRun, val_set: Any, val_idloss: Any = None,
     """Rank-1/5/10 and mAP of val queries against the val gallery, plus the val loss."""
     model, bs, dev, amp = run.model, run.cfg.eval_batch_size, run.device, run.amp_dtype
     model.eval()
-    q = extract_features(model, val_set.queries, batch_size=bs, device=dev, amp_dtype=amp)  # [Q, D]
-    g = extract_features(model, val_set.gallery, batch_size=bs, device=dev, amp_dtype=amp)  # [G, D]
-    gt = val_set.gt.cpu()  # [Q] gallery index of each query
-    ranks = rank_k_accuracy(q, g, gt, ks=(1, 5, 10))
-    m_ap = cmc_map(q, g, gt, torch.arange(len(g)))["mAP"]
+    metrics = retrieval_metrics(model, val_set, batch_size=bs, device=dev, amp_dtype=amp)
     vloss = None
     if val_idloss is not None and val_triplets is not None and len(val_triplets):
         vloss = validation_loss(model, val_idloss, val_triplets, bs, dev, amp)
-    return {"rank1": float(ranks[1]), "rank5": float(ranks[5]), "rank10": float(ranks[10]),
-            "mAP": float(m_ap), "val_loss": vloss}
+    return {"rank1": metrics["rank1"], "rank5": metrics["rank5"], "rank10": metrics["rank10"],
+            "mAP": metrics["mAP"], "val_loss": vloss}
 
 
 # ---------------------------------------------------------------------------- checkpoints
