@@ -742,8 +742,14 @@ def retrieval_metrics(model: nn.Module, dataset: Any, batch_size: int = 256, dev
     """
     q = extract_features(model, dataset.queries, batch_size=batch_size, device=device, amp_dtype=amp_dtype)  # [Q, D]
     g = extract_features(model, dataset.gallery, batch_size=batch_size, device=device, amp_dtype=amp_dtype)  # [G, D]
-    gt = dataset.gt.cpu()  # [Q]
-    ranks = rank_k_accuracy(q, g, gt, ks=(1, 5, 10))
-    cm = cmc_map(q, g, gt, torch.arange(len(g)))
+    return retrieval_scores(q, g, dataset.gt)
+
+
+def retrieval_scores(q_feats: Tensor, g_feats: Tensor, gt: Tensor) -> dict[str, float]:
+    """:func:`retrieval_metrics` from features already computed: queries [Q, D], gallery [G, D],
+    gt [Q] = the gallery index of each query's match (gallery image k has identity k)."""
+    gt = gt.cpu()
+    ranks = rank_k_accuracy(q_feats, g_feats, gt, ks=(1, 5, 10))
+    cm = cmc_map(q_feats, g_feats, gt, torch.arange(len(g_feats)))
     return {"rank1": float(ranks[1]), "rank5": float(ranks[5]), "rank10": float(ranks[10]),
             "mAP": float(cm["mAP"]), "mINP": float(cm["mINP"])}

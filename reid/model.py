@@ -399,6 +399,10 @@ class ReIDNet(nn.Module):
         feature = self.embed(x)                     # [N, feat_dim]
         return feature, self.classifier(feature)    # [N, num_ids]
 
+    def embed_from_feature(self, feature: Tensor) -> Tensor:
+        """The retrieval feature from forward's first output: here the same tensor."""
+        return feature
+
 
 class BNNeckNet(nn.Module):
     """The "stronger recipe" head (BNNeck, Luo et al., Bag of Tricks, CVPRW 2019).
@@ -424,6 +428,10 @@ class BNNeckNet(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         f = self.backbone(x)                          # [N, D]
         return f, self.classifier(self.bnneck(f))     # [N, num_ids]
+
+    def embed_from_feature(self, feature: Tensor) -> Tensor:
+        """The retrieval feature from forward's first output (the pre-BN ``f``): ``BN(f)``."""
+        return self.bnneck(feature)
 
 
 BACKBONES = {"resnet18": ModifiedResNet18, "resnet50": ModifiedResNet50}

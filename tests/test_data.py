@@ -246,3 +246,18 @@ def test_count_possible_triplets_by_hand():
     assert count_possible_triplets([0, 0, 1]) == 2
     # The handout's training set: 230 ids × 10 images → 230 · 10 · 9 · 2290.
     assert count_possible_triplets(torch.arange(230).repeat_interleave(10)) == 47_403_000
+
+
+def test_fingerprint_ignores_the_predictions_the_notebook_writes(tiny_layout):
+    """Filling test/pred.csv's gallery column must not move the checkpoints' folder (a re-run of
+    the notebook would retrain every model); another data set must."""
+    from reid.data import DataInfo
+    before = DataInfo(tiny_layout, "course").fingerprint
+    write_csv(tiny_layout / "test/pred.csv", "query,gallery",
+              ["test/query/7001.jpg,test/gallery/2.jpg", "test/query/7000.jpg,test/gallery/0.jpg"])
+    assert DataInfo(tiny_layout, "course").fingerprint == before
+    write_csv(tiny_layout / "test/pred.csv", "query,gallery", ["test/query/7000.jpg,", "test/query/7001.jpg,"])
+    assert DataInfo(tiny_layout, "course").fingerprint != before      # other queries (order)
+    write_csv(tiny_layout / "test/pred.csv", "query,gallery", ["test/query/7001.jpg,", "test/query/7000.jpg,"])
+    (tiny_layout / "val/gt.csv").write_text((tiny_layout / "val/gt.csv").read_text().replace("3.jpg", "4.jpg"))
+    assert DataInfo(tiny_layout, "course").fingerprint != before      # other val ground truth

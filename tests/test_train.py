@@ -266,7 +266,54 @@ def test_resume_refuses_other_settings(data, tmp_path):
     assert run(data, "id", tmp_path, resume=True, epochs=3).epochs_done == 3   # more epochs is fine
 
 
+def test_resume_reads_a_setting_newer_than_the_checkpoint_as_its_default(data, tmp_path):
+    run(data, "id", tmp_path, time_budget_s=0.0)
+    state = load_checkpoint(tmp_path / T.CHECKPOINT_NAME)
+    del state["cfg"]["min_lr_factor"]  # as if written before that setting existed
+    T.save_checkpoint(tmp_path / T.CHECKPOINT_NAME, state)
+    assert run(data, "id", tmp_path, resume=True).epochs_done == 2
+    state = load_checkpoint(tmp_path / T.CHECKPOINT_NAME)
+    del state["cfg"]["min_lr_factor"]
+    T.save_checkpoint(tmp_path / T.CHECKPOINT_NAME, state)
+    with pytest.raises(CheckpointError, match=r"min_lr_factor: 0.01 → 0.1"):
+        run(data, "id", tmp_path, resume=True, min_lr_factor=0.1)
+
+
 def test_strong_preset_scales_warmup_to_short_runs():
     assert TrainConfig.strong().warmup_epochs == 5.0
     assert TrainConfig.strong(epochs=8).warmup_epochs == 2.0          # a quarter of the run
     assert TrainConfig.strong(epochs=8, warmup_epochs=3.0).warmup_epochs == 3.0
+
+
+@pytest.mark.parametrize("head", ["reid", "bnneck"])
+def test_validation_passes_each_val_image_once(data, head, monkeypatch):
+    """Val Rank-k and mAP from the one pass over val_idloss equal those of retrieval_metrics."""
+    model = tiny_model(head)
+    model.train()
+    for _ in range(3):  # move the BN running statistics away from their initial values
+        model(data["val_idloss"].cache.images[:8].float())
+    cfg = dataclasses.replace(CONFIGS["strong" if head == "bnneck" else "id"])
+    run_ = T.build_run(model, cfg, data["id"])
+    triplets = T.random_triplets(data["val_idloss"].ids, torch.Generator().manual_seed(0))
+    assert T._rows_in(data["val_idloss"], data["val"]) is not None
+    expected = T.retrieval_metrics(model, data["val"])
+    expected_loss = T.validation_loss(model, data["val_idloss"], triplets, 64, torch.device("cpu"), None)
+    calls = []
+    monkeypatch.setattr(T, "retrieval_metrics", lambda *a, **k: calls.append(a))
+    got = T.evaluate_val(run_, data["val"], data["val_idloss"], triplets)
+    assert not calls  # no second pass over the val images
+    assert got["val_loss"] == pytest.approx(expected_loss, rel=1e-6)
+    for key in ("rank1", "rank5", "rank10", "mAP"):
+        assert got[key] == pytest.approx(expected[key], abs=1e-6), key
+
+
+def test_validation_falls_back_when_val_idloss_lacks_an_image(data):
+    """A val_idloss.csv without some query: Rank-k comes from its own pass, the same numbers."""
+    model = tiny_model("reid")
+    run_ = T.build_run(model, dataclasses.replace(CONFIGS["id"]), data["id"])
+    val_id = data["val_idloss"]
+    short = type("Short", (), {"paths": val_id.paths[1:], "cache": val_id.cache, "ids": val_id.ids})()
+    assert T._rows_in(short, data["val"]) is None
+    triplets = T.random_triplets(val_id.ids, torch.Generator().manual_seed(0))
+    got = T.evaluate_val(run_, data["val"], short, triplets)
+    assert got["rank1"] == pytest.approx(T.retrieval_metrics(model, data["val"])["rank1"])
