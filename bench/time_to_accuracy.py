@@ -1,18 +1,23 @@
 """Time to accuracy: train a preset from scratch under a time budget, val Rank-1 per epoch.
 
     python bench/time_to_accuracy.py DATA_ROOT --recipe id|triplet|strong --minutes 20 \
-        --out runs/tta_<recipe>.json [--epochs N] [--seed 0] [--device cuda] [--checkpoint-dir DIR]
+        --out runs/tta_<recipe>.json [--epochs N] [--set lr=1e-3 --set flip=true ...] [--seed 0] \
+        [--device cuda] [--checkpoint-dir DIR]
 
 The model is ModifiedResNet18 with random weights (no ImageNet): ReIDNet for "id" and
 "triplet", BNNeckNet for "strong". The preset (TrainConfig.handout_id / handout_triplet /
 strong) runs with time_budget_s = minutes × 60: training stops after the epoch in which
 the budget is passed, or after the preset's epochs. Minutes are wall time of the training
 loop with its per-epoch validation (History.elapsed_seconds); decoding the images into
-the cache happens before and is reported on its own line.
+the cache happens before and is reported on its own line. ``--set FIELD=VALUE`` overrides
+any other TrainConfig field; the JSON written holds the history and, under "config", every
+setting of the run.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
@@ -33,6 +38,29 @@ def load_data(root: Path, recipe: str, device: str) -> tuple[object, object, obj
     return train, RetrievalDataset(root, "val", device=device), IDLossDataset(root / "val_idloss.csv", root, device=device), id_set.num_ids
 
 
+def parse_setting(text: str) -> tuple[str, object]:
+    """"lr=1e-3" → ("lr", 0.001): the value typed after the TrainConfig field's annotation."""
+    name, sep, value = text.partition("=")
+    fields = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
+    if not sep or name not in fields:
+        raise argparse.ArgumentTypeError(f"--set expects FIELD=VALUE, FIELD one of {', '.join(fields)}; got {text!r}")
+    kind, low = fields[name], value.strip().lower()
+    if low == "none" and "None" in kind:
+        return name, None
+    try:
+        if "bool" in kind:
+            if low not in ("true", "false", "1", "0"):
+                raise ValueError
+            return name, low in ("true", "1")
+        if "int" in kind:
+            return name, int(value)
+        if "float" in kind:
+            return name, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--set {name}= expects a value of type {kind}, got {value!r}") from None
+    return name, value
+
+
 def rank1_table(h: History) -> str:
     """Markdown rows: epoch, minutes, val Rank-1 / Rank-5 / mAP, val loss."""
     rows = ["| epoch | minutes | val Rank-1 | val Rank-5 | val mAP | val loss |", "| --- | --- | --- | --- | --- | --- |"]
@@ -49,6 +77,8 @@ def main(argv: list[str] | None = None) -> History:
     ap.add_argument("--minutes", type=float, default=20.0)
     ap.add_argument("--out", type=Path, default=None, help="History JSON (default runs/tta_<recipe>.json)")
     ap.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (LR schedule length)")
+    ap.add_argument("--set", dest="settings", type=parse_setting, action="append", default=[],
+                    metavar="FIELD=VALUE", help="override a TrainConfig field, e.g. lr=1e-3 or flip=true")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default=None)
     ap.add_argument("--checkpoint-dir", type=Path, default=None, help="checkpoint each epoch; resume if present")
@@ -58,6 +88,7 @@ def main(argv: list[str] | None = None) -> History:
     overrides = {"time_budget_s": args.minutes * 60, "seed": args.seed, "device": args.device}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
+    overrides.update(dict(args.settings))
     cfg = PRESETS[args.recipe](**overrides)
     device = str(pick_device(args.device))
     t0 = time.perf_counter()
@@ -70,7 +101,8 @@ def main(argv: list[str] | None = None) -> History:
     history = train_model(model, cfg, train_set, val_set, val_idloss, checkpoint_dir=args.checkpoint_dir,
                           resume=args.checkpoint_dir is not None, progress=not args.quiet)
     out = args.out if args.out is not None else Path("runs") / f"tta_{args.recipe}.json"
-    history.save_json(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"config": cfg.to_dict(), **history.to_dict()}, indent=1))
     print(rank1_table(history))
     best = max(range(len(history.rank1)), key=lambda i: history.rank1[i], default=None)
     if best is not None:

@@ -1,0 +1,75 @@
+"""bench/: the time-to-accuracy command line (--set) and the BENCHMARKS.md section made from its JSONs."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import run_all
+from bench.time_to_accuracy import parse_setting
+from reid.train import TrainConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("lr=1e-3", ("lr", 1e-3)),
+    ("flip=true", ("flip", True)),
+    ("erase=0", ("erase", False)),
+    ("epochs=12", ("epochs", 12)),
+    ("max_iters_per_epoch=none", ("max_iters_per_epoch", None)),
+    ("max_iters_per_epoch=5", ("max_iters_per_epoch", 5)),
+    ("optimizer=sgd", ("optimizer", "sgd")),
+    ("amp=None", ("amp", None)),
+    ("time_budget_s=90", ("time_budget_s", 90.0)),
+])
+def test_set_is_typed_after_the_field(text, expected):
+    name, value = parse_setting(text)
+    assert (name, value) == expected and type(value) is type(expected[1])
+
+
+@pytest.mark.parametrize("text,words", [
+    ("lr", "FIELD=VALUE"), ("learning_rate=1", "FIELD one of"), ("epochs=1.5", "int"),
+    ("flip=maybe", "bool"), ("lr=fast", "float"),
+])
+def test_set_rejects_bad_settings_by_name(text, words):
+    with pytest.raises(argparse.ArgumentTypeError, match=words):
+        parse_setting(text)
+
+
+def _write_run(path: Path, cfg: TrainConfig, rank1: list[float]) -> None:
+    n = len(rank1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"config": cfg.to_dict(), "recipe": cfg.recipe, "rank1": rank1,
+                                "rank5": [0.5] * n, "rank10": [0.7] * n, "mAP": [0.4] * n,
+                                "elapsed_seconds": [600.0 * (i + 1) for i in range(n)],
+                                "epoch_seconds": [500.0] * n}))
+
+
+def test_settings_changed_names_only_what_differs_from_the_preset():
+    assert run_all.settings_changed(TrainConfig.strong(epochs=5, time_budget_s=60, seed=3).to_dict()) == "preset"
+    cfg = TrainConfig.handout_id(epochs=4, lr=1e-3, flip=True).to_dict()
+    assert run_all.settings_changed(cfg) == "lr=0.001, flip=True"
+    cfg["small_epochs"] = 4  # a setting a branch had and the code no longer has
+    assert run_all.settings_changed(cfg).endswith("small_epochs=4")
+
+
+def test_tta_section_puts_20_minute_runs_first(tmp_path):
+    _write_run(tmp_path / "market_tta_id.json", TrainConfig.handout_id(epochs=3), [0.1, 0.3, 0.25])
+    _write_run(tmp_path / "market_tta_strong.json", TrainConfig.strong(epochs=3), [0.1, 0.2, 0.7])
+    _write_run(tmp_path / "explore" / "id_lr.json", TrainConfig.handout_id(epochs=2, lr=1e-3), [0.1, 0.2])
+    text = run_all.tta_section(tmp_path)
+    main, others = text.split("### Other recorded runs")
+    # epochs end at 10, 20 and 30 minutes: the third is past the 20-minute mark
+    assert "| handout ID loss (`market_tta_id.json`) | preset | 3 | 30.0 | 25.0 | 0.100, 0.300, 0.250 | " \
+           "0.250 / 0.500 / 0.700 | 0.400 | 0.300 (epoch 2) | 0.300 | ≥ 0.45 |" in main
+    assert "| 0.700 (epoch 3) | 0.200 | ≥ 0.60 |" in main  # 0.7 came after 20 minutes
+    assert main.index("market_tta_id.json") < main.index("market_tta_strong.json")
+    assert "(`explore/id_lr.json`) | lr=0.001 | 2 |" in others and "explore" not in main
+
+
+def test_benchmarks_md_shows_the_recorded_runs():
+    """BENCHMARKS.md's section 3 is what tta_section makes of results/ (re-make it after a run)."""
+    assert run_all.tta_section() in (ROOT / "bench" / "BENCHMARKS.md").read_text()
