@@ -34,7 +34,8 @@ PRESETS = {"id": TrainConfig.handout_id, "triplet": TrainConfig.handout_triplet,
 def load_data(root: Path, recipe: str, device: str) -> tuple[object, object, object, int]:
     """(train set for the recipe, val RetrievalDataset, val IDLossDataset, number of train ids)."""
     id_set = IDLossDataset(root / "train_idloss.csv", root, device=device)
-    train = TripletDataset(root / "train_random_triplet.csv", root, device=device) if recipe == "triplet" else id_set
+    train = TripletDataset(root / "train_random_triplet.csv", root, device=device).label_from(id_set) \
+        if recipe == "triplet" else id_set
     return train, RetrievalDataset(root, "val", device=device), IDLossDataset(root / "val_idloss.csv", root, device=device), id_set.num_ids
 
 

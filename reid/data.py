@@ -410,6 +410,24 @@ class TripletDataset(Dataset):
         paths = list(index)
         self.cache, _, _ = _decode_checked(paths, [where_of[p] for p in paths], False, device, skippable=False)
         self.triplets = torch.tensor(triplets, dtype=torch.long)
+        self.ids: Tensor | None = None  # [N] identity of each cache image, set by label_from
+
+    def label_from(self, id_set: "IDLossDataset") -> "TripletDataset":
+        """Give every cached image its identity from an IDLossDataset of the same images
+        (train_idloss.csv); needed for negatives mined in the batch. Returns self."""
+        known = {Path(p): int(i) for p, i in zip(id_set.paths, id_set.ids.tolist())}
+        missing = [p for p in self.cache.paths if p not in known]
+        if missing:
+            raise DataError(f"{self.csv}: {len(missing)} image(s) have no identity in the ID-loss table "
+                            f"({len(id_set.paths)} images), e.g. {missing[0]}; expected every triplet "
+                            f"image to be listed in train_idloss.csv")
+        self.ids = torch.tensor([known[p] for p in self.cache.paths], dtype=torch.long)
+        for a, p, n in self.triplets.tolist():
+            if self.ids[a] != self.ids[p] or self.ids[a] == self.ids[n]:
+                raise DataError(f"{self.csv}: triplet ({self.cache.paths[a]}, {self.cache.paths[p]}, "
+                                f"{self.cache.paths[n]}) disagrees with the identities of the ID-loss "
+                                f"table (anchor and positive must share one, the negative must not)")
+        return self
 
     def __len__(self) -> int:
         return len(self.triplets)

@@ -91,6 +91,7 @@ def extract_features(
     device: torch.device | str | None = None,
     amp_dtype: torch.dtype | None = None,
     progress: bool = False,
+    flip: bool = False,
 ) -> Tensor:
     """Embed every image with ``model`` in large batches, without gradients.
 
@@ -111,6 +112,8 @@ def extract_features(
             ``torch.float16`` on CUDA, ``torch.bfloat16`` on CPU); ``None`` = off.
         progress: show a tqdm bar (written to stdout, so nbval-checked notebooks
             keep stderr clean).
+        flip: each image's feature is the mean of the features of the image and of its
+            left-right mirror image (test-time flip; two forward passes per image).
 
     Returns:
         Features ``[N, D]``, float32, on the CPU, in the order of ``images``.
@@ -143,6 +146,8 @@ def extract_features(
                     x = images.batch(torch.arange(start, stop, dtype=torch.long))
                 x = x.to(device=run_device, dtype=in_dtype, non_blocking=True)
                 feats = _embed(model, x)  # [B, D]
+                if flip:
+                    feats = (feats + _embed(model, x.flip(-1))) / 2
                 chunks.append(feats.float())  # stays on the device: no sync per batch
     finally:
         for module, training in modes:
@@ -730,26 +735,30 @@ def cmc_map(
 
 
 def retrieval_metrics(model: nn.Module, dataset: Any, batch_size: int = 256, device: Any = None,
-                      amp_dtype: torch.dtype | None = None) -> dict[str, float]:
+                      amp_dtype: torch.dtype | None = None, flip: bool = False,
+                      metric: str = "euclidean") -> dict[str, float]:
     """Rank-1/5/10 (one correct gallery image per query) and mAP/mINP of a val retrieval set.
 
     Args:
         dataset: has `queries` and `gallery` image sources and `gt` `[Q]` (gallery index of each
             query); the identity of gallery image k is k.
+        flip: average each image's feature with its mirror image's (see extract_features).
+        metric: ``"euclidean"`` or ``"cosine"``.
 
     Returns:
         {"rank1", "rank5", "rank10", "mAP", "mINP"} as floats.
     """
-    q = extract_features(model, dataset.queries, batch_size=batch_size, device=device, amp_dtype=amp_dtype)  # [Q, D]
-    g = extract_features(model, dataset.gallery, batch_size=batch_size, device=device, amp_dtype=amp_dtype)  # [G, D]
-    return retrieval_scores(q, g, dataset.gt)
+    kw = dict(batch_size=batch_size, device=device, amp_dtype=amp_dtype, flip=flip)
+    q = extract_features(model, dataset.queries, **kw)  # [Q, D]
+    g = extract_features(model, dataset.gallery, **kw)  # [G, D]
+    return retrieval_scores(q, g, dataset.gt, metric)
 
 
-def retrieval_scores(q_feats: Tensor, g_feats: Tensor, gt: Tensor) -> dict[str, float]:
+def retrieval_scores(q_feats: Tensor, g_feats: Tensor, gt: Tensor, metric: str = "euclidean") -> dict[str, float]:
     """:func:`retrieval_metrics` from features already computed: queries [Q, D], gallery [G, D],
     gt [Q] = the gallery index of each query's match (gallery image k has identity k)."""
     gt = gt.cpu()
-    ranks = rank_k_accuracy(q_feats, g_feats, gt, ks=(1, 5, 10))
-    cm = cmc_map(q_feats, g_feats, gt, torch.arange(len(g_feats)))
+    ranks = rank_k_accuracy(q_feats, g_feats, gt, ks=(1, 5, 10), metric=metric)
+    cm = cmc_map(q_feats, g_feats, gt, torch.arange(len(g_feats)), metric=metric)
     return {"rank1": float(ranks[1]), "rank5": float(ranks[5]), "rank10": float(ranks[10]),
             "mAP": float(cm["mAP"]), "mINP": float(cm["mINP"])}

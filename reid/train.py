@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm  # plain text bars on stdout: no widget warnings on stderr
 
-from reid.evaluate import retrieval_metrics, retrieval_scores
+from reid.evaluate import METRICS, retrieval_metrics, retrieval_scores
 
 # The handout's triplet loss acts on the 256-d feature that comes out of BN → ReLU →
 # Dropout, so it is non-negative and, at initialisation, each coordinate is roughly
@@ -49,6 +49,7 @@ CHECKPOINT_NAME = "last.pt"
 _CHECKPOINT_FORMAT = 1
 _CHECK_EVERY = 10  # iterations between loss syncs (finite check, progress postfix)
 RECIPES = ("id", "triplet", "strong")
+NEGATIVES = ("listed", "mined")
 
 
 # --------------------------------------------------------------------- device, seeds, AMP
@@ -129,6 +130,23 @@ def batch_hard_triplet_loss(feats: Tensor, ids: Tensor, margin: float) -> Tensor
     hardest_pos = dist.masked_fill(~same, float("-inf")).amax(dim=1)  # [N]
     hardest_neg = dist.masked_fill(same, float("inf")).amin(dim=1)  # [N]
     return F.relu(hardest_pos - hardest_neg + margin).mean()
+
+
+def mined_negative_triplet_loss(feats: Tensor, ids: Tensor, margin: float) -> Tensor:
+    """TripletMarginLoss on listed anchors and positives with negatives mined in the batch.
+
+    feats [3B, D] and ids [3B] hold a batch of listed triplets as [anchors; positives;
+    negatives]. Each anchor keeps its listed positive; its negative is the nearest of the 3B
+    images with another identity (at least as hard as the listed negative, which is among them).
+    """
+    feats = feats.float()
+    b = len(feats) // 3
+    anchors, positives = feats[:b], feats[b:2 * b]  # [B, D] each
+    with torch.no_grad():
+        dist = torch.cdist(anchors, feats)  # [B, 3B]
+        dist.masked_fill_(ids[:b, None] == ids[None, :], float("inf"))
+        nearest = dist.argmin(dim=1)  # [B]
+    return handout_triplet_loss(anchors, positives, feats[nearest], margin)
 
 
 def random_triplets(ids: Tensor, generator: torch.Generator) -> Tensor:
@@ -278,6 +296,12 @@ class TrainConfig:
     batch_size counts images for "id", triplets for "triplet" (3× the images per step);
     "strong" uses p × k. amp: None = on for CUDA only. max_iters_per_epoch caps each epoch
     (quick mode); time_budget_s stops after the epoch in which wall time exceeds it.
+    flip_test: val Rank-k and mAP average each image's feature with its mirror image's
+    (test-time flip; the val loss still uses the images as they are). metric: the distance
+    val Rank-k and mAP rank by, "euclidean" or "cosine" (the val loss stays Euclidean).
+    negatives ("triplet" only): "listed" trains on the CSV's triplets as they are; "mined" keeps
+    each listed anchor and positive and takes as negative the nearest image of another identity
+    among the batch's 3B images (identities from train_idloss.csv, see TripletDataset.label_from).
     """
 
     recipe: str = "id"
@@ -299,6 +323,9 @@ class TrainConfig:
     max_iters_per_epoch: int | None = None
     time_budget_s: float | None = None
     eval_batch_size: int = 256
+    flip_test: bool = False
+    metric: str = "euclidean"
+    negatives: str = "listed"
     device: str | None = None  # None: pick_device()
 
     @classmethod
@@ -395,7 +422,11 @@ class Recipe:
     def __init__(self, data: Any, cfg: TrainConfig, device: torch.device, generator: torch.Generator):
         self.cache, self.cfg, self.device, self.g = data.cache, cfg, device, generator
         self.triplets = data.triplets.cpu() if cfg.recipe == "triplet" else None  # [T, 3]
-        self.ids = None if cfg.recipe == "triplet" else data.ids.to(device)  # [N]
+        mined = cfg.recipe == "triplet" and cfg.negatives == "mined"
+        if mined and getattr(data, "ids", None) is None:
+            raise ValueError("negatives='mined' needs the identity of every triplet image: call "
+                             "TripletDataset.label_from(IDLossDataset of train_idloss.csv) first")
+        self.ids = data.ids.to(device) if cfg.recipe != "triplet" or mined else None  # [N]
         self.sampler = PKSampler(data.ids, cfg.p, cfg.k, generator) if cfg.recipe == "strong" else None
 
     def num_batches(self) -> int:
@@ -427,7 +458,10 @@ class Recipe:
         cfg = self.cfg
         if self.triplets is not None:
             rows = self.triplets[idx]  # [B, 3]
-            feats, _ = run.forward(self.images(rows.T.reshape(-1)))  # one pass over [3B, ...]
+            flat = rows.T.reshape(-1)  # [3B]: anchors, positives, negatives
+            feats, _ = run.forward(self.images(flat))  # one pass over [3B, ...]
+            if self.ids is not None:
+                return mined_negative_triplet_loss(feats, self.ids[flat.to(self.device)], cfg.margin)
             a, p, n = feats.chunk(3)  # [B, D] each
             return handout_triplet_loss(a, p, n, cfg.margin)
         feats, logits = run.forward(self.images(idx))  # [B, D], [B, num_ids]
@@ -482,6 +516,10 @@ def build_run(model: nn.Module, cfg: TrainConfig, train_set: Any) -> TrainRun:
     the shuffling generator (seeded from cfg.seed) and the recipe over ``train_set``."""
     if cfg.recipe not in RECIPES:
         raise ValueError(f"TrainConfig.recipe: expected one of {RECIPES}, got {cfg.recipe!r}")
+    if cfg.negatives not in NEGATIVES:
+        raise ValueError(f"TrainConfig.negatives: expected one of {NEGATIVES}, got {cfg.negatives!r}")
+    if cfg.metric not in METRICS:
+        raise ValueError(f"TrainConfig.metric: expected one of {METRICS}, got {cfg.metric!r}")
     device = pick_device(cfg.device)
     amp_dtype = resolve_amp(device, cfg.amp)
     model.to(device, memory_format=torch.channels_last)  # faster convs on CPU (oneDNN) and GPU
@@ -539,14 +577,16 @@ def train_epoch(run: TrainRun, epoch: int, progress: bool = False) -> list[float
 
 @torch.no_grad()
 def forward_features(model: nn.Module, cache: Any, batch_size: int, device: torch.device,
-                     amp_dtype: torch.dtype | None) -> Tensor:
+                     amp_dtype: torch.dtype | None, flip: bool = False) -> Tensor:
     """The training feature (forward's first output) of every cache image, eval mode:
-    [N, D] float32 on ``device``."""
+    [N, D] float32 on ``device``; of the mirror images with ``flip``."""
     model.eval()
     out = []
     for start in range(0, len(cache), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(cache)))
         x = cache.batch(idx.to(cache.device)).to(device)
+        if flip:
+            x = x.flip(-1)
         with _autocast(device, amp_dtype):
             out.append(model(x)[0].float())
     return torch.cat(out)
@@ -579,21 +619,27 @@ def evaluate_val(run: TrainRun, val_set: Any, val_idloss: Any = None,
     """Rank-1/5/10 and mAP of val queries against the val gallery, plus the val loss.
 
     When val_idloss.csv lists every val query and gallery image (the usual case) each image
-    goes through the model once: the val loss uses forward's first output, Rank-k its
-    retrieval feature, ``model.embed_from_feature`` of the same tensor."""
-    model, bs, dev, amp = run.model, run.cfg.eval_batch_size, run.device, run.amp_dtype
+    goes through the model once (twice with ``cfg.flip_test``): the val loss uses forward's
+    first output, Rank-k its retrieval feature, ``model.embed_from_feature`` of the same tensor."""
+    model, cfg = run.model, run.cfg
+    kw = dict(batch_size=cfg.eval_batch_size, device=run.device, amp_dtype=run.amp_dtype, flip=cfg.flip_test,
+              metric=cfg.metric)
     model.eval()
     if val_idloss is None or val_triplets is None or not len(val_triplets):
-        return {**_ranks(retrieval_metrics(model, val_set, batch_size=bs, device=dev, amp_dtype=amp)),
-                "val_loss": None}
-    feats = forward_features(model, val_idloss.cache, bs, dev, amp)  # [N, D]
+        return {**_ranks(retrieval_metrics(model, val_set, **kw)), "val_loss": None}
+    feats = forward_features(model, val_idloss.cache, cfg.eval_batch_size, run.device, run.amp_dtype)  # [N, D]
     rows = _rows_in(val_idloss, val_set)
     if rows is None or not hasattr(model, "embed_from_feature"):
-        metrics = retrieval_metrics(model, val_set, batch_size=bs, device=dev, amp_dtype=amp)
+        metrics = retrieval_metrics(model, val_set, **kw)
     else:
         with torch.no_grad():
-            emb = model.embed_from_feature(feats).float().cpu()  # [N, E]
-        metrics = retrieval_scores(emb[rows[0]], emb[rows[1]], val_set.gt)
+            emb = model.embed_from_feature(feats).float()  # [N, E]
+            if cfg.flip_test:
+                mirrored = forward_features(model, val_idloss.cache, cfg.eval_batch_size, run.device,
+                                            run.amp_dtype, flip=True)
+                emb = (emb + model.embed_from_feature(mirrored).float()) / 2
+        emb = emb.cpu()
+        metrics = retrieval_scores(emb[rows[0]], emb[rows[1]], val_set.gt, cfg.metric)
     return {**_ranks(metrics), "val_loss": _triplet_value(feats, val_triplets)}
 
 

@@ -1,6 +1,8 @@
 """reid/data.py: the transform, path forms, validation errors, the cache and the datasets."""
 from __future__ import annotations
 
+import copy
+
 import shutil
 from pathlib import Path
 
@@ -131,6 +133,30 @@ def test_triplets_decode_each_file_once(tiny_layout):
     assert len(ds.cache) == 6                        # 9 cells name 6 distinct files
     a, p, n = ds[0]
     assert a.shape == p.shape == n.shape == (3, 128, 128)
+
+
+def test_triplets_take_identities_from_the_id_table(tiny_layout):
+    ds = TripletDataset(tiny_layout / "train_random_triplet.csv")
+    ids = IDLossDataset(tiny_layout / "train_idloss.csv")
+    assert ds.label_from(ids) is ds
+    for a, p, n in ds.triplets.tolist():
+        assert ds.ids[a] == ds.ids[p] != ds.ids[n]
+    known = dict(zip(ids.paths, ids.ids.tolist()))
+    assert ds.ids.tolist() == [known[p] for p in ds.cache.paths]
+
+
+@pytest.mark.reliability
+def test_triplet_identities_errors_name_the_csv(tiny_layout):
+    ds = TripletDataset(tiny_layout / "train_random_triplet.csv")
+    ids = IDLossDataset(tiny_layout / "train_idloss.csv")
+    short = copy.copy(ids)
+    short.paths, short.ids = ids.paths[1:], ids.ids[1:]
+    with pytest.raises(DataError, match=r"train_random_triplet\.csv: 1 image\(s\) have no identity"):
+        ds.label_from(short)
+    swapped = copy.copy(ids)
+    swapped.ids = torch.arange(len(ids.ids))  # every image its own identity: no positive agrees
+    with pytest.raises(DataError, match="disagrees with the identities"):
+        ds.label_from(swapped)
 
 
 @pytest.mark.reliability

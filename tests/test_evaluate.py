@@ -323,6 +323,20 @@ def test_extract_features_batches_modes_and_sources(capsys: pytest.CaptureFixtur
     assert model.training and model.body.training and not model.head.training
 
 
+def test_extract_features_flip_averages_the_mirror_image() -> None:
+    torch.manual_seed(0)
+    model = TinyEmbedder()
+    images = torch.randn(9, 3, 4, 4)
+    plain = extract_features(model, images)
+    mirrored = extract_features(model, images.flip(-1))
+    both = extract_features(model, images, batch_size=4, flip=True)
+    assert torch.allclose(both, (plain + mirrored) / 2, atol=1e-6)
+    assert not torch.allclose(both, plain, atol=1e-3)  # the mirror image really went through
+    half = images[..., :2]
+    symmetric = torch.cat([half, half.flip(-1)], dim=-1)  # [9, 3, 4, 4], its own mirror image
+    assert torch.allclose(extract_features(model, symmetric, flip=True), extract_features(model, symmetric), atol=1e-6)
+
+
 def test_extract_features_without_embed_uses_forward_first_output() -> None:
     class Pair(nn.Module):
         def __init__(self) -> None:

@@ -10,7 +10,10 @@ import torch
 from torch import nn
 
 from conftest import write_csv
-from reid.predict import PredictionWriteError, gallery_cell_template, score_predictions, write_predictions
+from reid.data import RetrievalDataset
+from reid.evaluate import pairwise_distance
+from reid.predict import (PredictionWriteError, gallery_cell_template, rank_gallery, score_predictions,
+                          write_predictions)
 
 
 class MeanColour(nn.Module):
@@ -22,6 +25,17 @@ class MeanColour(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([x.mean(dim=(2, 3)), x.std(dim=(2, 3))], dim=1)
+
+
+class LeftHalf(nn.Module):
+    """embed = per-channel mean of the image's left half: a mirror image embeds differently."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return x[..., : x.shape[-1] // 2].mean(dim=(2, 3))
 
 
 @pytest.fixture
@@ -110,3 +124,15 @@ def test_score_predictions(layout):
     # An unfilled pred.csv scores 0 with every query missing.
     write_csv(layout / "empty_pred.csv", "query,gallery", ["test/query/7000.jpg,", "test/query/7001.jpg,"])
     assert score_predictions(layout / "empty_pred.csv", gt) == {"accuracy": 0.0, "n": 2.0, "missing": 2.0}
+
+
+def test_rank_gallery_flip_ranks_by_mirror_averaged_features(tiny_layout):
+    """flip=True: the distances are those of (left half + right half) / 2 = the whole image's mean."""
+    ds = RetrievalDataset(tiny_layout, "val")
+    q, g = ds.queries.images.float(), ds.gallery.images.float()
+    dist, ranks = rank_gallery(LeftHalf(), ds, topk=2, flip=True)
+    expected = pairwise_distance(q.mean(dim=(2, 3)), g.mean(dim=(2, 3)))
+    assert torch.allclose(dist, expected, atol=1e-5)
+    assert ranks.tolist() == torch.sort(expected, dim=1, stable=True).indices[:, :2].tolist()
+    plain, _ = rank_gallery(LeftHalf(), ds, topk=2)
+    assert not torch.allclose(plain, dist, atol=1e-4)

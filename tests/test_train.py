@@ -1,6 +1,8 @@
 """Tests of reid/train.py on a tiny synthetic layout and a tiny backbone (CPU, seconds)."""
 from __future__ import annotations
 
+import copy
+
 import dataclasses
 import math
 from pathlib import Path
@@ -109,6 +111,44 @@ def test_handout_triplet_loss_is_torch_triplet_margin_loss():
     a, p, n = torch.rand(3, 6, 4).unbind(0)
     ref = nn.TripletMarginLoss(margin=T.HANDOUT_MARGIN)(a, p, n)
     assert T.handout_triplet_loss(a, p, n).item() == pytest.approx(ref.item(), abs=1e-6)
+
+
+def test_mined_negatives_by_hand():
+    # 1-d features, B = 2 listed triplets as [anchors; positives; negatives]:
+    # anchors 0 (id 0), 10 (id 1); positives 1 (id 0), 10.5 (id 1); negatives 20 (id 2), 9 (id 3).
+    feats = torch.tensor([[0.0], [10.0], [1.0], [10.5], [20.0], [9.0]], requires_grad=True)
+    ids = torch.tensor([0, 1, 0, 1, 2, 3])
+    # anchor 0: other ids at 10, 10.5, 20, 9 -> nearest 9: max(0, 1 - 9 + 10) = 2
+    # anchor 10: other ids at 0, 1, 20, 9 -> nearest 9: max(0, 0.5 - 1 + 10) = 9.5
+    loss = T.mined_negative_triplet_loss(feats, ids, margin=10.0)
+    assert loss.item() == pytest.approx((2 + 9.5) / 2, abs=1e-4)
+    # the listed negatives: anchor 0 -> 20 gives 0; anchor 10 -> 9 gives 9.5
+    listed = T.handout_triplet_loss(feats[:2], feats[2:4], feats[4:], margin=10.0)
+    assert listed.item() == pytest.approx(9.5 / 2, abs=1e-4)
+    loss.backward()
+    grad = feats.grad[:, 0]
+    assert torch.isfinite(grad).all() and grad[1].item() == pytest.approx(-1.0, abs=1e-4)  # (-1 - 1) / 2
+    assert grad[4].item() == 0  # the listed negative at 20 is nobody's nearest: it gets no gradient
+
+
+def test_mined_negatives_need_identities(data):
+    cfg = dataclasses.replace(CONFIGS["triplet"], negatives="mined")
+    bare = TripletDataset.__new__(TripletDataset)
+    bare.__dict__.update({k: v for k, v in data["triplet"].__dict__.items() if k != "ids"}, ids=None)
+    with pytest.raises(ValueError, match="label_from"):
+        T.build_run(tiny_model("reid"), cfg, bare)
+    with pytest.raises(ValueError, match="TrainConfig.negatives.*'hardest'"):
+        T.build_run(tiny_model("reid"), dataclasses.replace(cfg, negatives="hardest"), data["triplet"])
+
+
+def test_training_with_mined_negatives(data):
+    labelled = copy.copy(data["triplet"]).label_from(data["id"])
+    assert labelled.ids is not None and data["triplet"].ids is None  # the shared set is left as it was
+    cfg = dataclasses.replace(CONFIGS["triplet"], negatives="mined")
+    h = train_model(tiny_model("reid"), cfg, labelled, data["val"], data["val_idloss"])
+    assert len(h.rank1) == 2 and all(math.isfinite(x) for x in h.iter_loss)
+    listed = train_model(tiny_model("reid"), CONFIGS["triplet"], labelled, data["val"], data["val_idloss"])
+    assert h.iter_loss[0] >= listed.iter_loss[0] - 1e-6  # same first batch, a negative at least as hard
 
 
 # ------------------------------------------------------------------------ sampling, augmentation
@@ -285,18 +325,20 @@ def test_strong_preset_scales_warmup_to_short_runs():
     assert TrainConfig.strong(epochs=8, warmup_epochs=3.0).warmup_epochs == 3.0
 
 
+@pytest.mark.parametrize("flip_test, metric", [(False, "euclidean"), (True, "euclidean"), (True, "cosine")])
 @pytest.mark.parametrize("head", ["reid", "bnneck"])
-def test_validation_passes_each_val_image_once(data, head, monkeypatch):
-    """Val Rank-k and mAP from the one pass over val_idloss equal those of retrieval_metrics."""
+def test_validation_passes_each_val_image_once(data, head, flip_test, metric, monkeypatch):
+    """Val Rank-k and mAP from the one pass over val_idloss (plus one over the mirror images with
+    flip_test) equal those of retrieval_metrics; the val loss ignores flip_test."""
     model = tiny_model(head)
     model.train()
     for _ in range(3):  # move the BN running statistics away from their initial values
         model(data["val_idloss"].cache.images[:8].float())
-    cfg = dataclasses.replace(CONFIGS["strong" if head == "bnneck" else "id"])
+    cfg = dataclasses.replace(CONFIGS["strong" if head == "bnneck" else "id"], flip_test=flip_test, metric=metric)
     run_ = T.build_run(model, cfg, data["id"])
     triplets = T.random_triplets(data["val_idloss"].ids, torch.Generator().manual_seed(0))
     assert T._rows_in(data["val_idloss"], data["val"]) is not None
-    expected = T.retrieval_metrics(model, data["val"])
+    expected = T.retrieval_metrics(model, data["val"], flip=flip_test, metric=metric)
     expected_loss = T.validation_loss(model, data["val_idloss"], triplets, 64, torch.device("cpu"), None)
     calls = []
     monkeypatch.setattr(T, "retrieval_metrics", lambda *a, **k: calls.append(a))
@@ -305,6 +347,11 @@ def test_validation_passes_each_val_image_once(data, head, monkeypatch):
     assert got["val_loss"] == pytest.approx(expected_loss, rel=1e-6)
     for key in ("rank1", "rank5", "rank10", "mAP"):
         assert got[key] == pytest.approx(expected[key], abs=1e-6), key
+
+
+def test_unknown_metric_is_refused_before_training(data):
+    with pytest.raises(ValueError, match="TrainConfig.metric.*'manhattan'"):
+        T.build_run(tiny_model("reid"), dataclasses.replace(CONFIGS["id"], metric="manhattan"), data["id"])
 
 
 def test_validation_falls_back_when_val_idloss_lacks_an_image(data):
