@@ -2,13 +2,15 @@
 
 End to end = ``reid.train.train_epoch`` on the "id" recipe (cache → index batch → model →
 CE → Adam step → LR schedule), batch 64, ModifiedResNet18 + ReIDNet at 128×128.
-Pure compute = the same model, loss and step on a batch made in advance. The two are
-run alternately, and the median (and best) of several runs is reported; the ratio
-end-to-end img/s ÷ pure img/s (target ≥ 0.90) is the median over adjacent pairs of runs,
-which share about the same load on a shared machine. The same for ``extract_features`` on a
-cache against ``model.embed`` on ready tensors. Achieved GFLOP/s uses the FLOPs of one
-step counted by ``torch.utils.flop_counter.FlopCounterMode``, next to a large fp32
-matmul measured in the same run. The machine may be shared: ratios are what to read.
+Pure compute = the same model, loss and step on a batch made in advance. Each is measured
+in float32 and under bfloat16 autocast (the default on a CPU with bfloat16 in hardware, see
+``reid.train.cpu_has_bf16``); the four are run in turn, round after round, and the median
+(and best) of the rounds is reported. Ratios are medians over rounds, whose runs share
+about the same load on a shared machine: end-to-end img/s ÷ pure img/s (target ≥ 0.90) per
+precision, and bfloat16 ÷ float32 end to end. The same for ``extract_features`` on a cache
+against ``model.embed`` on ready tensors. Achieved GFLOP/s uses the FLOPs of one step counted
+by ``torch.utils.flop_counter.FlopCounterMode``, next to large float32 and bfloat16 matmuls
+measured in the same run. The machine may be shared: ratios are what to read.
 
     python bench/bench_train.py [--quick]
 """
@@ -31,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from reid.data import ImageCache  # noqa: E402
 from reid.evaluate import extract_features  # noqa: E402
 from reid.model import build_model  # noqa: E402
-from reid.train import TrainConfig, build_run, pick_device, seed_everything, train_epoch  # noqa: E402
+from reid.train import (TrainConfig, build_run, cpu_has_bf16, pick_device, seed_everything,  # noqa: E402
+                        train_epoch)
 
 BATCH = 64
 NUM_IDS = 230
@@ -59,20 +62,20 @@ def _time(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
-def _alternate(a: Callable[[], object], b: Callable[[], object], reps: int,
-               device: torch.device) -> tuple[list[float], list[float]]:
-    """Run a, b, a, b, ... (reps each) so that load changes on a shared machine hit both."""
-    ta, tb = [], []
+def _alternate(fns: list[Callable[[], object]], reps: int, device: torch.device) -> list[list[float]]:
+    """Run fns[0], fns[1], …, fns[0], fns[1], … (reps rounds) so that load changes on a shared
+    machine hit all of them; the times of each function, round by round."""
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(reps):
-        ta.append(_time(a, device))
-        tb.append(_time(b, device))
-    return ta, tb
+        for fn, t in zip(fns, times):
+            t.append(_time(fn, device))
+    return times
 
 
-def paired_ratio(t_e2e: list[float], t_pure: list[float]) -> float:
-    """Median over adjacent (end-to-end, pure) pairs of pure time ÷ end-to-end time, i.e. of
-    the throughput ratio: the two runs of a pair see about the same load from other users."""
-    return statistics.median(p / e for e, p in zip(t_e2e, t_pure))
+def paired_ratio(t_slow: list[float], t_fast: list[float]) -> float:
+    """Median over rounds of t_slow ÷ t_fast, i.e. of the throughput ratio fast ÷ slow: the
+    two runs of a round see about the same load from other users."""
+    return statistics.median(e / p for e, p in zip(t_slow, t_fast))
 
 
 def train_flops_per_image(model: torch.nn.Module, device: torch.device, n: int = 4) -> float:
@@ -94,20 +97,21 @@ def embed_flops_per_image(model: torch.nn.Module, device: torch.device, n: int =
     return counter.get_total_flops() / n
 
 
-def matmul_gflops(device: torch.device, n: int = 2048, reps: int = 8) -> float:
-    """GFLOP/s of an n×n fp32 matmul, best of ``reps`` (the attainable peak on a shared machine)."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+def matmul_gflops(device: torch.device, n: int = 2048, reps: int = 8,
+                  dtype: torch.dtype = torch.float32) -> float:
+    """GFLOP/s of an n×n matmul in ``dtype``, best of ``reps`` (the attainable peak on a shared machine)."""
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     a @ b
     times = [_time(lambda: a @ b, device) for _ in range(reps)]
     return 2 * n**3 / min(times) / 1e9
 
 
-def bench_training(device: torch.device, iters: int, reps: int) -> dict[str, float]:
-    """img/s of train_epoch (the real loop) and of the bare step on a ready batch."""
+def _training_pair(device: torch.device, iters: int, reps: int, amp: bool) -> tuple[Callable, Callable, dict]:
+    """(end to end, pure compute) step functions of one precision, warmed up, and fixed facts."""
     seed_everything(0)
     model = build_model("resnet18", NUM_IDS, "reid")
     data = fake_idloss_set(BATCH * iters, device)
-    cfg = TrainConfig.handout_id(batch_size=BATCH, epochs=reps + 1, max_iters_per_epoch=iters)
+    cfg = TrainConfig.handout_id(batch_size=BATCH, epochs=reps + 2, max_iters_per_epoch=iters, amp=amp)
     run = build_run(model, cfg, data)
     x = run.recipe.images(torch.arange(BATCH))  # [64, 3, 128, 128] float32 channels_last, made in advance
     ids = data.ids[:BATCH].to(run.device)
@@ -123,37 +127,56 @@ def bench_training(device: torch.device, iters: int, reps: int) -> dict[str, flo
 
     epoch = iter(range(10**6))
     train_epoch(run, next(epoch))  # warm-up (allocator, oneDNN/cuDNN kernel choice)
-    t_e2e, t_pure = _alternate(lambda: train_epoch(run, next(epoch)), pure, reps, device)
-    n = BATCH * iters
+    pure()
     idx = torch.randperm(len(data.ids))[:BATCH]
-    fetch_ms = 1e3 * statistics.median(_time(lambda: run.recipe.images(idx), device) for _ in range(20))
-    plain_ms = 1e3 * statistics.median(_time(lambda: data.cache.batch(idx).contiguous(
-        memory_format=torch.channels_last), device) for _ in range(20))
-    return {"fetch_ms": fetch_ms, "fetch_plain_ms": plain_ms, "train_ratio": paired_ratio(t_e2e, t_pure),
-            "train_e2e_ips": n / statistics.median(t_e2e), "train_pure_ips": n / statistics.median(t_pure),
-            "train_e2e_best_ips": n / min(t_e2e), "train_pure_best_ips": n / min(t_pure),
-            "train_flops_per_img": train_flops_per_image(run.model, run.device)}
+    facts = {"fetch_ms": 1e3 * statistics.median(_time(lambda: run.recipe.images(idx), device) for _ in range(20)),
+             "fetch_plain_ms": 1e3 * statistics.median(_time(lambda: data.cache.batch(idx).contiguous(
+                 memory_format=torch.channels_last), device) for _ in range(20)),
+             "train_flops_per_img": train_flops_per_image(run.model, run.device)}
+    return (lambda: train_epoch(run, next(epoch))), pure, facts
+
+
+def _summary(prefix: str, n: int, t_e2e: list[float], t_pure: list[float]) -> dict[str, float]:
+    return {f"{prefix}_ratio": paired_ratio(t_e2e, t_pure),
+            f"{prefix}_e2e_ips": n / statistics.median(t_e2e), f"{prefix}_pure_ips": n / statistics.median(t_pure),
+            f"{prefix}_e2e_best_ips": n / min(t_e2e), f"{prefix}_pure_best_ips": n / min(t_pure)}
+
+
+def bench_training(device: torch.device, iters: int, reps: int) -> dict[str, float]:
+    """img/s of train_epoch (the real loop) and of the bare step on a ready batch, float32
+    ("train_*") and bfloat16 autocast ("train16_*"), plus bfloat16 ÷ float32 end to end."""
+    e2e32, pure32, facts = _training_pair(device, iters, reps, amp=False)
+    e2e16, pure16, _ = _training_pair(device, iters, reps, amp=True)
+    t = _alternate([e2e32, pure32, e2e16, pure16], reps, device)
+    n = BATCH * iters
+    return {**facts, **_summary("train", n, t[0], t[1]), **_summary("train16", n, t[2], t[3]),
+            "train_bf16_speedup": paired_ratio(t[0], t[2])}
 
 
 def bench_extraction(device: torch.device, n: int, reps: int, batch: int = BATCH) -> dict[str, float]:
-    """img/s of extract_features over a float16 cache and of model.embed on ready batches."""
+    """img/s of extract_features over a float16 cache and of model.embed on ready batches,
+    float32 ("extract_*") and bfloat16 autocast ("extract16_*")."""
     seed_everything(0)
     model = build_model("resnet18", NUM_IDS, "reid").to(device, memory_format=torch.channels_last).eval()
     cache = fake_idloss_set(n, device).cache
     ready = [cache.batch(torch.arange(s, min(s + batch, n))) for s in range(0, n, batch)]  # float32
 
-    def pure() -> None:
-        with torch.inference_mode():
-            for x in ready:
-                model.embed(x)
+    def pair(dtype: torch.dtype | None) -> tuple[Callable, Callable]:
+        def pure() -> None:
+            with torch.inference_mode(), torch.autocast(device.type, dtype=dtype or torch.bfloat16,
+                                                        enabled=dtype is not None):
+                for x in ready:
+                    model.embed(x)
 
-    def e2e() -> None:
-        extract_features(model, cache, batch_size=batch, device=device)
+        def e2e() -> None:
+            extract_features(model, cache, batch_size=batch, device=device, amp_dtype=dtype)
 
-    e2e()
-    t_e2e, t_pure = _alternate(e2e, pure, reps, device)
-    return {"extract_ratio": paired_ratio(t_e2e, t_pure), "extract_e2e_ips": n / statistics.median(t_e2e), "extract_pure_ips": n / statistics.median(t_pure),
-            "extract_e2e_best_ips": n / min(t_e2e), "extract_pure_best_ips": n / min(t_pure),
+        e2e(), pure()
+        return e2e, pure
+
+    t = _alternate([*pair(None), *pair(torch.bfloat16)], reps, device)
+    return {**_summary("extract", n, t[0], t[1]), **_summary("extract16", n, t[2], t[3]),
+            "extract_bf16_speedup": paired_ratio(t[0], t[2]),
             "embed_flops_per_img": embed_flops_per_image(model, device)}
 
 
@@ -161,42 +184,50 @@ def main(quick: bool = False) -> dict[str, float | str]:
     """Run both benchmarks; print markdown rows; return the numbers."""
     device = pick_device()
     iters, reps, n_extract = (1, 2, BATCH) if quick else (1, 5, 2 * BATCH)
-    res: dict[str, float | str] = {"device": str(device), "threads": torch.get_num_threads()}
+    res: dict[str, float | str] = {"device": str(device), "threads": torch.get_num_threads(),
+                                   "cpu_bf16": cpu_has_bf16() if device.type == "cpu" else "n/a"}
     res["matmul_gflops"] = matmul_gflops(device)
+    res["matmul16_gflops"] = matmul_gflops(device, dtype=torch.bfloat16)
     res.update(bench_training(device, iters, reps))
     res.update(bench_extraction(device, n=n_extract, reps=reps))
     res["matmul_gflops_end"] = matmul_gflops(device)
-    res["train_gflops"] = res["train_e2e_ips"] * res["train_flops_per_img"] / 1e9
-    res["extract_gflops"] = res["extract_e2e_ips"] * res["embed_flops_per_img"] / 1e9
+    res["matmul16_gflops_end"] = matmul_gflops(device, dtype=torch.bfloat16)
+    for key, flops in (("train", "train_flops_per_img"), ("extract", "embed_flops_per_img")):
+        for p in ("", "16"):
+            res[f"{key}{p}_gflops"] = res[f"{key}{p}_e2e_ips"] * res[flops] / 1e9
     print(markdown(res))
     return res
 
 
 def markdown(r: dict) -> str:
     """Markdown table rows of the results of :func:`main`."""
-    peak = max(r["matmul_gflops"], r["matmul_gflops_end"])
-    rows = [
-        "| measurement | end to end | pure compute | ratio (median of pairs) | GFLOP/s (% of matmul) |",
-        "| --- | --- | --- | --- | --- |",
-        f"| training, id recipe, batch {BATCH} (img/s, median) | {r['train_e2e_ips']:.1f} | "
-        f"{r['train_pure_ips']:.1f} | **{r['train_ratio']:.3f}** | {r['train_gflops']:.0f} "
-        f"({100 * r['train_gflops'] / peak:.0f} %) |",
-        f"| training (img/s, best run) | {r['train_e2e_best_ips']:.1f} | {r['train_pure_best_ips']:.1f} | "
-        f"{r['train_e2e_best_ips'] / r['train_pure_best_ips']:.3f} | "
-        f"{r['train_e2e_best_ips'] * r['train_flops_per_img'] / 1e9:.0f} |",
-        f"| feature extraction, batch {BATCH} (img/s, median) | {r['extract_e2e_ips']:.1f} | "
-        f"{r['extract_pure_ips']:.1f} | **{r['extract_ratio']:.3f}** | {r['extract_gflops']:.0f} "
-        f"({100 * r['extract_gflops'] / peak:.0f} %) |",
-        f"| feature extraction (img/s, best run) | {r['extract_e2e_best_ips']:.1f} | "
-        f"{r['extract_pure_best_ips']:.1f} | {r['extract_e2e_best_ips'] / r['extract_pure_best_ips']:.3f} | "
-        f"{r['extract_e2e_best_ips'] * r['embed_flops_per_img'] / 1e9:.0f} |",
-        f"| fp32 matmul 2048² (GFLOP/s, best of 8, at start / end) | {peak:.0f} / {r['matmul_gflops_end']:.0f} | | | |",
+    peak = {"": max(r["matmul_gflops"], r["matmul_gflops_end"]),
+            "16": max(r["matmul16_gflops"], r["matmul16_gflops_end"])}
+    rows = ["| measurement | end to end | pure compute | ratio (median of rounds) | GFLOP/s (% of matmul) |",
+            "| --- | --- | --- | --- | --- |"]
+    for key, what, flops in (("train", "training, id recipe", "train_flops_per_img"),
+                             ("extract", "feature extraction", "embed_flops_per_img")):
+        for p, prec in (("", "float32"), ("16", "bfloat16 autocast")):
+            k = f"{key}{p}"
+            rows += [
+                f"| {what}, batch {BATCH}, {prec} (img/s, median) | {r[f'{k}_e2e_ips']:.1f} | "
+                f"{r[f'{k}_pure_ips']:.1f} | **{r[f'{k}_ratio']:.3f}** | {r[f'{k}_gflops']:.0f} "
+                f"({100 * r[f'{k}_gflops'] / peak[p]:.0f} % of the {prec.split()[0]} matmul) |",
+                f"| {what}, {prec} (img/s, best run) | {r[f'{k}_e2e_best_ips']:.1f} | {r[f'{k}_pure_best_ips']:.1f} | "
+                f"{r[f'{k}_e2e_best_ips'] / r[f'{k}_pure_best_ips']:.3f} | "
+                f"{r[f'{k}_e2e_best_ips'] * r[flops] / 1e9:.0f} |"]
+        rows.append(f"| {what}: bfloat16 ÷ float32, end to end | **{r[f'{key}_bf16_speedup']:.2f}×** | | | |")
+    rows += [
+        f"| matmul 2048² (GFLOP/s, best of 8, at start / end): float32 | {r['matmul_gflops']:.0f} / "
+        f"{r['matmul_gflops_end']:.0f} | | | |",
+        f"| matmul 2048² (GFLOP/s, best of 8, at start / end): bfloat16 | {r['matmul16_gflops']:.0f} / "
+        f"{r['matmul16_gflops_end']:.0f} | | | |",
         f"| model FLOPs per image: train step / embed | {r['train_flops_per_img'] / 1e9:.2f} G / "
         f"{r['embed_flops_per_img'] / 1e9:.2f} G | | | |",
         f"| data path per batch: cache rows → float32 channels_last (ms) | {r['fetch_ms']:.1f} "
         f"(via cache.batch + copy: {r['fetch_plain_ms']:.1f}) | | "
-        f"{r['fetch_ms'] / (1e3 * BATCH / r['train_pure_ips']) * 100:.2f} % of a step | |",
-        f"| device | {r['device']}, {r['threads']} threads | | | |",
+        f"{r['fetch_ms'] / (1e3 * BATCH / r['train16_pure_ips']) * 100:.2f} % of a bfloat16 step | |",
+        f"| device | {r['device']}, {r['threads']} threads, bfloat16 in hardware: {r['cpu_bf16']} | | | |",
     ]
     return "\n".join(rows)
 

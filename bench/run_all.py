@@ -27,7 +27,9 @@ import torch  # noqa: E402
 
 RECIPES = {"id": "handout ID loss", "triplet": "handout triplet loss", "strong": "stronger recipe"}
 TARGETS = {"id": 0.45, "triplet": 0.40, "strong": 0.60}
-_RUN_ONLY = {"epochs", "time_budget_s", "seed", "device", "eval_batch_size", "max_iters_per_epoch"}
+# Settings that say how a run was run, not what it trained; amp is shown as its own column
+# (the precision the run trained in).
+_RUN_ONLY = {"epochs", "time_budget_s", "seed", "device", "eval_batch_size", "max_iters_per_epoch", "amp"}
 
 
 def settings_changed(cfg: dict) -> str:
@@ -45,9 +47,11 @@ def tta_row(path: Path, shown: str) -> str:
     best = max(range(len(r1)), key=r1.__getitem__)
     in_time = [v for v, t in zip(r1, elapsed) if t <= 20 * 60]  # epochs that ended within 20 minutes
     settings = settings_changed(h["config"]) if "config" in h else "not recorded"
+    # Runs written before the "precision" field: amp=None meant float32 on the CPU then.
+    precision = h.get("precision", "bfloat16" if h.get("config", {}).get("amp") else "float32")
     if "note" in h:
         settings += f" ({h['note']})"
-    return (f"| {RECIPES[recipe]} (`{shown}`) | {settings} | {len(r1)} | {elapsed[-1] / 60:.1f} | "
+    return (f"| {RECIPES[recipe]} (`{shown}`) | {settings} | {precision} | {len(r1)} | {elapsed[-1] / 60:.1f} | "
             f"{sum(h['epoch_seconds']) / 60:.1f} | {', '.join(f'{v:.3f}' for v in r1)} | "
             f"{r1[-1]:.3f} / {h['rank5'][-1]:.3f} / {h['rank10'][-1]:.3f} | {h['mAP'][-1]:.3f} | "
             f"{r1[best]:.3f} (epoch {best + 1}) | {max(in_time) if in_time else float('nan'):.3f} | "
@@ -58,10 +62,10 @@ def tta_section(results: Path = ROOT / "results") -> str:
     """Markdown for the time-to-accuracy runs: the 20-minute run of each recipe
     (`results/market_tta_<recipe>.json`), then every other recorded run (`market_tta_*_*.json`
     and the shorter runs that chose the settings, `results/explore/*.json`)."""
-    head = ["| recipe (file) | settings other than the preset | epochs | minutes in all | minutes training | "
+    head = ["| recipe (file) | settings other than the preset | precision | epochs | minutes in all | minutes training | "
             "val Rank-1 per epoch | final Rank-1 / 5 / 10 | mAP | best Rank-1 | best Rank-1 by 20 min | "
             "20-minute target |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     main = [tta_row(results / f"market_tta_{r}.json", f"market_tta_{r}.json")
             for r in RECIPES if (results / f"market_tta_{r}.json").is_file()]
     others = [tta_row(p, p.relative_to(results).as_posix())
@@ -78,9 +82,9 @@ def tta_section(results: Path = ROOT / "results") -> str:
         "ended (validation included) within 20 minutes, the number the target is about. Each JSON holds the run's "
         "settings (\"config\") and its history; \"settings other than the preset\" compares them with "
         "today's preset (`TrainConfig.handout_id` / `handout_triplet` / `strong`).", "",
-        "### The 20-minute runs", "", *(head + (main or ["| (no run recorded yet) |" + " |" * 10])), "",
+        "### The 20-minute runs", "", *(head + (main or ["| (no run recorded yet) |" + " |" * 11])), "",
         "### Other recorded runs (shorter budgets, earlier presets, settings tried)", "",
-        *(head + (others or ["| (none) |" + " |" * 10])), "",
+        *(head + (others or ["| (none) |" + " |" * 11])), "",
         "small_epochs / small_size: progressive resizing (the first epochs on images shrunk to 64×64, "
         "3.5× faster per image), tried on a branch and not kept: no gain for the ID recipe.",
     ])

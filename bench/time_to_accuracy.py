@@ -11,7 +11,8 @@ the budget is passed, or after the preset's epochs. Minutes are wall time of the
 loop with its per-epoch validation (History.elapsed_seconds); decoding the images into
 the cache happens before and is reported on its own line. ``--set FIELD=VALUE`` overrides
 any other TrainConfig field; the JSON written holds the history and, under "config", every
-setting of the run.
+setting of the run, and "precision" the one it trained in ("bfloat16" under autocast,
+else "float32"; amp=None turns bfloat16 on where the CPU has it in hardware).
 """
 from __future__ import annotations
 
@@ -22,11 +23,13 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from reid.data import IDLossDataset, RetrievalDataset, TripletDataset  # noqa: E402
 from reid.model import build_model  # noqa: E402
-from reid.train import History, TrainConfig, pick_device, seed_everything, train_model  # noqa: E402
+from reid.train import History, TrainConfig, pick_device, resolve_amp, seed_everything, train_model  # noqa: E402
 
 PRESETS = {"id": TrainConfig.handout_id, "triplet": TrainConfig.handout_triplet, "strong": TrainConfig.strong}
 
@@ -103,7 +106,8 @@ def main(argv: list[str] | None = None) -> History:
                           resume=args.checkpoint_dir is not None, progress=not args.quiet)
     out = args.out if args.out is not None else Path("runs") / f"tta_{args.recipe}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"config": cfg.to_dict(), **history.to_dict()}, indent=1))
+    precision = str(resolve_amp(pick_device(cfg.device), cfg.amp) or torch.float32).removeprefix("torch.")
+    out.write_text(json.dumps({"config": cfg.to_dict(), "precision": precision, **history.to_dict()}, indent=1))
     print(rank1_table(history))
     best = max(range(len(history.rank1)), key=lambda i: history.rank1[i], default=None)
     if best is not None:

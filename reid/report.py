@@ -43,17 +43,20 @@ def describe_history(history: Any) -> str:
     return "\n".join(parts)
 
 
-def evaluate_retrieval(model: nn.Module, dataset: RetrievalDataset) -> dict[str, float]:
-    """Rank-1/5/10 (the assignment's protocol) and mAP/mINP (identity = gallery index) on a val set."""
-    m = retrieval_metrics(model, dataset)
+def evaluate_retrieval(model: nn.Module, dataset: RetrievalDataset, flip: bool = False) -> dict[str, float]:
+    """Rank-1/5/10 (the assignment's protocol) and mAP/mINP (identity = gallery index) on a val set;
+    ``flip``: each feature averaged with its mirror image's (see ``extract_features``)."""
+    m = retrieval_metrics(model, dataset, flip=flip)
     return {"Rank-1": m["rank1"], "Rank-5": m["rank5"], "Rank-10": m["rank10"], "mAP": m["mAP"], "mINP": m["mINP"]}
 
 
-def compare_models(models: Mapping[str, tuple[nn.Module, Any]], dataset: RetrievalDataset) -> pd.DataFrame:
-    """One row per model: val Rank-1/5/10, mAP, mINP measured now, plus epochs and training minutes."""
+def compare_models(models: Mapping[str, tuple[nn.Module, Any]], dataset: RetrievalDataset,
+                   flip: bool = False) -> pd.DataFrame:
+    """One row per model: val Rank-1/5/10, mAP, mINP measured now (``flip``: with test-time
+    flip), plus epochs and training minutes."""
     rows = {}
     for name, (model, history) in models.items():
-        row = evaluate_retrieval(model, dataset)
+        row = evaluate_retrieval(model, dataset, flip=flip)
         row["epochs"] = history.epochs_done
         row["train min"] = sum(history.epoch_seconds) / 60
         rows[name] = row

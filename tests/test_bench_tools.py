@@ -63,11 +63,22 @@ def test_tta_section_puts_20_minute_runs_first(tmp_path):
     text = run_all.tta_section(tmp_path)
     main, others = text.split("### Other recorded runs")
     # epochs end at 10, 20 and 30 minutes: the third is past the 20-minute mark
-    assert "| handout ID loss (`market_tta_id.json`) | preset | 3 | 30.0 | 25.0 | 0.100, 0.300, 0.250 | " \
+    assert "| handout ID loss (`market_tta_id.json`) | preset | float32 | 3 | 30.0 | 25.0 | 0.100, 0.300, 0.250 | " \
            "0.250 / 0.500 / 0.700 | 0.400 | 0.300 (epoch 2) | 0.300 | ≥ 0.45 |" in main
     assert "| 0.700 (epoch 3) | 0.200 | ≥ 0.60 |" in main  # 0.7 came after 20 minutes
     assert main.index("market_tta_id.json") < main.index("market_tta_strong.json")
-    assert "(`explore/id_lr.json`) | lr=0.001 | 2 |" in others and "explore" not in main
+    assert "(`explore/id_lr.json`) | lr=0.001 | float32 | 2 |" in others and "explore" not in main
+
+
+def test_tta_rows_say_the_precision(tmp_path):
+    """The "precision" a run recorded; before that field, amp=True meant bfloat16 and amp=None float32."""
+    _write_run(tmp_path / "a.json", TrainConfig.handout_id(epochs=1, amp=True), [0.1])
+    _write_run(tmp_path / "b.json", TrainConfig.handout_id(epochs=1), [0.1])
+    assert "| preset | bfloat16 | 1 |" in run_all.tta_row(tmp_path / "a.json", "a.json")  # amp is no setting diff
+    assert "| preset | float32 | 1 |" in run_all.tta_row(tmp_path / "b.json", "b.json")
+    h = json.loads((tmp_path / "b.json").read_text())
+    (tmp_path / "b.json").write_text(json.dumps({**h, "precision": "bfloat16"}))
+    assert "| preset | bfloat16 | 1 |" in run_all.tta_row(tmp_path / "b.json", "b.json")
 
 
 def test_benchmarks_md_shows_the_recorded_runs():

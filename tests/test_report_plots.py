@@ -71,3 +71,28 @@ def test_save_results_round_trip(tmp_path):
     assert doc["table"]["ID loss"]["Rank-1"] == 0.5
     assert doc["runs"]["ID loss"]["history"]["rank1"] == [0.2, 0.5]
     assert doc["runs"]["ID loss"]["config"]["recipe"] == "id"
+
+
+def test_compare_models_measures_with_or_without_test_time_flip(tiny_layout, monkeypatch):
+    from torch import nn
+
+    import reid.report as R
+    from reid.data import RetrievalDataset
+    from reid.evaluate import retrieval_metrics
+
+    class MeanColour(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.dummy = nn.Parameter(torch.zeros(1))
+
+        def embed(self, x: torch.Tensor) -> torch.Tensor:
+            return x.mean(dim=(2, 3))  # [N, 3]
+
+    ds = RetrievalDataset(tiny_layout, "val")
+    seen = []
+    monkeypatch.setattr(R, "retrieval_metrics", lambda *a, **k: seen.append(k["flip"]) or retrieval_metrics(*a, **k))
+    for flip in (False, True):
+        table = R.compare_models({"m": (MeanColour(), history())}, ds, flip=flip)
+        expected = retrieval_metrics(MeanColour(), ds, flip=flip)
+        assert table.loc["m", "mAP"] == round(expected["mAP"], 3) and table.loc["m", "epochs"] == 2
+    assert seen == [False, True]

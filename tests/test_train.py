@@ -57,10 +57,12 @@ def tiny_model(head: str = "reid", seed: int = 0, **backbone_kw) -> nn.Module:
     return cls(TinyBackbone(**backbone_kw), num_ids=8)
 
 
+# amp=False: exact comparisons with float32 references hold on every CPU (the default turns
+# bfloat16 on where the CPU has it in hardware); test_cpu_bf16_autocast_path covers bfloat16.
 CONFIGS = {
-    "id": TrainConfig.handout_id(epochs=2, batch_size=8),
-    "triplet": TrainConfig.handout_triplet(epochs=2, batch_size=4),
-    "strong": TrainConfig.strong(epochs=2, p=4, k=2, warmup_epochs=1),
+    "id": TrainConfig.handout_id(epochs=2, batch_size=8, amp=False),
+    "triplet": TrainConfig.handout_triplet(epochs=2, batch_size=4, amp=False),
+    "strong": TrainConfig.strong(epochs=2, p=4, k=2, warmup_epochs=1, amp=False),
 }
 
 
@@ -289,9 +291,34 @@ def test_nan_loss_names_epoch_and_iteration(data):
         run(data, "id", model=tiny_model(nan_at=3))
 
 
+ZEN4_FLAGS = "flags\t\t: fpu sse2 avx2 avx512f avx512bw avx512_bf16 avx512_vnni\n"
+SKYLAKE_FLAGS = "flags\t\t: fpu sse2 avx2 avx512f avx512bw avx512_vnni\n"
+
+
+@pytest.mark.parametrize("cpuinfo, native", [
+    ("processor\t: 0\n" + ZEN4_FLAGS, True),
+    ("processor\t: 0\n" + SKYLAKE_FLAGS, False),                 # AVX-512 without BF16: emulated
+    ("flags\t\t: fpu avx2 amx_bf16 amx_tile\n", True),            # Sapphire Rapids' AMX
+    ("flags\t\t: fpu avx2 avx512_bf16x\n", False),                # whole words only
+    ("processor\t: 0\nmodel name\t: some ARM core\n", False),   # no flags line
+    ("", False),
+])
+def test_cpu_has_bf16_reads_the_flags_line(cpuinfo, native):
+    assert T.cpu_has_bf16(cpuinfo) is native
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_default_amp_follows_the_cpu(monkeypatch, native):
+    monkeypatch.setattr(T, "cpu_has_bf16", lambda: native)
+    cpu = torch.device("cpu")
+    assert T.resolve_amp(cpu, None) is (torch.bfloat16 if native else None)
+    assert T.resolve_amp(cpu, True) is torch.bfloat16 and T.resolve_amp(cpu, False) is None
+    assert T.make_grad_scaler(cpu, T.resolve_amp(cpu, None)).is_enabled() is False  # bfloat16 needs no scaler
+
+
 def test_cpu_bf16_autocast_path(data):
     device = torch.device("cpu")
-    assert T.resolve_amp(device, None) is None and T.resolve_amp(device, True) is torch.bfloat16
+    assert T.resolve_amp(device, True) is torch.bfloat16
     with T.autocast_context(device, True):
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype is torch.bfloat16
     h = run(data, "strong", amp=True, epochs=1)
