@@ -50,7 +50,7 @@ CHECKPOINT_NAME = "last.pt"
 _CHECKPOINT_FORMAT = 1
 _CHECK_EVERY = 10  # iterations between loss syncs (finite check, progress postfix)
 RECIPES = ("id", "triplet", "strong")
-NEGATIVES = ("listed", "mined")
+MINING = ("none", "negative", "batch_hard")  # TrainConfig.mining, "triplet" recipe
 
 
 # --------------------------------------------------------------------- device, seeds, AMP
@@ -156,21 +156,28 @@ def batch_hard_triplet_loss(feats: Tensor, ids: Tensor, margin: float) -> Tensor
     return F.relu(hardest_pos - hardest_neg + margin).mean()
 
 
-def mined_negative_triplet_loss(feats: Tensor, ids: Tensor, margin: float) -> Tensor:
-    """TripletMarginLoss on listed anchors and positives with negatives mined in the batch.
+def mined_triplet_loss(feats: Tensor, ids: Tensor, margin: float, hardest_positive: bool = False) -> Tensor:
+    """TripletMarginLoss on the listed anchors of a batch of triplets, partners mined in the batch.
 
     feats [3B, D] and ids [3B] hold a batch of listed triplets as [anchors; positives;
-    negatives]. Each anchor keeps its listed positive; its negative is the nearest of the 3B
-    images with another identity (at least as hard as the listed negative, which is among them).
+    negatives]. Each anchor's negative is the nearest of the 3B images with another identity
+    (at least as hard as its listed negative, which is among them). Its positive is its listed
+    one, or with ``hardest_positive`` the farthest of the 3B images of its identity (at least as
+    hard as the listed one). Mining happens without gradients; the loss is then the handout's
+    ``nn.TripletMarginLoss`` on (anchor, positive, negative) features.
     """
     feats = feats.float()
     b = len(feats) // 3
-    anchors, positives = feats[:b], feats[b:2 * b]  # [B, D] each
+    anchors = feats[:b]  # [B, D]
     with torch.no_grad():
         dist = torch.cdist(anchors, feats)  # [B, 3B]
-        dist.masked_fill_(ids[:b, None] == ids[None, :], float("inf"))
-        nearest = dist.argmin(dim=1)  # [B]
-    return handout_triplet_loss(anchors, positives, feats[nearest], margin)
+        same = ids[:b, None] == ids[None, :]  # [B, 3B]
+        negative = dist.masked_fill(same, float("inf")).argmin(dim=1)  # [B]
+        if hardest_positive:
+            positive = dist.masked_fill(~same, float("-inf")).argmax(dim=1)  # [B]
+        else:
+            positive = torch.arange(b, 2 * b, device=feats.device)  # the listed ones
+    return handout_triplet_loss(anchors, feats[positive], feats[negative], margin)
 
 
 def random_triplets(ids: Tensor, generator: torch.Generator) -> Tensor:
@@ -318,14 +325,20 @@ class TrainConfig:
     recipe: "id" (CE on logits, IDLossDataset), "triplet" (TripletMarginLoss on features,
     TripletDataset) or "strong" (batch-hard triplet + label-smoothed CE on P×K batches).
     batch_size counts images for "id", triplets for "triplet" (3× the images per step);
-    "strong" uses p × k. amp: None = on for CUDA only. max_iters_per_epoch caps each epoch
+    "strong" uses p × k images, "triplet" with mining="batch_hard" p × k triplets. amp: None =
+    on where it is fast (CUDA; a CPU with bfloat16 in hardware, see resolve_amp). max_iters_per_epoch caps each epoch
     (quick mode); time_budget_s stops after the epoch in which wall time exceeds it.
     flip_test: val Rank-k and mAP average each image's feature with its mirror image's
     (test-time flip; the val loss still uses the images as they are). metric: the distance
     val Rank-k and mAP rank by, "euclidean" or "cosine" (the val loss stays Euclidean).
-    negatives ("triplet" only): "listed" trains on the CSV's triplets as they are; "mined" keeps
-    each listed anchor and positive and takes as negative the nearest image of another identity
-    among the batch's 3B images (identities from train_idloss.csv, see TripletDataset.label_from).
+    mining ("triplet" only; identities from train_idloss.csv, see TripletDataset.label_from):
+    "none" trains on the CSV's triplets as they are; "negative" keeps each listed anchor and
+    positive and takes as negative the nearest image of another identity among the batch's 3B
+    images; "batch_hard" draws batches of p anchor identities × k listed triplets (a PKSampler
+    over the rows by their anchor's identity: each epoch uses ⌊n/k⌋·k of an identity's n rows,
+    a different draw each epoch) and takes for each anchor the farthest image of its identity and
+    the nearest of another among the batch's 3·p·k images (Hermans et al. 2017's batch-hard
+    triplets, built from the CSV's rows).
     """
 
     recipe: str = "id"
@@ -349,7 +362,7 @@ class TrainConfig:
     eval_batch_size: int = 256
     flip_test: bool = False
     metric: str = "euclidean"
-    negatives: str = "listed"
+    mining: str = "none"
     device: str | None = None  # None: pick_device()
 
     @classmethod
@@ -438,20 +451,25 @@ class Recipe:
     """The data side and the loss of cfg.recipe, over a train set's tensor cache.
 
     "id": shuffled batches of IDLossDataset rows, CE on the logits. "triplet": shuffled
-    batches of TripletDataset rows; a, p, n go through the model as one batch [3B, ...] and
-    TripletMarginLoss acts on the features. "strong": P×K batches of IDLossDataset rows,
+    batches of TripletDataset rows (P×K batches of rows with mining="batch_hard"); a, p, n go
+    through the model as one batch [3B, ...] and TripletMarginLoss acts on the features, of
+    the listed triplets or of triplets mined in the batch (cfg.mining, mined_triplet_loss). "strong": P×K batches of IDLossDataset rows,
     batch-hard triplet on the features + label-smoothed CE on the logits.
     """
 
     def __init__(self, data: Any, cfg: TrainConfig, device: torch.device, generator: torch.Generator):
         self.cache, self.cfg, self.device, self.g = data.cache, cfg, device, generator
         self.triplets = data.triplets.cpu() if cfg.recipe == "triplet" else None  # [T, 3]
-        mined = cfg.recipe == "triplet" and cfg.negatives == "mined"
+        mined = cfg.recipe == "triplet" and cfg.mining != "none"
         if mined and getattr(data, "ids", None) is None:
-            raise ValueError("negatives='mined' needs the identity of every triplet image: call "
+            raise ValueError(f"mining={cfg.mining!r} needs the identity of every triplet image: call "
                              "TripletDataset.label_from(IDLossDataset of train_idloss.csv) first")
         self.ids = data.ids.to(device) if cfg.recipe != "triplet" or mined else None  # [N]
-        self.sampler = PKSampler(data.ids, cfg.p, cfg.k, generator) if cfg.recipe == "strong" else None
+        self.sampler = None
+        if cfg.recipe == "strong":
+            self.sampler = PKSampler(data.ids, cfg.p, cfg.k, generator)
+        elif mined and cfg.mining == "batch_hard":  # P identities × K rows, by the anchor's identity
+            self.sampler = PKSampler(data.ids.cpu()[self.triplets[:, 0]], cfg.p, cfg.k, generator)
 
     def num_batches(self) -> int:
         if self.sampler is not None:
@@ -485,7 +503,8 @@ class Recipe:
             flat = rows.T.reshape(-1)  # [3B]: anchors, positives, negatives
             feats, _ = run.forward(self.images(flat))  # one pass over [3B, ...]
             if self.ids is not None:
-                return mined_negative_triplet_loss(feats, self.ids[flat.to(self.device)], cfg.margin)
+                return mined_triplet_loss(feats, self.ids[flat.to(self.device)], cfg.margin,
+                                          hardest_positive=cfg.mining == "batch_hard")
             a, p, n = feats.chunk(3)  # [B, D] each
             return handout_triplet_loss(a, p, n, cfg.margin)
         feats, logits = run.forward(self.images(idx))  # [B, D], [B, num_ids]
@@ -540,8 +559,8 @@ def build_run(model: nn.Module, cfg: TrainConfig, train_set: Any) -> TrainRun:
     the shuffling generator (seeded from cfg.seed) and the recipe over ``train_set``."""
     if cfg.recipe not in RECIPES:
         raise ValueError(f"TrainConfig.recipe: expected one of {RECIPES}, got {cfg.recipe!r}")
-    if cfg.negatives not in NEGATIVES:
-        raise ValueError(f"TrainConfig.negatives: expected one of {NEGATIVES}, got {cfg.negatives!r}")
+    if cfg.mining not in MINING:
+        raise ValueError(f"TrainConfig.mining: expected one of {MINING}, got {cfg.mining!r}")
     if cfg.metric not in METRICS:
         raise ValueError(f"TrainConfig.metric: expected one of {METRICS}, got {cfg.metric!r}")
     device = pick_device(cfg.device)

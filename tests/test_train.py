@@ -122,7 +122,7 @@ def test_mined_negatives_by_hand():
     ids = torch.tensor([0, 1, 0, 1, 2, 3])
     # anchor 0: other ids at 10, 10.5, 20, 9 -> nearest 9: max(0, 1 - 9 + 10) = 2
     # anchor 10: other ids at 0, 1, 20, 9 -> nearest 9: max(0, 0.5 - 1 + 10) = 9.5
-    loss = T.mined_negative_triplet_loss(feats, ids, margin=10.0)
+    loss = T.mined_triplet_loss(feats, ids, margin=10.0)
     assert loss.item() == pytest.approx((2 + 9.5) / 2, abs=1e-4)
     # the listed negatives: anchor 0 -> 20 gives 0; anchor 10 -> 9 gives 9.5
     listed = T.handout_triplet_loss(feats[:2], feats[2:4], feats[4:], margin=10.0)
@@ -133,20 +133,53 @@ def test_mined_negatives_by_hand():
     assert grad[4].item() == 0  # the listed negative at 20 is nobody's nearest: it gets no gradient
 
 
+def test_mined_hardest_positives_by_hand():
+    # 1-d features, B = 2 listed triplets [anchors; positives; negatives] with ids
+    # anchors 0 (id 0), 10 (id 1); positives 1 (id 0), 10.5 (id 1); negatives 4 (id 0), 9 (id 3).
+    # The listed negative 4 of anchor 10 shares anchor 0's identity: it is anchor 0's farthest
+    # positive (4 > 1) and, for anchor 10, an other-id image at distance 6.
+    feats = torch.tensor([[0.0], [10.0], [1.0], [10.5], [4.0], [9.0]], requires_grad=True)
+    ids = torch.tensor([0, 1, 0, 1, 0, 3])
+    # anchor 0: hardest positive 4, nearest negative 9 -> max(0, 4 - 9 + 10) = 5
+    # anchor 10: hardest positive 10.5 (0.5 away), nearest negative 9 -> max(0, 0.5 - 1 + 10) = 9.5
+    loss = T.mined_triplet_loss(feats, ids, margin=10.0, hardest_positive=True)
+    assert loss.item() == pytest.approx((5 + 9.5) / 2, abs=1e-4)
+    # listed positives: anchor 0 -> 1 gives max(0, 1 - 9 + 10) = 2
+    assert T.mined_triplet_loss(feats, ids, margin=10.0).item() == pytest.approx((2 + 9.5) / 2, abs=1e-4)
+    loss.backward()
+    assert feats.grad[2, 0].item() == 0  # anchor 0's listed positive (1) was not its hardest: no gradient
+    assert feats.grad[4, 0].item() == pytest.approx(0.5, abs=1e-4)  # d(d(0, 4))/dx / 2: descent pulls 4 in
+
+
+def test_batch_hard_mining_draws_p_ids_by_k_rows(data):
+    labelled = copy.copy(data["triplet"]).label_from(data["id"])
+    cfg = dataclasses.replace(CONFIGS["triplet"], mining="batch_hard", p=3, k=2)
+    run_ = T.build_run(tiny_model("reid"), cfg, labelled)
+    anchor_ids = labelled.ids[labelled.triplets[:, 0]]  # [T]
+    batches = run_.recipe.plan()
+    assert len(batches) == run_.iters_per_epoch() == len(T.PKSampler(anchor_ids, 3, 2)) > 0
+    for idx in batches:
+        assert len(idx) == 6 and len(set(idx.tolist())) == 6
+        counts = torch.bincount(anchor_ids[idx]).tolist()
+        assert sorted(c for c in counts if c) == [2, 2, 2]  # 3 anchor identities, 2 rows each
+    h = train_model(tiny_model("reid"), cfg, labelled, data["val"], data["val_idloss"])
+    assert len(h.rank1) == 2 and all(math.isfinite(x) for x in h.iter_loss)
+
+
 def test_mined_negatives_need_identities(data):
-    cfg = dataclasses.replace(CONFIGS["triplet"], negatives="mined")
+    cfg = dataclasses.replace(CONFIGS["triplet"], mining="negative")
     bare = TripletDataset.__new__(TripletDataset)
     bare.__dict__.update({k: v for k, v in data["triplet"].__dict__.items() if k != "ids"}, ids=None)
     with pytest.raises(ValueError, match="label_from"):
         T.build_run(tiny_model("reid"), cfg, bare)
-    with pytest.raises(ValueError, match="TrainConfig.negatives.*'hardest'"):
-        T.build_run(tiny_model("reid"), dataclasses.replace(cfg, negatives="hardest"), data["triplet"])
+    with pytest.raises(ValueError, match="TrainConfig.mining.*'hardest'"):
+        T.build_run(tiny_model("reid"), dataclasses.replace(cfg, mining="hardest"), data["triplet"])
 
 
 def test_training_with_mined_negatives(data):
     labelled = copy.copy(data["triplet"]).label_from(data["id"])
     assert labelled.ids is not None and data["triplet"].ids is None  # the shared set is left as it was
-    cfg = dataclasses.replace(CONFIGS["triplet"], negatives="mined")
+    cfg = dataclasses.replace(CONFIGS["triplet"], mining="negative")
     h = train_model(tiny_model("reid"), cfg, labelled, data["val"], data["val_idloss"])
     assert len(h.rank1) == 2 and all(math.isfinite(x) for x in h.iter_loss)
     listed = train_model(tiny_model("reid"), CONFIGS["triplet"], labelled, data["val"], data["val_idloss"])
