@@ -30,17 +30,18 @@ class PredictionWriteError(PermissionError):
 
 
 def rank_gallery(model: nn.Module, dataset: RetrievalDataset, topk: int = 10,
-                 batch_size: int = 256, flip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                 batch_size: int = 256, flip: bool = False,
+                 metric: str = "euclidean") -> tuple[torch.Tensor, torch.Tensor]:
     """Distances and ranked gallery indices for every query (``flip``: features averaged with
-    the mirror images', see ``extract_features``).
+    the mirror images', see ``extract_features``; ``metric``: "euclidean" or "cosine").
 
     Returns:
-        dist `[Q, G]` (Euclidean, float32) and ranks `[Q, topk]` (gallery indices, nearest first;
-        ties go to the lower gallery index).
+        dist `[Q, G]` (float32) and ranks `[Q, topk]` (gallery indices, nearest first; ties go
+        to the lower gallery index).
     """
     q = extract_features(model, dataset.queries, batch_size=batch_size, flip=flip)
     g = extract_features(model, dataset.gallery, batch_size=batch_size, flip=flip)
-    dist = pairwise_distance(q, g)
+    dist = pairwise_distance(q, g, metric=metric)
     order = torch.sort(dist, dim=1, stable=True).indices
     return dist, order[:, :topk]
 
@@ -76,7 +77,7 @@ def _write_rows(path: Path, header: list[str], rows: list[list[str]]) -> None:
 
 
 def write_predictions(model: nn.Module, root: str | Path, dataset: RetrievalDataset | None = None,
-                      batch_size: int = 256, flip: bool = False) -> Path:
+                      batch_size: int = 256, flip: bool = False, metric: str = "euclidean") -> Path:
     """Fill `root/test/pred.csv`'s gallery column with each query's top-1 gallery image.
 
     Args:
@@ -84,6 +85,7 @@ def write_predictions(model: nn.Module, root: str | Path, dataset: RetrievalData
         root: the data root.
         dataset: the test RetrievalDataset, if already made (its cache is reused).
         flip: rank with features averaged over each image and its mirror image.
+        metric: the distance to rank by, "euclidean" or "cosine".
 
     Returns:
         The path written (`test/pred.csv`).
@@ -96,7 +98,7 @@ def write_predictions(model: nn.Module, root: str | Path, dataset: RetrievalData
     root = Path(root)
     dataset = dataset if dataset is not None else RetrievalDataset(root, "test")
     pred_csv = dataset.csv
-    _, ranks = rank_gallery(model, dataset, topk=1, batch_size=batch_size, flip=flip)
+    _, ranks = rank_gallery(model, dataset, topk=1, batch_size=batch_size, flip=flip, metric=metric)
     template = gallery_cell_template(root)
     table = read_csv(pred_csv, ("query", "gallery"))
     gcol = table.columns.index("gallery")

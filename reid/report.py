@@ -43,20 +43,27 @@ def describe_history(history: Any) -> str:
     return "\n".join(parts)
 
 
-def evaluate_retrieval(model: nn.Module, dataset: RetrievalDataset, flip: bool = False) -> dict[str, float]:
+def evaluate_retrieval(model: nn.Module, dataset: RetrievalDataset, flip: bool = False,
+                       metric: str = "euclidean") -> dict[str, float]:
     """Rank-1/5/10 (the assignment's protocol) and mAP/mINP (identity = gallery index) on a val set;
-    ``flip``: each feature averaged with its mirror image's (see ``extract_features``)."""
-    m = retrieval_metrics(model, dataset, flip=flip)
+    ``flip``: each feature averaged with its mirror image's (see ``extract_features``);
+    ``metric``: "euclidean" or "cosine"."""
+    m = retrieval_metrics(model, dataset, flip=flip, metric=metric)
     return {"Rank-1": m["rank1"], "Rank-5": m["rank5"], "Rank-10": m["rank10"], "mAP": m["mAP"], "mINP": m["mINP"]}
 
 
-def compare_models(models: Mapping[str, tuple[nn.Module, Any]], dataset: RetrievalDataset,
-                   flip: bool = False) -> pd.DataFrame:
-    """One row per model: val Rank-1/5/10, mAP, mINP measured now (``flip``: with test-time
-    flip), plus epochs and training minutes."""
+def compare_models(models: Mapping[str, tuple[Any, ...]], dataset: RetrievalDataset) -> pd.DataFrame:
+    """One row per model: val Rank-1/5/10, mAP, mINP measured now, plus epochs and training minutes.
+
+    Args:
+        models: {name: (model, history, cfg)}; each model is measured as its validation was,
+            with ``cfg.flip_test`` and ``cfg.metric`` (a TrainConfig). {name: (model, history)}
+            measures on the images as they are, Euclidean.
+    """
     rows = {}
-    for name, (model, history) in models.items():
-        row = evaluate_retrieval(model, dataset, flip=flip)
+    for name, (model, history, *cfg) in models.items():
+        how = {"flip": cfg[0].flip_test, "metric": cfg[0].metric} if cfg else {}
+        row = evaluate_retrieval(model, dataset, **how)
         row["epochs"] = history.epochs_done
         row["train min"] = sum(history.epoch_seconds) / 60
         rows[name] = row

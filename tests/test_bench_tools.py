@@ -50,8 +50,8 @@ def _write_run(path: Path, cfg: TrainConfig, rank1: list[float]) -> None:
 
 def test_settings_changed_names_only_what_differs_from_the_preset():
     assert run_all.settings_changed(TrainConfig.strong(epochs=5, time_budget_s=60, seed=3).to_dict()) == "preset"
-    cfg = TrainConfig.handout_id(epochs=4, lr=1e-3, flip=True).to_dict()
-    assert run_all.settings_changed(cfg) == "lr=0.001, flip=True"
+    cfg = TrainConfig.handout_id(epochs=4, lr=1e-3, flip=False).to_dict()
+    assert run_all.settings_changed(cfg) == "lr=0.001, flip=False"
     cfg["small_epochs"] = 4  # a setting a branch had and the code no longer has
     assert run_all.settings_changed(cfg).endswith("small_epochs=4")
 

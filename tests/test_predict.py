@@ -136,3 +136,16 @@ def test_rank_gallery_flip_ranks_by_mirror_averaged_features(tiny_layout):
     assert ranks.tolist() == torch.sort(expected, dim=1, stable=True).indices[:, :2].tolist()
     plain, _ = rank_gallery(LeftHalf(), ds, topk=2)
     assert not torch.allclose(plain, dist, atol=1e-4)
+
+
+def test_rank_gallery_and_write_predictions_take_the_metric(layout):
+    ds = RetrievalDataset(layout, "test")
+    q, g = ds.queries.images.float(), ds.gallery.images.float()
+    dist, ranks = rank_gallery(MeanColour(), ds, topk=2, metric="cosine")
+    feats = (MeanColour().embed(q), MeanColour().embed(g))
+    assert torch.allclose(dist, pairwise_distance(*feats, metric="cosine"), atol=1e-5)
+    assert not torch.allclose(dist, pairwise_distance(*feats), atol=1e-3)
+    path = write_predictions(MeanColour(), layout, metric="cosine")
+    top1 = torch.sort(pairwise_distance(*feats, metric="cosine"), dim=1, stable=True).indices[:, 0].tolist()
+    rows = path.read_text().splitlines()[1:]
+    assert [r.split(",")[1] for r in rows] == [f"test/gallery/{k}.jpg" for k in top1]

@@ -73,7 +73,7 @@ def test_save_results_round_trip(tmp_path):
     assert doc["runs"]["ID loss"]["config"]["recipe"] == "id"
 
 
-def test_compare_models_measures_with_or_without_test_time_flip(tiny_layout, monkeypatch):
+def test_compare_models_measures_each_model_as_its_validation_did(tiny_layout, monkeypatch):
     from torch import nn
 
     import reid.report as R
@@ -90,9 +90,9 @@ def test_compare_models_measures_with_or_without_test_time_flip(tiny_layout, mon
 
     ds = RetrievalDataset(tiny_layout, "val")
     seen = []
-    monkeypatch.setattr(R, "retrieval_metrics", lambda *a, **k: seen.append(k["flip"]) or retrieval_metrics(*a, **k))
-    for flip in (False, True):
-        table = R.compare_models({"m": (MeanColour(), history())}, ds, flip=flip)
-        expected = retrieval_metrics(MeanColour(), ds, flip=flip)
-        assert table.loc["m", "mAP"] == round(expected["mAP"], 3) and table.loc["m", "epochs"] == 2
-    assert seen == [False, True]
+    monkeypatch.setattr(R, "retrieval_metrics", lambda *a, **k: seen.append(k) or retrieval_metrics(*a, **k))
+    cfg = TrainConfig.strong(metric="cosine")
+    table = R.compare_models({"plain": (MeanColour(), history()), "as trained": (MeanColour(), history(), cfg)}, ds)
+    assert seen == [{"flip": False, "metric": "euclidean"}, {"flip": True, "metric": "cosine"}]
+    expected = retrieval_metrics(MeanColour(), ds, flip=True, metric="cosine")
+    assert table.loc["as trained", "mAP"] == round(expected["mAP"], 3) and table.loc["as trained", "epochs"] == 2

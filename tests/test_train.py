@@ -1,8 +1,6 @@
 """Tests of reid/train.py on a tiny synthetic layout and a tiny backbone (CPU, seconds)."""
 from __future__ import annotations
 
-import copy
-
 import dataclasses
 import math
 from pathlib import Path
@@ -46,7 +44,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = build_synthetic(tmp_path_factory.mktemp("syn") / "d", seed=0, train_ids=8, val_ids=5,
                            test_ids=5, per_id=4)
     return {"id": IDLossDataset(root / "train_idloss.csv", root),
-            "triplet": TripletDataset(root / "train_random_triplet.csv", root),
+            "triplet": TripletDataset(root / "train_random_triplet.csv", root).label_from(
+                IDLossDataset(root / "train_idloss.csv", root)),
             "val": RetrievalDataset(root, "val"),
             "val_idloss": IDLossDataset(root / "val_idloss.csv", root)}
 
@@ -61,7 +60,9 @@ def tiny_model(head: str = "reid", seed: int = 0, **backbone_kw) -> nn.Module:
 # bfloat16 on where the CPU has it in hardware); test_cpu_bf16_autocast_path covers bfloat16.
 CONFIGS = {
     "id": TrainConfig.handout_id(epochs=2, batch_size=8, amp=False),
-    "triplet": TrainConfig.handout_triplet(epochs=2, batch_size=4, amp=False),
+    "triplet": TrainConfig.handout_triplet(epochs=2, p=4, k=2, amp=False),                    # batch-all
+    "triplet_listed": TrainConfig.handout_triplet(epochs=2, mining="none", batch_size=4, amp=False),
+    "triplet_hard": TrainConfig.handout_triplet(epochs=2, mining="batch_hard", p=4, k=2, amp=False),
     "strong": TrainConfig.strong(epochs=2, p=4, k=2, warmup_epochs=1, amp=False),
 }
 
@@ -69,7 +70,7 @@ CONFIGS = {
 def run(data: dict, recipe: str, ckpt: Path | None = None, model: nn.Module | None = None,
         resume: bool = False, progress: bool = False, **overrides) -> History:
     cfg = dataclasses.replace(CONFIGS[recipe], **overrides)
-    train_set = data["triplet" if recipe == "triplet" else "id"]
+    train_set = data["triplet" if recipe.startswith("triplet") else "id"]
     model = model if model is not None else tiny_model("bnneck" if recipe == "strong" else "reid")
     return train_model(model, cfg, train_set, data["val"], data["val_idloss"],
                        checkpoint_dir=ckpt, resume=resume, progress=progress)
@@ -151,8 +152,29 @@ def test_mined_hardest_positives_by_hand():
     assert feats.grad[4, 0].item() == pytest.approx(0.5, abs=1e-4)  # d(d(0, 4))/dx / 2: descent pulls 4 in
 
 
+def test_batch_all_by_hand_and_against_a_loop():
+    # 1-d, B = 1 listed triplet [anchor 0 (id 0); positive 1 (id 0); negative 3 (id 1)], margin 2:
+    # one triplet: max(0, 1 - 3 + 2) = 0 -> nothing violates, the loss is 0 (with a gradient path)
+    feats = torch.tensor([[0.0], [1.0], [3.0]], requires_grad=True)
+    loss = T.batch_all_triplet_loss(feats, torch.tensor([0, 0, 1]), margin=2.0)
+    assert loss.item() == 0 and loss.requires_grad
+    # margin 3: 1 - 3 + 3 = 1
+    assert T.batch_all_triplet_loss(feats, torch.tensor([0, 0, 1]), margin=3.0).item() == pytest.approx(1.0)
+    # A random batch of 3 listed triplets: the mean of nn.TripletMarginLoss over the violating
+    # (listed anchor, other same-id image, other-id image) triplets, by a plain loop.
+    torch.manual_seed(0)
+    feats, ids = torch.randn(9, 4), torch.tensor([0, 1, 2, 0, 1, 2, 1, 0, 3])
+    ref = nn.TripletMarginLoss(margin=1.0)
+    values = [ref(feats[a:a + 1], feats[p:p + 1], feats[n:n + 1]).item()
+              for a in range(3) for p in range(9) for n in range(9)
+              if p != a and ids[p] == ids[a] and ids[n] != ids[a]]
+    active = [v for v in values if v > 0]
+    assert len(values) == 31 and 0 < len(active) < 31  # some triplets are easy, some are not
+    assert T.batch_all_triplet_loss(feats, ids, 1.0).item() == pytest.approx(sum(active) / len(active), abs=1e-5)
+
+
 def test_batch_hard_mining_draws_p_ids_by_k_rows(data):
-    labelled = copy.copy(data["triplet"]).label_from(data["id"])
+    labelled = data["triplet"]
     cfg = dataclasses.replace(CONFIGS["triplet"], mining="batch_hard", p=3, k=2)
     run_ = T.build_run(tiny_model("reid"), cfg, labelled)
     anchor_ids = labelled.ids[labelled.triplets[:, 0]]  # [T]
@@ -177,12 +199,11 @@ def test_mined_negatives_need_identities(data):
 
 
 def test_training_with_mined_negatives(data):
-    labelled = copy.copy(data["triplet"]).label_from(data["id"])
-    assert labelled.ids is not None and data["triplet"].ids is None  # the shared set is left as it was
-    cfg = dataclasses.replace(CONFIGS["triplet"], mining="negative")
+    labelled = data["triplet"]
+    cfg = dataclasses.replace(CONFIGS["triplet_listed"], mining="negative")
     h = train_model(tiny_model("reid"), cfg, labelled, data["val"], data["val_idloss"])
     assert len(h.rank1) == 2 and all(math.isfinite(x) for x in h.iter_loss)
-    listed = train_model(tiny_model("reid"), CONFIGS["triplet"], labelled, data["val"], data["val_idloss"])
+    listed = train_model(tiny_model("reid"), CONFIGS["triplet_listed"], labelled, data["val"], data["val_idloss"])
     assert h.iter_loss[0] >= listed.iter_loss[0] - 1e-6  # same first batch, a negative at least as hard
 
 
@@ -234,11 +255,12 @@ def test_warmup_cosine_by_hand():
 
 
 # ------------------------------------------------------------------------------ training
-@pytest.mark.parametrize("recipe", ["id", "triplet", "strong"])
+@pytest.mark.parametrize("recipe", ["id", "triplet", "triplet_listed", "triplet_hard", "strong"])
 def test_each_recipe_returns_complete_history(data, recipe, tmp_path, capsys):
     h = run(data, recipe, progress=True)
-    n_iters = {"id": 32 // 8, "triplet": 32 // 4, "strong": 4}[recipe]  # strong: 8 ids × 2 chunks / 4
-    assert h.recipe == recipe and not h.interrupted
+    # triplet (batch-hard) and strong: 8 ids × 2 chunks of K rows / P=4 ids a batch
+    n_iters = {"id": 32 // 8, "triplet": 4, "triplet_listed": 32 // 4, "triplet_hard": 4, "strong": 4}[recipe]
+    assert h.recipe == recipe.split("_")[0] and not h.interrupted
     assert len(h.iter_loss) == 2 * n_iters
     for key in ("epoch_train_loss", "val_loss", "rank1", "rank5", "rank10", "mAP", *TIMING):
         assert len(getattr(h, key)) == 2, key
