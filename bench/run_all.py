@@ -32,12 +32,30 @@ TARGETS = {"id": 0.45, "triplet": 0.40, "strong": 0.60}
 _RUN_ONLY = {"epochs", "time_budget_s", "seed", "device", "eval_batch_size", "max_iters_per_epoch", "amp"}
 
 
+def _unused(cfg: dict) -> set[str]:
+    """Settings a recipe does not read (p, k without P×K batches; batch_size with them; …)."""
+    recipe, mining = cfg["recipe"], cfg.get("mining", "none")
+    if recipe == "id":
+        return {"p", "k", "margin", "mining"}
+    if recipe == "strong":
+        return {"batch_size", "mining"}
+    return {"batch_size"} if mining in ("batch_hard", "batch_all") else {"p", "k"}
+
+
 def settings_changed(cfg: dict) -> str:
-    """The settings of a recorded run that differ from today's preset of its recipe, or "preset"."""
+    """The settings of a recorded run that differ from today's preset of its recipe, or "preset".
+
+    A setting the code did not have yet when the run was made counts as its TrainConfig default
+    (what the code did before the setting existed: listed triplets, no test-time flip, …)."""
     from time_to_accuracy import PRESETS  # bench/ is on sys.path
+    from reid.train import TrainConfig
+
     preset = PRESETS[cfg["recipe"]](epochs=cfg["epochs"]).to_dict()
-    diff = [f"{k}={v}" for k, v in cfg.items() if k not in _RUN_ONLY and preset.get(k, v) != v]
-    diff += [f"{k}={v}" for k, v in cfg.items() if k not in preset]  # a setting no longer in the code
+    known = TrainConfig().to_dict()
+    full = {**known, **cfg}
+    skip = _RUN_ONLY | _unused(full)
+    diff = [f"{k}={v}" for k, v in full.items() if k not in skip and k in preset and preset[k] != v]
+    diff += [f"{k}={v}" for k, v in cfg.items() if k not in known]  # a setting no longer in the code
     return ", ".join(diff) if diff else "preset"
 
 

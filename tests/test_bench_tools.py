@@ -54,6 +54,13 @@ def test_settings_changed_names_only_what_differs_from_the_preset():
     assert run_all.settings_changed(cfg) == "lr=0.001, flip=False"
     cfg["small_epochs"] = 4  # a setting a branch had and the code no longer has
     assert run_all.settings_changed(cfg).endswith("small_epochs=4")
+    # A run recorded before a setting existed did what the setting's default does.
+    old = TrainConfig.handout_triplet(epochs=4).to_dict()
+    del old["mining"], old["flip_test"]
+    assert run_all.settings_changed(old) == "flip_test=False, mining=none"
+    # Settings a recipe does not read are not differences: p for listed triplets, batch_size for P×K.
+    assert run_all.settings_changed(TrainConfig.handout_triplet(epochs=4, mining="none", p=3).to_dict()) == "mining=none"
+    assert run_all.settings_changed(TrainConfig.handout_triplet(epochs=4, batch_size=7).to_dict()) == "preset"
 
 
 def test_tta_section_puts_20_minute_runs_first(tmp_path):
