@@ -188,6 +188,7 @@ def test_batch_hard_mining_draws_p_ids_by_k_rows(data):
     assert len(h.rank1) == 2 and all(math.isfinite(x) for x in h.iter_loss)
 
 
+@pytest.mark.reliability
 def test_mined_negatives_need_identities(data):
     cfg = dataclasses.replace(CONFIGS["triplet"], mining="negative")
     bare = TripletDataset.__new__(TripletDataset)
@@ -431,6 +432,7 @@ def test_validation_passes_each_val_image_once(data, head, flip_test, metric, mo
         assert got[key] == pytest.approx(expected[key], abs=1e-6), key
 
 
+@pytest.mark.reliability
 def test_unknown_metric_is_refused_before_training(data):
     with pytest.raises(ValueError, match="TrainConfig.metric.*'manhattan'"):
         T.build_run(tiny_model("reid"), dataclasses.replace(CONFIGS["id"], metric="manhattan"), data["id"])
