@@ -16,17 +16,27 @@ Rows:
 * no identity signal: random features, so the hardest positive sits near the end
   of every gallery row (the vectorised code's worst case: every item is placed).
 
+Optionally, beside them, torchreid's compiled evaluator (``eval_market1501_cy`` of
+``torchreid/metrics/rank_cylib``: a full ``np.argsort`` of the distance matrix, then a
+Cython loop per query): build it outside this project and name the folder that holds the
+built ``rank_cy`` module with ``--torchreid-cy DIR`` or ``REID_TORCHREID_CY=DIR`` (in a
+torchreid source tree: ``cd torchreid/metrics/rank_cylib && python setup.py build_ext
+--inplace`` with Cython and the same numpy as here). It keeps float32 sums, so its numbers
+may differ from ours by more than 1e-6 (9.6e-7 measured on the Market-sized problem); the
+check is to 1e-4.
+
 Ours: median of 5 runs after a warm-up (3 in the worst case); the reference:
 median of 3 runs (1 in the worst case); ``--quick``: a quarter-sized problem,
 ours 3 runs (1 in the worst case), the reference 1.  Torch runs with its default thread count and, as a
 second row, with one thread like numpy.  The machine may be shared and noisy:
 read the ratios, measured in one run.
 
-    python bench/bench_eval.py [--quick]
+    python bench/bench_eval.py [--quick] [--torchreid-cy DIR]
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import statistics
 import sys
@@ -121,6 +131,46 @@ def _case(name: str, problem: dict, ours_runs: int, ref_runs: int,
     return rows
 
 
+CYTHON_TOLERANCE = 1e-4  # torchreid's Cython evaluator accumulates in float32
+
+
+def compiled_case(name: str, problem: dict, folder: Path, runs: int) -> dict[str, Any]:
+    """torchreid's ``evaluate_cy`` (imported from ``folder``) against ``cmc_map_from_distances``
+    on the same float32 distance matrix, alternating so that machine load hits both alike."""
+    sys.path.insert(0, str(folder))
+    try:
+        rank_cy = importlib.import_module("rank_cy")
+    finally:
+        sys.path.remove(str(folder))
+    p = problem
+    dist = pairwise_distance(p["q_feats"], p["g_feats"])  # [Q, G] float32
+    labels = (p["q_ids"], p["g_ids"], p["q_cams"], p["g_cams"])
+    np_labels = [t.numpy() for t in labels]
+    theirs_fn = lambda: rank_cy.evaluate_cy(dist.numpy(), *np_labels, MAX_RANK)  # noqa: E731
+    ours_fn = lambda: cmc_map_from_distances(dist, *labels, max_rank=MAX_RANK)  # noqa: E731
+    ours_fn(), theirs_fn()  # warm-up
+    t_ours, t_theirs = [], []
+    for _ in range(runs):
+        s, ours = _median_time(ours_fn, 1)
+        t_ours.append(s)
+        s, (cmc, mean_ap) = _median_time(theirs_fn, 1)
+        t_theirs.append(s)
+    diff = max(float(np.abs(ours["cmc"].numpy() - cmc).max()), abs(ours["mAP"] - float(mean_ap)))
+    if diff > CYTHON_TOLERANCE:
+        raise AssertionError(f"{name}: torchreid's Cython evaluator differs from ours by {diff:.3g}")
+    return {"case": name, "threads": torch.get_num_threads(), "ours_s": statistics.median(t_ours),
+            "theirs_s": statistics.median(t_theirs), "runs": runs, "max_abs_diff": diff,
+            "speedup": statistics.median(t / o for t, o in zip(t_theirs, t_ours))}
+
+
+def markdown_compiled(r: dict[str, Any]) -> str:
+    return "\n".join([
+        "| problem | threads | ours s (median) | torchreid Cython s (median) | speed-up (median of pairs) | "
+        "max abs diff (CMC, mAP) |", "| --- | --- | --- | --- | --- | --- |",
+        f"| {r['case']} | {r['threads']} | {r['ours_s']:.3f} (of {r['runs']}) | {r['theirs_s']:.3f} "
+        f"(of {r['runs']}) | {r['speedup']:.1f}x | {r['max_abs_diff']:.1e} |"])
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     """Markdown table of the rows returned by :func:`main`."""
     lines = ["| command | threads | ours s (median) | reference s (median) | speed-up | max abs diff | "
@@ -134,14 +184,20 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(quick: bool = False) -> dict[str, Any]:
+def main(quick: bool = False, torchreid_cy: Path | None = None) -> dict[str, Any]:
     """Run the benchmark, print a markdown table, return the numbers.
+
+    torchreid_cy: folder of a built torchreid ``rank_cy`` module (default: $REID_TORCHREID_CY,
+    if set) to time beside ours; None skips that comparison.
 
     Returns:
         ``{"rows": [per measurement: case, call, threads, ours_s, ref_s, speedup,
         max_abs_diff, ...], "markdown": str, "load_avg_1min": float,
-        "best_speedup_from_distances": float}``.
+        "best_speedup_from_distances": float, "compiled": dict | None,
+        "compiled_markdown": str | None}``.
     """
+    if torchreid_cy is None and os.environ.get("REID_TORCHREID_CY"):
+        torchreid_cy = Path(os.environ["REID_TORCHREID_CY"])
     ours_runs, ref_runs = (3, 1) if quick else (5, 3)
     size = "Market-sized 3368 x 15913" if not quick else "quick 842 x 3978"
     shape = {} if not quick else {"num_q": NUM_Q // 4, "num_g": NUM_G // 4}
@@ -149,15 +205,25 @@ def main(quick: bool = False) -> dict[str, Any]:
     rows += _case(size + ", no identity signal", market_sized_problem(1, False, **shape), max(1, ours_runs - 2), 1,
                   with_features=False)
     table = markdown(rows)
+    compiled = compiled_md = None
+    if torchreid_cy is not None:
+        compiled = compiled_case(size, market_sized_problem(0, True, **shape), torchreid_cy, ours_runs)
+        compiled_md = markdown_compiled(compiled)
     load = os.getloadavg()[0]
     print(table)
+    if compiled_md:
+        print(compiled_md)
     print(f"(1-minute load average at the end: {load:.1f} on {os.cpu_count()} CPUs)")
     main_rows = [r for r in rows if r["call"] == "cmc_map_from_distances" and "signal" not in r["case"]]
     return {"rows": rows, "markdown": table, "load_avg_1min": load,
-            "best_speedup_from_distances": max(r["speedup"] for r in main_rows)}
+            "best_speedup_from_distances": max(r["speedup"] for r in main_rows),
+            "compiled": compiled, "compiled_markdown": compiled_md}
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a quarter-sized problem, fewer runs")
-    main(quick=parser.parse_args().quick)
+    parser.add_argument("--torchreid-cy", type=Path, default=None,
+                        help="folder holding a built torchreid rank_cy module, to time beside ours")
+    args = parser.parse_args()
+    main(quick=args.quick, torchreid_cy=args.torchreid_cy)

@@ -148,6 +148,12 @@ def main() -> None:
         "",
         evaluation["markdown"],
         "",
+        *(["Beside torchreid's compiled evaluator (`eval_market1501_cy`, built outside this project from "
+           "`torchreid/metrics/rank_cylib/rank_cy.pyx` with Cython and handed in with "
+           "`REID_TORCHREID_CY=DIR make bench`), on the same distance matrix:", "",
+           evaluation["compiled_markdown"], ""] if evaluation.get("compiled_markdown") else
+          ["torchreid's compiled evaluator was not measured in this run (set `REID_TORCHREID_CY` to the "
+           "folder of a built `rank_cy` module).", ""]),
         tta_section(),
         "",
     ]

@@ -91,3 +91,32 @@ def test_tta_rows_say_the_precision(tmp_path):
 def test_benchmarks_md_shows_the_recorded_runs():
     """BENCHMARKS.md's section 3 is what tta_section makes of results/ (re-make it after a run)."""
     assert run_all.tta_section() in (ROOT / "bench" / "BENCHMARKS.md").read_text()
+
+
+@pytest.mark.parametrize("skew, ok", [(0.0, True), (1e-3, False)])
+def test_compiled_evaluator_is_timed_beside_ours_and_checked(tmp_path, skew, ok):
+    """bench_eval's torchreid comparison on a stand-in `rank_cy` module (the reference loop,
+    with its mAP skewed by `skew`): it is imported from the folder given, timed, and checked."""
+    from bench import bench_eval
+
+    folder = tmp_path / f"cy{int(ok)}"
+    folder.mkdir()
+    (folder / "rank_cy.py").write_text(
+        "from bench.reference_eval import reference_cmc_map\n"
+        "def evaluate_cy(distmat, q_pids, g_pids, q_camids, g_camids, max_rank):\n"
+        "    r = reference_cmc_map(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=max_rank)\n"
+        f"    return r['cmc'], r['mAP'] + {skew}\n")
+    problem = bench_eval.market_sized_problem(0, True, num_q=40, num_g=200)
+    import sys
+    sys.modules.pop("rank_cy", None)
+    try:
+        if ok:
+            row = bench_eval.compiled_case("tiny", problem, folder, runs=2)
+            assert row["max_abs_diff"] < 1e-6 and row["speedup"] > 0 and row["runs"] == 2
+            assert "| tiny | " in bench_eval.markdown_compiled(row)
+        else:
+            with pytest.raises(AssertionError, match="differs from ours"):
+                bench_eval.compiled_case("tiny", problem, folder, runs=1)
+    finally:
+        sys.modules.pop("rank_cy", None)
+    assert str(folder) not in sys.path
