@@ -14,7 +14,7 @@ from reid.data import IDLossDataset, RetrievalDataset, TripletDataset
 from reid.model import BNNeckNet, ReIDNet
 from reid import train as T
 from reid.train import (CheckpointError, History, PKSampler, TrainConfig, batch_hard_triplet_loss,
-                        load_checkpoint, random_erasing, random_flip, train_model, warmup_cosine)
+                        load_checkpoint, random_erasing, random_flip, random_shift, train_model, warmup_cosine)
 
 TIMING = ("epoch_seconds", "elapsed_seconds")
 
@@ -247,6 +247,30 @@ def test_random_erasing_stays_on_the_person():
     assert torch.equal(y[..., :8], x[..., :8]) and torch.equal(y[..., 24:], x[..., 24:])
 
 
+def test_random_shift_translates_each_image_and_fills_with_zeros():
+    """Each image moves by its own (dy, dx) in [-s, s]; what moves in is zero (the padding
+    value), what moves out is lost: checked pixel by pixel against a loop."""
+    x = torch.randn(6, 3, 10, 8)
+    assert random_shift(x, torch.Generator(), 0) is x
+    y = random_shift(x, torch.Generator().manual_seed(3), 2)
+    seen = set()
+    for b in range(6):
+        matches = []
+        for dy in range(-2, 3):
+            for dx in range(-2, 3):
+                ref = torch.zeros_like(x[b])
+                # ref[:, i, j] = x[b, :, i - dy, j - dx] where that pixel exists
+                ref[:, max(dy, 0):10 + min(dy, 0), max(dx, 0):8 + min(dx, 0)] = \
+                    x[b, :, max(-dy, 0):10 - max(dy, 0), max(-dx, 0):8 - max(dx, 0)]
+                if torch.equal(y[b], ref):
+                    matches.append((dy, dx))
+        assert len(matches) == 1, (b, matches)  # exactly one translation explains the image
+        seen.add(matches[0])
+    assert len(seen) > 1  # the shifts differ between images
+    again = random_shift(x, torch.Generator().manual_seed(3), 2)
+    assert torch.equal(y, again)  # the generator decides
+
+
 def test_warmup_cosine_by_hand():
     f = warmup_cosine(warmup_iters=4, total_iters=14, min_factor=0.1)
     assert [f(i) for i in range(4)] == [0.25, 0.5, 0.75, 1.0]
@@ -436,6 +460,13 @@ def test_validation_passes_each_val_image_once(data, head, flip_test, metric, mo
 def test_unknown_metric_is_refused_before_training(data):
     with pytest.raises(ValueError, match="TrainConfig.metric.*'manhattan'"):
         T.build_run(tiny_model("reid"), dataclasses.replace(CONFIGS["id"], metric="manhattan"), data["id"])
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("shift", [-1, 2.5, True])
+def test_bad_shift_is_refused_before_training(data, shift):
+    with pytest.raises(ValueError, match=f"TrainConfig.shift.*{shift!r}"):
+        T.build_run(tiny_model("reid"), dataclasses.replace(CONFIGS["id"], shift=shift), data["id"])
 
 
 def test_validation_falls_back_when_val_idloss_lacks_an_image(data):
