@@ -197,9 +197,9 @@ def batch_all_triplet_loss(feats: Tensor, ids: Tensor, margin: float) -> Tensor:
     b = len(feats) // 3
     with torch.no_grad():
         same = ids[:b, None] == ids[None, :]  # [B, 3B]
+        neg_of = ~same  # [B, 3B]
         same[torch.arange(b), torch.arange(b)] = False  # an anchor is not its own positive
         a, pos = torch.nonzero(same, as_tuple=True)  # [M] (anchor row, positive column)
-        neg_of = ~(ids[:b, None] == ids[None, :])  # [B, 3B]
         m_idx, n = torch.nonzero(neg_of[a], as_tuple=True)  # [T]: triplet m_idx of pair, negative n
     losses = F.triplet_margin_loss(feats[a[m_idx]], feats[pos[m_idx]], feats[n], margin=margin,
                                    reduction="none")  # [T]
