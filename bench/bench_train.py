@@ -224,7 +224,7 @@ def markdown(r: dict) -> str:
         f"{r['matmul16_gflops_end']:.0f} | | | |",
         f"| model FLOPs per image: train step / embed | {r['train_flops_per_img'] / 1e9:.2f} G / "
         f"{r['embed_flops_per_img'] / 1e9:.2f} G | | | |",
-        f"| data path per batch: cache rows → float32 channels_last (ms) | {r['fetch_ms']:.1f} "
+        f"| data path per batch: cache rows → float32 channels_last, with the ID preset's flips and shifts (ms) | {r['fetch_ms']:.1f} "
         f"(via cache.batch + copy: {r['fetch_plain_ms']:.1f}) | | "
         f"{r['fetch_ms'] / (1e3 * BATCH / r['train16_pure_ips']) * 100:.2f} % of a bfloat16 step | |",
         f"| device | {r['device']}, {r['threads']} threads, bfloat16 in hardware: {r['cpu_bf16']} | | | |",
