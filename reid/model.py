@@ -7,7 +7,7 @@ Table 1 row -> attribute -> output C x H x W for a 3 x 128 x 128 input:
   ResBlock-D 128, ResBlock 128         layer2[0], [1]     128 x 16 x 16
   ResBlock-D 256, ResBlock 256         layer3[0], [1]     256 x 8 x 8
   ResBlock 512, ResBlock 512           layer4[0], [1]     512 x 8 x 8
-  Average pooling                      avgpool            512 x 1 x 1
+  Average pooling                      avgpool            512 x 1 x 1  (nn.AvgPool2d, kernel 8 x 8)
 layer4[0] changes 256 -> 512 channels *without* downsampling, so the map entering the
 pooling stays 8 x 8 (Q2: an 8 x 8 average-pooling kernel at 128 x 128).
 """
@@ -45,7 +45,7 @@ def _projection(c_in: int, c_out: int, stride: int) -> nn.Sequential | None:
 
 
 class ResBlock(nn.Module):
-    """Table 2: Conv3x3-BN-ReLU -> Conv3x3-BN, plus the shortcut, then ReLU.
+    """C4, Table 2: Conv3x3-BN-ReLU -> Conv3x3-BN, plus the shortcut, then ReLU.
 
     ``[N, c_in, H, W] -> [N, c_out, H / stride, W / stride]``; ``stride=2`` makes a ResBlock-D.
     Shortcut: Conv 1x1 + BN when ``c_in != c_out`` (or stride > 1; in Table 1 the two
@@ -109,18 +109,40 @@ RESNET50_PLAN = (Stage(Bottleneck, 64, 3, 1), Stage(Bottleneck, 128, 4, 2),
                  Stage(Bottleneck, 256, 6, 2), Stage(Bottleneck, 512, 3, 1))
 
 
+def _out(size: int, kernel: int, stride: int, pad: int) -> int:
+    return (size + 2 * pad - kernel) // stride + 1
+
+
+def feature_map_size(input_size: int | tuple[int, int], plan: Sequence[Stage] = RESNET18_PLAN
+                     ) -> tuple[int, int]:
+    """``(h, w)`` of the last stage's map for an ``(H, W)`` input: the conv 7x7/2 (pad 3), the
+    max pool 3x3/2 (pad 1) and each stride-2 stage (3x3, pad 1) halve it, rounding up;
+    (8, 8) at 128 x 128, (8, 4) at 128 x 64, (16, 8) at 256 x 128."""
+    h, w = _hw(input_size)
+    h, w = _out(h, 7, 2, 3), _out(w, 7, 2, 3)
+    h, w = _out(h, 3, 2, 1), _out(w, 3, 2, 1)
+    for stage in plan:
+        if stage.stride != 1:
+            h, w = _out(h, 3, stage.stride, 1), _out(w, 3, stage.stride, 1)
+    return h, w
+
+
 class ModifiedResNet(nn.Module):
     """Stem (conv 7x7 + BN + ReLU, max pool) + ``layer1..layer4`` built from a stage plan.
 
-    ``forward``: ``[N, 3, H, W] -> [N, out_dim]``. Pooling is ``nn.AdaptiveAvgPool2d(1)``:
-    at 128 x 128 it is exactly the handout's 8 x 8 average pooling (the map entering it is
-    8 x 8, see :func:`pooling_kernel`), and unlike ``nn.AvgPool2d(8)`` it still gives one
-    vector per image at other sizes (Market-1501's native 256 x 128 -> a 16 x 8 map).
+    ``forward``: ``[N, 3, H, W] -> [N, out_dim]`` for the ``input_size = (H, W)`` the backbone
+    was built for (128 x 128, the handout's padded square, by default). The pooling layer is
+    Table 1's ``nn.AvgPool2d`` whose kernel covers the whole last map (Q2: 8 x 8 at 128 x 128,
+    see :func:`feature_map_size`); an input of another size is refused with an error that says
+    which size the backbone was built for, rather than silently pooling to a longer vector.
+    The stronger recipe builds its backbone for the person's own 1:2 shape (128 x 64 -> an
+    8 x 4 map); the weights do not depend on the input size.
     """
     plan: Sequence[Stage] = RESNET18_PLAN  # defaults: the handout's ResNet-18
     imagenet_url: str = RESNET18_URL
 
-    def __init__(self, plan: Sequence[Stage] | None = None) -> None:
+    def __init__(self, plan: Sequence[Stage] | None = None,
+                 input_size: int | tuple[int, int] = 128) -> None:
         super().__init__()
         plan = self.plan if plan is None else plan
         self.conv1, self.bn1 = _conv_bn(3, 64, 7, 2)
@@ -133,12 +155,18 @@ class ModifiedResNet(nn.Module):
                 blocks.append(stage.block(c_in, stage.width, stage.stride if b == 0 else 1))
                 c_in = blocks[-1].out_channels
             setattr(self, f"layer{index}", nn.Sequential(*blocks))
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self._plan = tuple(plan)
+        self.set_input_size(input_size)
         self.out_dim = c_in
         self.num_stages = len(plan)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):  # (BN starts at weight 1, bias 0 by default)
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def set_input_size(self, input_size: int | tuple[int, int]) -> None:
+        """Rebuild the pooling layer for ``(H, W)`` inputs (it has no weights)."""
+        self.input_size = _hw(input_size)
+        self.avgpool = nn.AvgPool2d(kernel_size=feature_map_size(self.input_size, self._plan))
 
     def stages(self) -> list[nn.Sequential]:
         """``[layer1, ..., layerK]`` in order."""
@@ -148,11 +176,16 @@ class ModifiedResNet(nn.Module):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # [N, 64, H/4, W/4]
         for stage in self.stages():
             x = stage(x)                                        # [N, out_dim, H/16, W/16]
+        if tuple(x.shape[-2:]) != tuple(self.avgpool.kernel_size):
+            raise ValueError(f"{type(self).__name__} was built for {self.input_size[0]}x{self.input_size[1]} "
+                             f"inputs (an {self.avgpool.kernel_size[0]}x{self.avgpool.kernel_size[1]} pooling "
+                             f"kernel), and this input gives a {x.shape[-2]}x{x.shape[-1]} last map: build it "
+                             f"with input_size=(H, W) of the images it will see")
         return torch.flatten(self.avgpool(x), 1)                # [N, out_dim]
 
 
 class ModifiedResNet18(ModifiedResNet):
-    """The handout's backbone (Table 1): ``[N, 3, 128, 128] -> [N, 512]``."""
+    """C4–C5: the handout's backbone (Table 1): ``[N, 3, 128, 128] -> [N, 512]``."""
     plan, imagenet_url = RESNET18_PLAN, RESNET18_URL
 
 
@@ -170,8 +203,17 @@ def _hw(size: int | tuple[int, int]) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else (size[0], size[1])
 
 
+def _at_size(backbone: ModifiedResNet, input_size: int | tuple[int, int] | None) -> ModifiedResNet:
+    """The backbone itself, or for another input size a copy whose pooling fits that size."""
+    if input_size is None or _hw(input_size) == backbone.input_size:
+        return backbone
+    other = copy.deepcopy(backbone)
+    other.set_input_size(input_size)
+    return other
+
+
 def _hooked_shapes(backbone: ModifiedResNet, modules: Sequence[nn.Module],
-                  input_size: int | tuple[int, int], inputs: bool = False) -> list[tuple]:
+                  input_size: tuple[int, int], inputs: bool = False) -> list[tuple]:
     """Shapes (without N) each module outputs (or takes, if ``inputs``) for one dummy
     image ``[1, 3, H, W]`` in eval mode; the backbone's mode and statistics are unchanged."""
     shapes: list[tuple] = []
@@ -189,23 +231,26 @@ def _hooked_shapes(backbone: ModifiedResNet, modules: Sequence[nn.Module],
     return shapes
 
 
-def table1_shapes(model: nn.Module, input_size: int | tuple[int, int] = 128
+def table1_shapes(model: nn.Module, input_size: int | tuple[int, int] | None = None
                   ) -> list[tuple[str, tuple[int, int, int]]]:
     """Q1: ``(row name, (C, H, W))`` for every Table 1 row, measured by forward hooks
-    (a backbone or a model with ``.backbone``); at 128: ``(64, 64, 64)`` ... ``(512, 1, 1)``."""
-    bb = _backbone(model)
+    (a backbone or a model with ``.backbone``) at ``input_size`` (default: the size the backbone
+    was built for); at 128: ``(64, 64, 64)`` ... ``(512, 1, 1)``."""
+    bb = _at_size(_backbone(model), input_size)
     rows = [("Conv 7x7, 64, stride 2 + BN + ReLU", bb.relu),
             ("Max pooling 3x3, stride 2", bb.maxpool)]
     rows += [(block.table_name, block) for stage in bb.stages() for block in stage]
     rows.append(("Average pooling", bb.avgpool))
     names, modules = zip(*rows)
-    return list(zip(names, _hooked_shapes(bb, modules, input_size)))
+    return list(zip(names, _hooked_shapes(bb, modules, bb.input_size)))
 
 
-def pooling_kernel(model: nn.Module, input_size: int | tuple[int, int] = 128) -> tuple[int, int]:
-    """Q2: the spatial size ``(H, W)`` of the map entering the average pooling ((8, 8) at 128)."""
-    bb = _backbone(model)
-    (shape,) = _hooked_shapes(bb, [bb.avgpool], input_size, inputs=True)
+def pooling_kernel(model: nn.Module, input_size: int | tuple[int, int] | None = None) -> tuple[int, int]:
+    """Q2: the spatial size ``(H, W)`` of the map entering the average pooling, measured by a
+    hook at ``input_size`` (default: the backbone's own); (8, 8) at 128 x 128. It equals the
+    kernel of the backbone's ``nn.AvgPool2d`` built for that size."""
+    bb = _at_size(_backbone(model), input_size)
+    (shape,) = _hooked_shapes(bb, [bb.avgpool], bb.input_size, inputs=True)
     return shape[1], shape[2]
 
 
@@ -214,13 +259,18 @@ def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
-def summary_table(model: nn.Module, input_size: int | tuple[int, int] = 128) -> str:
-    """torchsummary's table for a ``[2, 3, H, W]`` input, as a string (run on a CPU copy)."""
+def summary_table(model: nn.Module, input_size: int | tuple[int, int] | None = None) -> str:
+    """torchsummary's table for a ``[2, 3, H, W]`` input (default: the size the backbone was
+    built for), as a string (run on a CPU copy)."""
     from torchsummary import summary
 
+    size = _backbone(model).input_size if input_size is None else _hw(input_size)
+    copied = copy.deepcopy(model).cpu()
+    if size != _backbone(copied).input_size:
+        _backbone(copied).set_input_size(size)
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
-        summary(copy.deepcopy(model).cpu(), (3, *_hw(input_size)), device="cpu")
+        summary(copied, (3, *size), device="cpu")
     return buffer.getvalue()
 
 
@@ -372,7 +422,7 @@ def _fc_block(d_in: int, d_out: int, dropout: float) -> nn.Sequential:
 
 
 class ReIDNet(nn.Module):
-    """The handout's ReID network: backbone -> FC 512 block -> FC 256 block -> FC num_ids.
+    """C7: the handout's ReID network: backbone -> FC 512 block -> FC 256 block -> FC num_ids.
 
     ``forward(x)``: ``[N, 3, H, W] -> (feature [N, feat_dim], logits [N, num_ids])``.
     **The ReID feature** (retrieval and triplet loss) is the 256-d output of the second
@@ -438,10 +488,11 @@ BACKBONES = {"resnet18": ModifiedResNet18, "resnet50": ModifiedResNet50}
 HEADS = {"reid": ReIDNet, "bnneck": BNNeckNet}
 
 
-def build_model(name: str = "resnet18", num_ids: int = 230, head: str = "reid") -> nn.Module:
-    """A randomly initialised backbone (``"resnet18"``/``"resnet50"``) with a head
-    (``"reid"``: :class:`ReIDNet`, ``"bnneck"``: :class:`BNNeckNet`)."""
+def build_model(name: str = "resnet18", num_ids: int = 230, head: str = "reid",
+                input_size: int | tuple[int, int] = 128) -> nn.Module:
+    """A randomly initialised backbone (``"resnet18"``/``"resnet50"``) for ``input_size``
+    ``(H, W)`` images with a head (``"reid"``: :class:`ReIDNet`, ``"bnneck"``: :class:`BNNeckNet`)."""
     if name not in BACKBONES or head not in HEADS:
         raise ValueError(f"unknown model {name!r}/{head!r}: expected name in {list(BACKBONES)} "
                          f"and head in {list(HEADS)}")
-    return HEADS[head](BACKBONES[name](), num_ids)
+    return HEADS[head](BACKBONES[name](input_size=input_size), num_ids)

@@ -10,7 +10,7 @@ import torchvision
 from torch import nn
 
 from reid.model import (RESNET18_URL, RESNET50_URL, BNNeckNet, Bottleneck, ModifiedResNet18,
-                        ModifiedResNet50, ReIDNet, ResBlock, build_model, count_parameters,
+                        ModifiedResNet50, ReIDNet, ResBlock, build_model, count_parameters, feature_map_size,
                         load_imagenet_weights, pooling_kernel, summary_table, table1_shapes,
                         weight_mapping_report)
 
@@ -45,12 +45,28 @@ def test_table1_shapes_at_128() -> None:
     assert table1_shapes(build_model("resnet18", num_ids=5)) == TABLE1_AT_128  # via .backbone
 
 
-def test_pooling_kernel_is_8x8_and_adaptive_pool_equals_avgpool8() -> None:
+def test_pooling_is_avgpool2d_with_the_q2_kernel() -> None:
     model = ModifiedResNet18().eval()
-    assert pooling_kernel(model) == (8, 8)
-    assert pooling_kernel(model, (256, 128)) == (16, 8)
+    assert isinstance(model.avgpool, nn.AvgPool2d) and model.avgpool.kernel_size == (8, 8)
+    assert pooling_kernel(model) == (8, 8) == feature_map_size(128)
+    assert pooling_kernel(model, (256, 128)) == (16, 8) == feature_map_size((256, 128))
+    assert model.input_size == (128, 128)                      # measuring another size leaves it alone
+    assert feature_map_size((128, 64)) == (8, 4) and feature_map_size(100) == (7, 7)
     x = torch.randn(2, 512, 8, 8)
-    torch.testing.assert_close(model.avgpool(x), nn.AvgPool2d(kernel_size=8)(x))
+    torch.testing.assert_close(model.avgpool(x), x.mean((2, 3), keepdim=True))
+
+
+@pytest.mark.parametrize("size", [(128, 64), (256, 128), (100, 60)])
+def test_backbone_built_for_another_input_size(size) -> None:
+    model = ModifiedResNet18(input_size=size).eval()
+    kernel = feature_map_size(size)
+    assert model.avgpool.kernel_size == kernel == pooling_kernel(model)
+    assert table1_shapes(model)[-2][1][1:] == kernel and table1_shapes(model)[-1][1] == (512, 1, 1)
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, *size)).shape == (1, 512)
+        with pytest.raises(ValueError, match=rf"built for {size[0]}x{size[1]} inputs"):
+            model(torch.randn(1, 3, 128, 128))
+    assert "AvgPool2d" in summary_table(model) and f"[-1, 512, {kernel[0]}, {kernel[1]}]" in summary_table(model)
 
 
 def test_table1_shapes_leave_training_mode_and_stats_alone() -> None:
@@ -104,7 +120,7 @@ def test_reidnet_shapes_and_head_parameters() -> None:
 
 
 def test_bnneck_shapes_and_frozen_bias() -> None:
-    model = build_model("resnet18", num_ids=7, head="bnneck")
+    model = build_model("resnet18", num_ids=7, head="bnneck", input_size=64)
     assert isinstance(model, BNNeckNet) and model.embed_dim == 512
     f, logits = model(torch.randn(2, 3, 64, 64))
     assert f.shape == (2, 512) and logits.shape == (2, 7)
@@ -115,10 +131,10 @@ def test_bnneck_shapes_and_frozen_bias() -> None:
 
 @pytest.mark.parametrize("head", ["reid", "bnneck"])
 def test_embed_in_eval_mode_does_not_depend_on_the_batch(head: str) -> None:
-    model = build_model("resnet18", num_ids=5, head=head)
+    model = build_model("resnet18", num_ids=5, head=head, input_size=64)
     model.train()(torch.randn(4, 3, 64, 64))  # move BN running stats off their defaults
     model.eval()
-    x = torch.randn(3, 3, 64, 64)  # a smaller image keeps the test fast; pooling is adaptive
+    x = torch.randn(3, 3, 64, 64)  # a smaller image keeps the test fast
     with torch.no_grad():
         alone, batch = model.embed(x[:1]), model.embed(x)
     assert alone.shape == (1, model.embed_dim)
