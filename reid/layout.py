@@ -36,6 +36,7 @@ HOW_TO_GET_DATA = (
 
 
 def has_layout(folder: Path) -> bool:
+    """Whether `folder` holds the five CSVs of LAYOUT_FILES (images are checked when datasets are made)."""
     return all((folder / f).is_file() for f in LAYOUT_FILES)
 
 
