@@ -9,7 +9,7 @@ the single import surface (`from helpers import *`).
 | C2 transform                    | reid_transform, load_image                                   | reid/data.py     |
 | C3 loaders (shuffle=False)      | retrieval_loader                                             | reid/data.py     |
 | C8 ID-loss dataset, triplets    | IDLossDataset, TripletDataset                                | reid/data.py     |
-| finding / building the data     | prepare_data, find_data_root, check_layout                   | reid/data.py     |
+| finding / building the data     | prepare_data, find_data_root, check_layout, DataInfo         | reid/layout.py   |
 | C4–C5 modified ResNet-18 (Q1–Q4)| ResBlock, ModifiedResNet18, table1_shapes, pooling_kernel,   | reid/model.py    |
 |                                 | count_parameters, summary_table (ModifiedResNet50 optional)  |                  |
 | C6 ImageNet weights (Q5)        | load_imagenet_weights, weight_mapping_report                 | reid/model.py    |
@@ -21,10 +21,10 @@ the single import surface (`from helpers import *`).
 | comparing models, examples      | compare_models, describe_history, pick_examples              | reid/report.py   |
 | figures                         | plot_history, plot_ranked_results, show_gallery_grid, ...    | reid/plots.py    |
 """
-from reid.data import (IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD, UNKNOWN_GT, DataError, DataInfo,  # noqa: F401
-                       DataLayoutError, IDLossDataset, ImageCache, ImageDecodeError, RetrievalDataset,
-                       TripletDataset, check_layout, count_possible_triplets, find_data_root, load_image, prepare_data, read_csv,
-                       reid_transform, retrieval_loader)
+from reid.data import (IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD, UNKNOWN_GT, DataError,  # noqa: F401
+                       IDLossDataset, ImageCache, ImageDecodeError, RetrievalDataset, TripletDataset,
+                       count_possible_triplets, load_image, read_csv, reid_transform, retrieval_loader)
+from reid.layout import DataInfo, DataLayoutError, check_layout, find_data_root, prepare_data  # noqa: F401
 from reid.evaluate import cmc_map, extract_features, pairwise_distance, rank_k_accuracy  # noqa: F401
 from reid.model import (BNNeckNet, Bottleneck, ModifiedResNet18, ModifiedResNet50, ReIDNet,  # noqa: F401
                         ResBlock, WeightReport, build_model, count_parameters, load_imagenet_weights,

@@ -1,6 +1,6 @@
 """Non-learned baselines on a layout's val split: how hard is the data?
 
-    python bench/baselines.py DATA_ROOT
+    python -m bench.baselines DATA_ROOT
 
 Prints val Rank-1/5/10 (from ``val/gt.csv``) of two nearest-neighbour matchers:
 

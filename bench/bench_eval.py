@@ -4,7 +4,7 @@ A random problem the size of Market-1501's test protocol: 3,368 queries, 15,913
 gallery images, 256-d features, 751 identities, 6 cameras.  Features are an
 identity centre + a camera shift + noise (fixed seed), so the metrics are far from
 0 and 1.  Both sides get the same float32 distance matrix; the reference is
-``bench/reference_eval.py`` (argsort each row, drop same id & camera, cumulative
+``reid/reference/evaluation.py`` (argsort each row, drop same id & camera, cumulative
 matches, AP), written like the usual Market-1501 evaluator loop but with numpy
 per query instead of a Python list per gallery item, so it is a stronger baseline
 than a pure-Python loop.  The results must agree to 1e-6 or the run fails.
@@ -31,12 +31,16 @@ ours 3 runs (1 in the worst case), the reference 1.  Torch runs with its default
 second row, with one thread like numpy.  The machine may be shared and noisy:
 read the ratios, measured in one run.
 
-    python bench/bench_eval.py [--quick] [--torchreid-cy DIR]
+    python -m bench.bench_eval [--quick] [--torchreid-cy DIR [--compiled-only]]
+
+``--compiled-only`` times and checks only torchreid's evaluator against ours (a quick check
+of a freshly built ``rank_cy``).
 """
 from __future__ import annotations
 
 import argparse
-import importlib
+import importlib.machinery
+import importlib.util
 import os
 import statistics
 import sys
@@ -48,12 +52,8 @@ from typing import Any
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.reference_eval import reference_cmc_map  # noqa: E402
-from reid.evaluate import cmc_map, cmc_map_from_distances, pairwise_distance  # noqa: E402
+from reid.reference.evaluation import reference_cmc_map
+from reid.evaluate import cmc_map, cmc_map_from_distances, pairwise_distance
 
 NUM_Q, NUM_G, DIM, NUM_IDS, NUM_CAMS = 3368, 15913, 256, 751, 6
 MAX_RANK = 50
@@ -134,14 +134,21 @@ def _case(name: str, problem: dict, ours_runs: int, ref_runs: int,
 CYTHON_TOLERANCE = 1e-4  # torchreid's Cython evaluator accumulates in float32
 
 
+def _load_rank_cy(folder: Path):
+    """The module ``rank_cy`` (a built extension or a .py) found in ``folder`` only."""
+    spec = importlib.machinery.PathFinder.find_spec("rank_cy", [str(folder)])
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(f"{folder}: no rank_cy module there (expected rank_cy*.so or rank_cy.py, "
+                                f"built in torchreid/metrics/rank_cylib)")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def compiled_case(name: str, problem: dict, folder: Path, runs: int) -> dict[str, Any]:
     """torchreid's ``evaluate_cy`` (imported from ``folder``) against ``cmc_map_from_distances``
     on the same float32 distance matrix, alternating so that machine load hits both alike."""
-    sys.path.insert(0, str(folder))
-    try:
-        rank_cy = importlib.import_module("rank_cy")
-    finally:
-        sys.path.remove(str(folder))
+    rank_cy = _load_rank_cy(folder)
     p = problem
     dist = pairwise_distance(p["q_feats"], p["g_feats"])  # [Q, G] float32
     labels = (p["q_ids"], p["g_ids"], p["q_cams"], p["g_cams"])
@@ -184,6 +191,26 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _size(quick: bool) -> tuple[str, dict[str, int]]:
+    """The problem's caption and its query / gallery counts (a quarter of Market's with ``quick``)."""
+    if quick:
+        return "quick 842 x 3978", {"num_q": NUM_Q // 4, "num_g": NUM_G // 4}
+    return "Market-sized 3368 x 15913", {}
+
+
+def check_compiled(folder: Path, quick: bool = False) -> int:
+    """Only torchreid's evaluator from ``folder`` against ours: prints the table and returns 0, or
+    prints why and returns 1 when the two disagree by more than CYTHON_TOLERANCE."""
+    size, shape = _size(quick)
+    try:
+        row = compiled_case(size, market_sized_problem(0, True, **shape), folder, 3 if quick else 5)
+    except AssertionError as err:
+        print(f"bench.bench_eval: {err}", file=sys.stderr)
+        return 1
+    print(markdown_compiled(row))
+    return 0
+
+
 def main(quick: bool = False, torchreid_cy: Path | None = None) -> dict[str, Any]:
     """Run the benchmark, print a markdown table, return the numbers.
 
@@ -199,8 +226,7 @@ def main(quick: bool = False, torchreid_cy: Path | None = None) -> dict[str, Any
     if torchreid_cy is None and os.environ.get("REID_TORCHREID_CY"):
         torchreid_cy = Path(os.environ["REID_TORCHREID_CY"])
     ours_runs, ref_runs = (3, 1) if quick else (5, 3)
-    size = "Market-sized 3368 x 15913" if not quick else "quick 842 x 3978"
-    shape = {} if not quick else {"num_q": NUM_Q // 4, "num_g": NUM_G // 4}
+    size, shape = _size(quick)
     rows = _case(size, market_sized_problem(0, True, **shape), ours_runs, ref_runs)
     rows += _case(size + ", no identity signal", market_sized_problem(1, False, **shape), max(1, ours_runs - 2), 1,
                   with_features=False)
@@ -225,5 +251,11 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="a quarter-sized problem, fewer runs")
     parser.add_argument("--torchreid-cy", type=Path, default=None,
                         help="folder holding a built torchreid rank_cy module, to time beside ours")
+    parser.add_argument("--compiled-only", action="store_true",
+                        help="with --torchreid-cy: only time and check torchreid's evaluator against ours")
     args = parser.parse_args()
+    if args.compiled_only:
+        if args.torchreid_cy is None:
+            parser.error("--compiled-only needs --torchreid-cy DIR")
+        sys.exit(check_compiled(args.torchreid_cy, args.quick))
     main(quick=args.quick, torchreid_cy=args.torchreid_cy)

@@ -12,13 +12,12 @@ against ``model.embed`` on ready tensors. Achieved GFLOP/s uses the FLOPs of one
 by ``torch.utils.flop_counter.FlopCounterMode``, next to large float32 and bfloat16 matmuls
 measured in the same run. The machine may be shared: ratios are what to read.
 
-    python bench/bench_train.py [--quick]
+    python -m bench.bench_train [--quick]
 """
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,11 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from reid.data import ImageCache  # noqa: E402
-from reid.evaluate import extract_features  # noqa: E402
-from reid.model import build_model  # noqa: E402
+from reid.data import ImageCache
+from reid.evaluate import extract_features
+from reid.model import build_model
 from reid.train import (TrainConfig, build_run, cpu_has_bf16, pick_device, seed_everything,  # noqa: E402
                         train_epoch)
 

@@ -1,6 +1,6 @@
 """Validation after an epoch: one pass over the val images against two (Rank-k and the val loss apart).
 
-    python bench/bench_val.py DATA_ROOT [--repeats 5]
+    python -m bench.bench_val DATA_ROOT [--repeats 5]
 
 Times ``evaluate_val`` (one forward pass per val image: the val loss and Rank-k share it)
 against the same numbers computed the earlier way (``retrieval_metrics`` embeds queries and
@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from reid.data import IDLossDataset, RetrievalDataset  # noqa: E402
-from reid.model import build_model  # noqa: E402
+from reid.data import IDLossDataset, RetrievalDataset
+from reid.model import build_model
 from reid import train as T  # noqa: E402
 
 

@@ -2,11 +2,16 @@
 
 1. Training and feature-extraction throughput, end to end against pure compute (bench_train).
 2. Market-sized evaluation against a per-query numpy loop (bench_eval).
-3. Time to accuracy: read from the JSONs that `bench/time_to_accuracy.py` writes
+3. Time to accuracy: read from the JSONs that `python -m bench.time_to_accuracy` writes
    (`results/market_tta_<recipe>.json`, `results/market_tta_*_*.json`, `results/explore/`);
    those runs take up to 20 minutes each, so they are started by hand (the command is in
-   the file) and not by `make bench`; `python bench/run_all.py --tta-only` rewrites just
+   the file) and not by `make bench`; `python -m bench.run_all --tta-only` rewrites just
    this section after one.
+
+    python -m bench.run_all                  # everything (make bench)
+    python -m bench.run_all --tta-only       # rewrite section 3 of BENCHMARKS.md
+    python -m bench.run_all --tta-section [RESULTS_DIR]   # print section 3 made of RESULTS_DIR
+    python -m bench.run_all --check          # exit 1 unless BENCHMARKS.md holds section 3 of results/
 """
 from __future__ import annotations
 
@@ -17,46 +22,16 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
+from bench import bench_eval, bench_train
+from reid.runs import settings_changed
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path[:0] = [str(ROOT), str(HERE)]
-
-import bench_eval  # noqa: E402
-import bench_train  # noqa: E402
-import torch  # noqa: E402
 
 RECIPES = {"id": "handout ID loss", "triplet": "handout triplet loss", "strong": "stronger recipe"}
 TARGETS = {"id": 0.45, "triplet": 0.40, "strong": 0.60}
-# Settings that say how a run was run, not what it trained; amp is shown as its own column
-# (the precision the run trained in).
-_RUN_ONLY = {"epochs", "time_budget_s", "seed", "device", "eval_batch_size", "max_iters_per_epoch", "amp"}
-
-
-def _unused(cfg: dict) -> set[str]:
-    """Settings a recipe does not read (p, k without P×K batches; batch_size with them; …)."""
-    recipe, mining = cfg["recipe"], cfg.get("mining", "none")
-    if recipe == "id":
-        return {"p", "k", "margin", "mining"}
-    if recipe == "strong":
-        return {"batch_size", "mining"}
-    return {"batch_size"} if mining in ("batch_hard", "batch_all") else {"p", "k"}
-
-
-def settings_changed(cfg: dict) -> str:
-    """The settings of a recorded run that differ from today's preset of its recipe, or "preset".
-
-    A setting the code did not have yet when the run was made counts as its TrainConfig default
-    (what the code did before the setting existed: listed triplets, no test-time flip, …)."""
-    from time_to_accuracy import PRESETS  # bench/ is on sys.path
-    from reid.train import TrainConfig
-
-    preset = PRESETS[cfg["recipe"]](epochs=cfg["epochs"]).to_dict()
-    known = TrainConfig().to_dict()
-    full = {**known, **cfg}
-    skip = _RUN_ONLY | _unused(full)
-    diff = [f"{k}={v}" for k, v in full.items() if k not in skip and k in preset and preset[k] != v]
-    diff += [f"{k}={v}" for k, v in cfg.items() if k not in known]  # a setting no longer in the code
-    return ", ".join(diff) if diff else "preset"
 
 
 def tta_row(path: Path, shown: str) -> str:
@@ -92,7 +67,7 @@ def tta_section(results: Path = ROOT / "results") -> str:
         "## 3. Time to accuracy on the Market-1501 layout (from scratch, CPU)", "",
         "Layout: `python make_data.py pool ../shared/data/market1501-train data_market --seed 0` "
         "(val: 49 gallery images, 355 queries). Each run:",
-        "`python bench/time_to_accuracy.py data_market --recipe R --epochs E --minutes M [--set FIELD=VALUE ...] "
+        "`python -m bench.time_to_accuracy data_market --recipe R --epochs E --minutes M [--set FIELD=VALUE ...] "
         "--out results/market_tta_R.json`. E is the length of the learning-rate schedule, chosen so that it "
         "ends inside the budget; a run stops after the epoch in which its M minutes pass. \"Minutes in all\" "
         "count training, the validation after every epoch and the checkpoint writes; \"minutes training\" "
@@ -117,10 +92,24 @@ def rewrite_tta_section(path: Path = HERE / "BENCHMARKS.md") -> None:
     print(f"rewrote section 3 of {path}")
 
 
-def main() -> None:
-    if sys.argv[1:] == ["--tta-only"]:
+def main() -> int:
+    args = sys.argv[1:]
+    if args == ["--tta-only"]:
         rewrite_tta_section()
-        return
+        return 0
+    if args[:1] == ["--tta-section"] and len(args) <= 2:
+        print(tta_section(Path(args[1]) if len(args) == 2 else ROOT / "results"))
+        return 0
+    if args == ["--check"]:
+        if tta_section() in (HERE / "BENCHMARKS.md").read_text():
+            return 0
+        print(f"{HERE / 'BENCHMARKS.md'}: section 3 is not what results/ gives; "
+              "rewrite it with `python -m bench.run_all --tta-only`", file=sys.stderr)
+        return 1
+    if args:
+        print(f"usage: python -m bench.run_all [--tta-only | --tta-section [RESULTS_DIR] | --check]; got {args}",
+              file=sys.stderr)
+        return 2
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     load = os.getloadavg()[0]
     train = bench_train.main()
@@ -135,15 +124,15 @@ def main() -> None:
         "",
         "## 1. Training and feature extraction: end to end against pure compute",
         "",
-        "`python bench/bench_train.py` — end to end = the real loop (cache → batch → model → loss → step); "
+        "`python -m bench.bench_train` — end to end = the real loop (cache → batch → model → loss → step); "
         "pure compute = the same model, loss and step on a batch made in advance.",
         "",
         bench_train.markdown(train),
         "",
         "## 2. Evaluation: Market-sized CMC / mAP against a per-query loop",
         "",
-        "`python bench/bench_eval.py` — 3,368 queries × 15,913 gallery, 256-d, 751 ids, 6 cameras; "
-        "the reference is the per-query numpy loop of `bench/reference_eval.py` (written like torchreid's "
+        "`python -m bench.bench_eval` — 3,368 queries × 15,913 gallery, 256-d, 751 ids, 6 cameras; "
+        "the reference is the per-query numpy loop of `reid/reference/evaluation.py` (written like torchreid's "
         "`eval_market1501`).",
         "",
         evaluation["markdown"],
@@ -160,7 +149,8 @@ def main() -> None:
     out = HERE / "BENCHMARKS.md"
     out.write_text("\n".join(doc))
     print(f"wrote {out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

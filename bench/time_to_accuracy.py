@@ -1,6 +1,6 @@
 """Time to accuracy: train a preset from scratch under a time budget, val Rank-1 per epoch.
 
-    python bench/time_to_accuracy.py DATA_ROOT --recipe id|triplet|strong --minutes 20 \
+    python -m bench.time_to_accuracy DATA_ROOT --recipe id|triplet|strong --minutes 20 \
         --out runs/tta_<recipe>.json [--epochs N] [--set lr=1e-3 --set flip=true ...] [--seed 0] \
         [--device cuda] [--checkpoint-dir DIR]
 
@@ -17,21 +17,16 @@ else "float32"; amp=None turns bfloat16 on where the CPU has it in hardware).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from reid.data import IDLossDataset, RetrievalDataset, TripletDataset  # noqa: E402
-from reid.model import build_model  # noqa: E402
-from reid.train import History, TrainConfig, pick_device, resolve_amp, seed_everything, train_model  # noqa: E402
-
-PRESETS = {"id": TrainConfig.handout_id, "triplet": TrainConfig.handout_triplet, "strong": TrainConfig.strong}
+from reid.data import IDLossDataset, RetrievalDataset, TripletDataset
+from reid.model import build_model
+from reid.runs import PRESETS, SettingError, parse_setting
+from reid.train import History, pick_device, resolve_amp, seed_everything, train_model
 
 
 def load_data(root: Path, recipe: str, device: str) -> tuple[object, object, object, int]:
@@ -42,27 +37,12 @@ def load_data(root: Path, recipe: str, device: str) -> tuple[object, object, obj
     return train, RetrievalDataset(root, "val", device=device), IDLossDataset(root / "val_idloss.csv", root, device=device), id_set.num_ids
 
 
-def parse_setting(text: str) -> tuple[str, object]:
-    """"lr=1e-3" → ("lr", 0.001): the value typed after the TrainConfig field's annotation."""
-    name, sep, value = text.partition("=")
-    fields = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
-    if not sep or name not in fields:
-        raise argparse.ArgumentTypeError(f"--set expects FIELD=VALUE, FIELD one of {', '.join(fields)}; got {text!r}")
-    kind, low = fields[name], value.strip().lower()
-    if low == "none" and "None" in kind:
-        return name, None
+def _setting(text: str) -> tuple[str, object]:
+    """argparse type for --set: :func:`reid.runs.parse_setting`, its error shown as the option's."""
     try:
-        if "bool" in kind:
-            if low not in ("true", "false", "1", "0"):
-                raise ValueError
-            return name, low in ("true", "1")
-        if "int" in kind:
-            return name, int(value)
-        if "float" in kind:
-            return name, float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--set {name}= expects a value of type {kind}, got {value!r}") from None
-    return name, value
+        return parse_setting(text)
+    except SettingError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def rank1_table(h: History) -> str:
@@ -81,7 +61,7 @@ def main(argv: list[str] | None = None) -> History:
     ap.add_argument("--minutes", type=float, default=20.0)
     ap.add_argument("--out", type=Path, default=None, help="History JSON (default runs/tta_<recipe>.json)")
     ap.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (LR schedule length)")
-    ap.add_argument("--set", dest="settings", type=parse_setting, action="append", default=[],
+    ap.add_argument("--set", dest="settings", type=_setting, action="append", default=[],
                     metavar="FIELD=VALUE", help="override a TrainConfig field, e.g. lr=1e-3 or flip=true")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default=None)

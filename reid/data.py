@@ -11,23 +11,20 @@ Map of this module:
     retrieval_loader          C3  DataLoader with shuffle=False
     IDLossDataset             C8  train_idloss.csv / val_idloss.csv → (image, id)
     TripletDataset                train_random_triplet.csv → (anchor, positive, negative)
-    find_data_root, prepare_data  locate the layout (or build the synthetic one) and say which it is
+    count_possible_triplets   Q10 ordered triplets a labelled set allows
+
+Finding the layout and saying which data it is (course, synthetic, pool) is in reid/layout.py.
 """
 from __future__ import annotations
 
 import contextlib
 import csv
 import io
-import hashlib
-import json
-import os
 import re
-import sys
 import unicodedata
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -55,10 +52,6 @@ class DataError(ValueError):
 
 class ImageDecodeError(DataError):
     """An image file exists but cannot be decoded (truncated, empty, not an image)."""
-
-
-class DataLayoutError(DataError):
-    """A folder does not hold the assignment's data layout."""
 
 
 def _where(csv_path: Path, row: int | None) -> str:
@@ -160,16 +153,13 @@ class ImageCache:
     only index it: `batch(idx)` returns `[B, 3, 128, 128]` float32 on the same device.
     """
 
-    def __init__(self, paths: Sequence[Path], device: str | torch.device = "cpu",
-                 size: int = IMAGE_SIZE, images: Tensor | None = None) -> None:
+    def __init__(self, paths: Sequence[Path], images: Tensor, device: str | torch.device | None = None) -> None:
+        """`paths`: the N files the rows came from; `images`: their decoded tensors `[N, 3, 128, 128]`
+        (float16, made by `_decode_checked`); `device`: where to keep them (default: where they are)."""
+        if len(paths) != len(images):
+            raise ValueError(f"ImageCache got {len(paths)} paths but {len(images)} images")
         self.paths = [Path(p) for p in paths]
-        if images is None:
-            transform = reid_transform(size)
-            images = torch.empty((len(self.paths), 3, size, size), dtype=CACHE_DTYPE)
-            with single_thread():
-                for i, path in enumerate(self.paths):
-                    images[i] = transform(load_image(path)).to(CACHE_DTYPE)
-        self.images = images.to(device)
+        self.images = images if device is None else images.to(device)
 
     @property
     def device(self) -> torch.device:
@@ -525,142 +515,6 @@ class RetrievalDataset(Dataset):
 def retrieval_loader(dataset: RetrievalDataset, batch_size: int = 128) -> DataLoader:
     """C3: a DataLoader over the queries in file order (shuffle=False), yielding (images `[B,3,128,128]`, gt `[B]`)."""
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
-
-
-# --------------------------------------------------------------------------- finding the data
-LAYOUT_FILES = ("train_idloss.csv", "train_random_triplet.csv", "val_idloss.csv",
-                "val/gt.csv", "test/pred.csv")
-BUILD_INFO = "BUILD_INFO.json"
-HOW_TO_GET_DATA = (
-    "Expected the assignment's layout: train/, train_idloss.csv, train_random_triplet.csv, "
-    "val_idloss.csv, val/gallery/0.jpg…, val/query/, val/gt.csv, test/gallery/, test/query/, test/pred.csv. "
-    "Get it by (1) unzipping the course's data zip into this folder, "
-    "(2) `python make_data.py pool PATH/TO/market1501/bounding_box_train DATA_DIR` from a Market-1501 "
-    "folder, or (3) `python make_data.py synthetic DATA_DIR` for the built-in synthetic data "
-    "(the notebook builds it by itself when the folder is missing or empty).")
-
-
-def has_layout(folder: Path) -> bool:
-    return all((folder / f).is_file() for f in LAYOUT_FILES)
-
-
-def find_data_root(folder: str | Path) -> Path:
-    """The folder that holds the layout: `folder` itself, or the one folder inside it that does
-    (a zip unpacked with its own top folder, e.g. `data/pa2_data/`).
-
-    Raises DataLayoutError saying what is expected and how to get it.
-    """
-    folder = Path(folder)
-    if folder.is_file():
-        unzip = f" It is a zip: unzip it first (`unzip -q {folder} -d DATA_DIR`)." if zipfile.is_zipfile(folder) else ""
-        raise DataLayoutError(f"{folder}: is a file, not a folder.{unzip} {HOW_TO_GET_DATA}")
-    if not folder.is_dir():
-        raise DataLayoutError(f"{folder}: no such folder. {HOW_TO_GET_DATA}")
-    if has_layout(folder):
-        return folder
-    inner = [d for d in sorted(folder.iterdir()) if d.is_dir() and has_layout(d)]
-    if len(inner) == 1:
-        print(f"Using {inner[0]}: the layout is one level down, inside {folder}.")
-        return inner[0]
-    if len(inner) > 1:
-        raise DataLayoutError(f"{folder}: several folders hold a layout ({', '.join(d.name for d in inner)}); "
-                              f"point REID_DATA at one of them")
-    raise DataLayoutError(f"{folder}: not the assignment's layout ({_nearest_layout(folder)}). {HOW_TO_GET_DATA}")
-
-
-def _nearest_layout(folder: Path) -> str:
-    """What `folder` (or the folder inside it closest to a layout) lacks, and zips lying there unpacked."""
-    candidates = [folder] + [d for d in sorted(folder.iterdir()) if d.is_dir()]
-    best = max(candidates, key=lambda d: sum((d / f).is_file() for f in LAYOUT_FILES))   # ties: folder itself
-    missing = [f for f in LAYOUT_FILES if not (best / f).is_file()]
-    text = f"missing {', '.join(missing)}"
-    if len(missing) < len(LAYOUT_FILES):
-        inside = "" if best == folder else f"{best.name}/ inside it is "
-        text = f"{inside}{text}: an upload or unzip that stopped early?"
-    zips = sorted(p.name for p in folder.glob("*.zip"))
-    if zips:
-        text += f"; {', '.join(zips)} is there: unzip it first (`unzip -q {folder / zips[0]} -d {folder}`)"
-    return text
-
-
-@dataclass
-class DataInfo:
-    """Where the data is and what it is: `source` is 'course', 'synthetic' or 'pool'."""
-
-    root: Path
-    source: str
-    built_now: bool = False
-
-    @property
-    def fingerprint(self) -> str:
-        """8 hex digits of a hash of the layout's CSVs: a different data set gets different
-        checkpoints. Of test/pred.csv only the query column counts: its gallery column is what
-        the notebook writes, and writing it must not make the next run retrain every model."""
-        digest = hashlib.sha1()
-        for name in LAYOUT_FILES:
-            data = (self.root / name).read_bytes()
-            if name == "test/pred.csv":
-                data = b"\n".join(line.split(b",")[0].strip() for line in data.splitlines())
-            digest.update(data)
-        return digest.hexdigest()[:8]
-
-    def describe(self) -> str:
-        what = {"synthetic": "the built-in SYNTHETIC data set (no course data found)",
-                "pool": "a layout built from a labelled pool (e.g. Market-1501)",
-                "course": "the course's data"}.get(self.source, self.source)
-        return f"Data: {self.root} — {what}{' (built just now)' if self.built_now else ''}."
-
-
-def read_source(root: Path) -> str:
-    """'synthetic' or 'pool' for a layout make_data.py built (its BUILD_INFO.json), else 'course'."""
-    info = root / BUILD_INFO
-    if info.is_file():
-        try:
-            return str(json.loads(info.read_text()).get("source", "course"))
-        except (json.JSONDecodeError, OSError):
-            return "course"
-    return "course"
-
-
-def prepare_data(folder: str | Path | None = None, build_if_missing: bool = True, seed: int = 0,
-                 **counts: int) -> DataInfo:
-    """Locate the data (default `$REID_DATA` or `data/`); build the synthetic layout there when the
-    folder is missing or empty.  A non-empty folder without a layout is never overwritten: it raises.
-    """
-    folder = Path(folder if folder is not None else os.environ.get("REID_DATA", "data"))
-    empty = not folder.exists() or (folder.is_dir() and not any(folder.iterdir()))
-    if empty and build_if_missing:
-        repo = str(Path(__file__).resolve().parent.parent)    # make_data.py sits beside reid/
-        if repo not in sys.path:
-            sys.path.insert(0, repo)
-        from make_data import build_synthetic  # noqa: PLC0415 (optional dependency of the notebook)
-        print(f"No data in {folder}: building the synthetic layout there (seed {seed}).")
-        build_synthetic(folder, seed=seed, force=folder.exists(), **counts)
-        return DataInfo(find_data_root(folder), "synthetic", built_now=True)
-    root = find_data_root(folder)
-    return DataInfo(root, read_source(root))
-
-
-def check_layout(root: Path) -> dict[str, int]:
-    """Counts of a layout, for the notebook's first output: ids and images per part."""
-    train = read_csv(root / "train_idloss.csv", ("filepath", "id"))
-    val = read_csv(root / "val" / "gt.csv", ("query", "gallery"))
-    test = read_csv(root / "test" / "pred.csv", ("query", "gallery"))
-    return {
-        "train images": len(train.rows),
-        "train ids": len(set(train.column("id"))),
-        "triplets": len(read_csv(root / "train_random_triplet.csv", ("anchor", "positive", "negative")).rows),
-        "val queries": len(val.rows),
-        "val gallery": len(gallery_files(root / "val" / "gallery")),
-        "test queries": len(test.rows),
-        "test gallery": len(gallery_files(root / "test" / "gallery")),
-    }
-
-
-def iter_batches(n: int, batch_size: int) -> Iterable[Tensor]:
-    """Index tensors `[B]` covering 0..n-1 in order, for batched passes over a cache."""
-    for start in range(0, n, batch_size):
-        yield torch.arange(start, min(start + batch_size, n))
 
 
 def count_possible_triplets(ids: Sequence[int] | Tensor) -> int:

@@ -9,7 +9,7 @@ Two protocols live here.
   identity is a positive; with cameras given, gallery images of the same identity
   AND the same camera as the query are left out (Market-1501's rule).
 
-Tie rule (both protocols, and the reference loops in ``bench/reference_eval.py``):
+Tie rule (both protocols, and the reference loops in ``reid/reference/evaluation.py``):
 the gallery is ranked by distance, and equal distances are ranked by gallery index,
 lower index first, exactly as a stable sort by distance would place them.  A
 correct item therefore loses every tie against a lower-indexed wrong item

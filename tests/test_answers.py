@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from make_data import Counts
+from reid.build import Counts
 from reid.data import count_possible_triplets
 from reid.model import (ModifiedResNet18, build_model, count_parameters, pooling_kernel, table1_shapes,
                         weight_mapping_report)

@@ -12,10 +12,10 @@ import torch
 from PIL import Image
 
 from conftest import write_csv, write_jpeg
-from reid.data import (CACHE_DTYPE, IMAGENET_MEAN, IMAGENET_STD, UNKNOWN_GT, DataError, DataLayoutError,
-                       IDLossDataset, ImageDecodeError, RetrievalDataset, TripletDataset, find_data_root,
-                       count_possible_triplets, load_image, read_csv, reid_transform, retrieval_loader,
-                       to_rgb)
+from reid.data import (CACHE_DTYPE, IMAGENET_MEAN, IMAGENET_STD, UNKNOWN_GT, DataError, IDLossDataset,
+                       ImageDecodeError, RetrievalDataset, TripletDataset, count_possible_triplets, load_image,
+                       read_csv, reid_transform, retrieval_loader, to_rgb)
+from reid.layout import DataInfo, DataLayoutError, find_data_root
 
 MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
 STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
@@ -277,7 +277,6 @@ def test_count_possible_triplets_by_hand():
 def test_fingerprint_ignores_the_predictions_the_notebook_writes(tiny_layout):
     """Filling test/pred.csv's gallery column must not move the checkpoints' folder (a re-run of
     the notebook would retrain every model); another data set must."""
-    from reid.data import DataInfo
     before = DataInfo(tiny_layout, "course").fingerprint
     write_csv(tiny_layout / "test/pred.csv", "query,gallery",
               ["test/query/7001.jpg,test/gallery/2.jpg", "test/query/7000.jpg,test/gallery/0.jpg"])

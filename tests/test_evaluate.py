@@ -1,6 +1,6 @@
 """Tests for reid/evaluate.py: hand-checked examples, then agreement with plain loops.
 
-The plain per-query loops live in bench/reference_eval.py (the benchmark times them).
+The plain per-query loops live in reid/reference/evaluation.py (the benchmark times them).
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench.reference_eval import reference_cmc_map, reference_rank_k
+from reid.reference.evaluation import reference_cmc_map, reference_rank_k
 from reid import evaluate
 from reid.evaluate import (
     cmc_map,

@@ -1,4 +1,5 @@
-"""make_data.py: the DATA.md protocol on a tiny fake pool, synthetic builds, safety of writing."""
+"""reid.build and make_data.py: the DATA.md protocol on a tiny fake pool, synthetic builds, safety of
+writing, the command line."""
 from __future__ import annotations
 
 import csv
@@ -12,8 +13,9 @@ import pytest
 from PIL import Image
 
 import make_data
-from make_data import (Counts, NotEnoughIdentitiesError, OutputExistsError, PoolImage,
-                       build_from_pool, build_synthetic, parse_market_name, plan_layout)
+from reid import build, synthetic
+from reid.build import (Counts, NotEnoughIdentitiesError, OutputExistsError, PoolImage,
+                        build_from_pool, build_synthetic, parse_market_name, plan_layout)
 
 SMALL = dict(train_ids=4, val_ids=3, test_ids=3, per_id=4)
 ELIGIBLE = list(range(1, 13))      # 12 eligible identities in the fake pool
@@ -177,10 +179,10 @@ def test_same_seed_same_bytes_other_seed_differs(fake_pool, tmp_path: Path) -> N
 
 def test_worker_processes_draw_the_same_bytes(tmp_path: Path, monkeypatch) -> None:
     serial = _tree(build_synthetic(tmp_path / "serial", seed=4, **SMALL))
-    monkeypatch.setattr(make_data, "_PARALLEL_MIN", 1)
-    monkeypatch.setattr(make_data.os, "cpu_count", lambda: 2)
-    started, real = [], make_data.ProcessPoolExecutor
-    monkeypatch.setattr(make_data, "ProcessPoolExecutor", lambda *a, **k: started.append(1) or real(*a, **k))
+    monkeypatch.setattr(build, "_PARALLEL_MIN", 1)
+    monkeypatch.setattr(build.os, "cpu_count", lambda: 2)
+    started, real = [], build.ProcessPoolExecutor
+    monkeypatch.setattr(build, "ProcessPoolExecutor", lambda *a, **k: started.append(1) or real(*a, **k))
     assert _tree(build_synthetic(tmp_path / "workers", seed=4, **SMALL)) == serial
     assert started == [1]
 
@@ -214,7 +216,7 @@ def test_interrupted_build_leaves_nothing(fake_pool, tmp_path: Path, monkeypatch
     def fail(path: Path, rows) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(make_data, "_write_csv", fail)
+    monkeypatch.setattr(build, "_write_csv", fail)
     with pytest.raises(RuntimeError, match="disk full"):
         build_synthetic(tmp_path / "data", **SMALL)
     assert list(tmp_path.iterdir()) == []
@@ -237,22 +239,22 @@ def test_synthetic_build_counts_and_cameras(tmp_path: Path) -> None:
     with Image.open(root / "val/gallery/0.jpg") as img:
         assert (img.format, img.mode, img.size) == ("JPEG", "RGB", (64, 128))
     # the same plan the build used: every query's camera differs from its gallery's
-    layout = plan_layout(make_data.synthetic_pool(counts, 0), counts, 0)
+    layout = plan_layout(build.synthetic_pool(counts, 0), counts, 0)
     assert sorted(layout.files) == sorted(r for r in files if r.endswith(".jpg"))
     for rel, it in layout.files.items():
         if "/query/" in rel:
             gallery = dict(_rows(root / ("val/gt.csv" if rel.startswith("val") else "test_gt.csv"))[1:])[rel]
             assert layout.files[gallery].pid == it.pid and layout.files[gallery].cam != it.cam
     cams = {it.cam for it in layout.files.values()}
-    assert len(cams) >= 2 and cams <= set(range(1, make_data.N_CAMERAS + 1))
+    assert len(cams) >= 2 and cams <= set(range(1, synthetic.N_CAMERAS + 1))
 
 
 def test_synthetic_images_vary_and_identity_colours_repeat() -> None:
     """Two images of one identity differ (pose, camera); the palette is shared by identities."""
-    a = np.asarray(make_data.render_image(0, 1, 0, 1), np.float32)
-    b = np.asarray(make_data.render_image(0, 1, 1, 2), np.float32)
+    a = np.asarray(synthetic.render_image(0, 1, 0, 1), np.float32)
+    b = np.asarray(synthetic.render_image(0, 1, 1, 2), np.float32)
     assert a.shape == (128, 64, 3) and np.abs(a - b).mean() > 5
-    tops = [make_data.identity_look(0, pid).top for pid in range(1, 60)]
+    tops = [synthetic.identity_look(0, pid).top for pid in range(1, 60)]
     nearest = [min(np.abs(np.subtract(t, u)).sum() for j, u in enumerate(tops) if j != i)
                for i, t in enumerate(tops)]
     assert np.median(nearest) < 40                                  # most tops have a near twin
@@ -271,17 +273,17 @@ def test_cli_summary_and_errors(fake_pool, tmp_path: Path, capsys) -> None:
 
 
 def test_default_market_pool_follows_the_environment(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv(make_data.MARKET_POOL_ENV, str(tmp_path))
-    assert make_data.default_market_pool() == tmp_path
-    monkeypatch.setenv(make_data.MARKET_POOL_ENV, str(tmp_path / "missing"))
-    shared = Path(make_data.__file__).resolve().parent.parent / "shared/data/market1501-train"
-    assert make_data.default_market_pool() == (shared if shared.is_dir() else None)
+    monkeypatch.setenv(build.MARKET_POOL_ENV, str(tmp_path))
+    assert build.default_market_pool() == tmp_path
+    monkeypatch.setenv(build.MARKET_POOL_ENV, str(tmp_path / "missing"))
+    shared = Path(build.__file__).resolve().parents[2] / "shared/data/market1501-train"
+    assert build.default_market_pool() == (shared if shared.is_dir() else None)
 
 
 def test_default_layout_from_the_real_pool(tmp_path: Path) -> None:
-    pool = make_data.default_market_pool()
+    pool = build.default_market_pool()
     if pool is None:
-        pytest.skip(f"no Market-1501 pool: set ${make_data.MARKET_POOL_ENV} or provide "
+        pytest.skip(f"no Market-1501 pool: set ${build.MARKET_POOL_ENV} or provide "
                     "../shared/data/market1501-train")
     root = build_from_pool(pool, tmp_path / "market", seed=0)
     assert len(list((root / "train").iterdir())) == 2300

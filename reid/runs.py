@@ -1,0 +1,76 @@
+"""Recorded training runs: the presets by recipe name, typed ``FIELD=VALUE`` settings, and what a
+recorded run changed from today's preset.
+
+``bench/time_to_accuracy.py`` reads ``--set FIELD=VALUE`` with :func:`parse_setting` and writes
+each run's settings to a JSON; ``bench/run_all.py`` reports them with :func:`settings_changed`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+from reid.train import TrainConfig
+
+PRESETS: dict[str, Callable[..., TrainConfig]] = {
+    "id": TrainConfig.handout_id, "triplet": TrainConfig.handout_triplet, "strong": TrainConfig.strong}
+"""Recipe name → the TrainConfig constructor of its preset."""
+# Settings that say how a run was run, not what it trained; amp is reported as its own column
+# (the precision the run trained in).
+RUN_ONLY = {"epochs", "time_budget_s", "seed", "device", "eval_batch_size", "max_iters_per_epoch", "amp"}
+
+
+class SettingError(ValueError):
+    """A ``FIELD=VALUE`` text that names no TrainConfig field or holds a value of the wrong type."""
+
+
+def parse_setting(text: str) -> tuple[str, object]:
+    """"lr=1e-3" → ("lr", 0.001): the value typed after the TrainConfig field's annotation.
+
+    "none" gives None for fields that may be None; bools take true/false/1/0.
+    Raises SettingError naming the fields, or the field's type and the value given.
+    """
+    name, sep, value = text.partition("=")
+    fields = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
+    if not sep or name not in fields:
+        raise SettingError(f"--set expects FIELD=VALUE, FIELD one of {', '.join(fields)}; got {text!r}")
+    kind, low = fields[name], value.strip().lower()
+    if low == "none" and "None" in kind:
+        return name, None
+    try:
+        if "bool" in kind:
+            if low not in ("true", "false", "1", "0"):
+                raise ValueError
+            return name, low in ("true", "1")
+        if "int" in kind:
+            return name, int(value)
+        if "float" in kind:
+            return name, float(value)
+    except ValueError:
+        raise SettingError(f"--set {name}= expects a value of type {kind}, got {value!r}") from None
+    return name, value
+
+
+def _unused(cfg: dict) -> set[str]:
+    """Settings a recipe does not read (p, k without P×K batches; batch_size with them; …)."""
+    recipe, mining = cfg["recipe"], cfg.get("mining", "none")
+    if recipe == "id":
+        return {"p", "k", "margin", "mining"}
+    if recipe == "strong":
+        return {"batch_size", "mining"}
+    return {"batch_size"} if mining in ("batch_hard", "batch_all") else {"p", "k"}
+
+
+def settings_changed(cfg: dict) -> str:
+    """The settings of a recorded run (``TrainConfig.to_dict()``) that differ from today's preset of
+    its recipe, as "name=value, …", or "preset".
+
+    A setting the code did not have yet when the run was made counts as its TrainConfig default
+    (what the code did before the setting existed: listed triplets, no test-time flip, …); a
+    setting the code no longer has is always listed."""
+    preset = PRESETS[cfg["recipe"]](epochs=cfg["epochs"]).to_dict()
+    known = TrainConfig().to_dict()
+    full = {**known, **cfg}
+    skip = RUN_ONLY | _unused(full)
+    diff = [f"{k}={v}" for k, v in full.items() if k not in skip and k in preset and preset[k] != v]
+    diff += [f"{k}={v}" for k, v in cfg.items() if k not in known]  # a setting no longer in the code
+    return ", ".join(diff) if diff else "preset"

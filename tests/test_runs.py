@@ -1,0 +1,47 @@
+"""reid/runs.py: typed --set FIELD=VALUE settings, and what a recorded run changed from its preset."""
+from __future__ import annotations
+
+import pytest
+
+from reid.runs import SettingError, parse_setting, settings_changed
+from reid.train import TrainConfig
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("lr=1e-3", ("lr", 1e-3)),
+    ("flip=true", ("flip", True)),
+    ("erase=0", ("erase", False)),
+    ("epochs=12", ("epochs", 12)),
+    ("max_iters_per_epoch=none", ("max_iters_per_epoch", None)),
+    ("max_iters_per_epoch=5", ("max_iters_per_epoch", 5)),
+    ("optimizer=sgd", ("optimizer", "sgd")),
+    ("amp=None", ("amp", None)),
+    ("time_budget_s=90", ("time_budget_s", 90.0)),
+])
+def test_set_is_typed_after_the_field(text, expected):
+    name, value = parse_setting(text)
+    assert (name, value) == expected and type(value) is type(expected[1])
+
+
+@pytest.mark.parametrize("text,words", [
+    ("lr", "FIELD=VALUE"), ("learning_rate=1", "FIELD one of"), ("epochs=1.5", "int"),
+    ("flip=maybe", "bool"), ("lr=fast", "float"),
+])
+def test_set_rejects_bad_settings_by_name(text, words):
+    with pytest.raises(SettingError, match=words):
+        parse_setting(text)
+
+
+def test_settings_changed_names_only_what_differs_from_the_preset():
+    assert settings_changed(TrainConfig.strong(epochs=5, time_budget_s=60, seed=3).to_dict()) == "preset"
+    cfg = TrainConfig.handout_id(epochs=4, lr=1e-3, flip=False).to_dict()
+    assert settings_changed(cfg) == "lr=0.001, flip=False"
+    cfg["small_epochs"] = 4  # a setting a branch had and the code no longer has
+    assert settings_changed(cfg).endswith("small_epochs=4")
+    # A run recorded before a setting existed did what the setting's default does.
+    old = TrainConfig.handout_triplet(epochs=4).to_dict()
+    del old["mining"], old["flip_test"]
+    assert settings_changed(old) == "flip_test=False, mining=none"
+    # Settings a recipe does not read are not differences: p for listed triplets, batch_size for P×K.
+    assert settings_changed(TrainConfig.handout_triplet(epochs=4, mining="none", p=3).to_dict()) == "mining=none"
+    assert settings_changed(TrainConfig.handout_triplet(epochs=4, batch_size=7).to_dict()) == "preset"
