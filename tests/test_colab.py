@@ -217,27 +217,69 @@ def test_required_files_are_what_the_notebook_imports_and_are_shipped(archive):
 
 
 # --------------------------------------------------------------------------- a whole session
-def test_fresh_runtime_session_keeps_everything_in_drive(runtime, tiny_layout):
+def code_cell(marker: str) -> str:
+    """The source of the notebook's code cell holding `marker`, IPython magics left out."""
+    nb = json.loads((ROOT / "assignment.ipynb").read_text(encoding="utf-8"))
+    cells = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code" and marker in "".join(c["source"])]
+    assert len(cells) == 1, f"expected one code cell with {marker!r}, found {len(cells)}"
+    return "\n".join(line for line in cells[0].splitlines() if not line.startswith("%"))
+
+
+def test_fresh_runtime_session_keeps_everything_in_drive(runtime, tiny_layout, monkeypatch):
+    """First cell, settings cell and submission cell of the notebook, run as on Colab."""
     zip_layout(tiny_layout, runtime.project / "PA2 data (1).zip", "pa2_data/")
     with project_modules():
-        run_first_cell(runtime.drive)
-    ws = Workspace.detect(quick=False, local=runtime.local)
-    assert ws.colab and ws.project == runtime.project
-    assert ws.runs == runtime.project / "runs" / "full" and ws.figures == runtime.project / "figures"
-    info = ws.find_data()
-    assert info.root == runtime.local / "reid_data" / "pa2_data" and info.source == "course"
-    assert info.fingerprint == DataInfo(tiny_layout, "course").fingerprint
-    pred = info.root / "test" / "pred.csv"
-    pred.write_text("query,gallery\ntest/query/7001.jpg,test/gallery/0.jpg\ntest/query/7000.jpg,test/gallery/2.jpg\n")
-    sub = ws.submit(pred)
+        ns, _ = run_first_cell(runtime.drive)
+        drive_copy = sys.modules["reid.colab"].Workspace                   # what the cells use
+        detect = drive_copy.detect.__func__
+        monkeypatch.setattr(drive_copy, "detect", classmethod(
+            lambda cls, quick=False: detect(cls, quick, local=runtime.local)))   # /content → tmp
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(code_cell("USE_SYNTHETIC_DATA ="), "settings cell", "exec"), ns)
+        info, ws = ns["info"], ns["ws"]
+        assert ws.colab and ws.project == runtime.project
+        assert info.root == runtime.local / "reid_data" / "pa2_data" and info.source == "course"
+        assert info.fingerprint == DataInfo(tiny_layout, "course").fingerprint
+        assert ns["RUNS"] == runtime.project / "runs" / "full" / f"course-{info.fingerprint}"
+        assert ns["FIGURES"] == runtime.project / "figures"
+        assert "✓ data: the course's data — PA2 data (1).zip, unpacked in" in out.getvalue()
+        pred = info.root / "test" / "pred.csv"
+        pred.write_text("query,gallery\ntest/query/7001.jpg,test/gallery/0.jpg\ntest/query/7000.jpg,test/gallery/2.jpg\n")
+        ns["pred_path"] = pred
+        with contextlib.redirect_stdout(out):
+            exec(compile(code_cell("ws.submit("), "submission cell", "exec"), ns)
+    sub = ns["submission"]
     assert sub == runtime.project / "runs" / "full" / SUBMISSION_NAME
     assert runtime.calls.downloads == [str(sub)]
     assert (runtime.project / "pred.csv").read_bytes() == pred.read_bytes()
     with zipfile.ZipFile(sub) as zf:
         names = zf.namelist()
     assert names[:2] == ["assignment.ipynb", "pred.csv"]
-    assert sorted(names[2:]) == sorted(f"figures/{p.name}" for p in (runtime.project / "figures").glob("*.png"))
-    assert len(names) > 2
+    figures = sorted(f"figures/{p.name}" for p in (runtime.project / "figures").glob("*.png"))
+    assert sorted(names[2:]) == figures and len(figures) > 0
+
+
+def test_cells_off_colab_as_make_test_runs_them(tmp_path, tiny_layout, monkeypatch):
+    """First, settings and submission cells with make test's settings: nothing mounted, REID_* honoured."""
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    monkeypatch.chdir(ROOT)
+    for var, value in (("REID_QUICK", "1"), ("REID_DATA", str(tiny_layout)), ("REID_RUNS", str(tmp_path / "runs"))):
+        monkeypatch.setenv(var, value)
+    out = io.StringIO()
+    with project_modules():
+        ns, _ = run_first_cell()
+        with contextlib.redirect_stdout(out):
+            exec(compile(code_cell("USE_SYNTHETIC_DATA ="), "settings cell", "exec"), ns)
+            ns["pred_path"] = tiny_layout / "test" / "pred.csv"
+            exec(compile(code_cell("ws.submit("), "submission cell", "exec"), ns)
+    info = ns["info"]
+    assert info.root == tiny_layout and not ns["ws"].colab
+    assert ns["RUNS"] == tmp_path / "runs" / "quick" / f"course-{info.fingerprint}"
+    assert ns["FIGURES"] == tmp_path / "runs" / "quick" / "figures"
+    assert f"✓ data: the course's data — REID_DATA={tiny_layout}" in out.getvalue()
+    assert ns["submission"] == tmp_path / "runs" / "quick" / SUBMISSION_NAME
+    assert not (ROOT / "pred.csv").exists()                               # off Colab nothing is copied
 
 
 # --------------------------------------------------------------------------- finding the course's zip
