@@ -481,6 +481,11 @@ class RetrievalDataset(Dataset):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         self.root, self.split = Path(root), split
+        if self.root.is_dir() and not (self.root / split).is_dir():   # e.g. data/ holding data/pa2_data/
+            inner = [d for d in sorted(self.root.iterdir()) if (d / split).is_dir()]
+            if inner:
+                raise DataLayoutError(f"{self.root}: no {split}/ folder here; found the layout in {inner[0]} "
+                                      f"— pass that")
         gallery = gallery_files(self.root / split / "gallery")
         self.gallery_paths = [f"{split}/gallery/{p.name}" for p in gallery]
         self.csv = self.root / split / ("gt.csv" if split == "val" else "pred.csv")

@@ -1,0 +1,428 @@
+"""Running the notebook from a fresh Colab runtime (or anywhere else): where things live.
+
+On Colab the project folder sits in the student's Google Drive (`MyDrive/FOLDERNAME`, mounted
+and made the working folder by the notebook's first cell). Everything the student keeps is
+written there — checkpoints, figures, `pred.csv`, the submission zip — so a dropped runtime
+loses nothing; the course's data zip is unpacked once to the runtime's local disk
+(`/content/reid_data`), because Drive is slow for thousands of small files. Off Colab
+everything stays where it always was: `runs/`, `figures/` and `data/` in the project,
+`REID_DATA` and `REID_RUNS` honoured.
+
+Map of this module:
+    check_project       the project files the notebook needs, named when missing (first cell)
+    check_line, gpu_check, weights_check   the checklist the notebook prints as it learns things
+    layout_zips         which zips in a folder hold the assignment's layout (by their contents)
+    unpack_layout_zip   unpack one, once; reuse it while the zip is the same
+    Workspace           project / runs / figures paths, `find_data`, `keep`, `submit`
+
+This module imports only the standard library at its top, so the first cell can import it to
+name missing files before anything else of the project is imported.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from reid.data import DataInfo
+
+SUBMISSION_NAME = "submission.zip"
+UNPACK_MARKER = ".unpacked_from.json"
+"""Written last into a folder this module unpacked a zip into: the zip's name, size and mtime."""
+ROOT_FILES = ("helpers.py", "make_data.py", "reid/__init__.py", "reid/colab.py", "reid/data.py", "reid/model.py",
+              "reid/train.py", "reid/evaluate.py", "reid/predict.py", "reid/report.py", "reid/plots.py")
+"""The notebook's entry points and the modules behind helpers.py (named even when helpers.py is
+missing); the project modules they import, directly or not, are needed too."""
+LAYOUT_MARKS = ("train_idloss.csv", "train_random_triplet.csv", "val_idloss.csv", "val/gt.csv", "test/pred.csv")
+"""What a zip must hold (flat, or inside one folder) to be the course's data: reid.data.LAYOUT_FILES."""
+
+
+class ProjectFilesError(FileNotFoundError):
+    """The project folder lacks files the notebook needs."""
+
+
+# --------------------------------------------------------------------------- the checklist
+def check_line(ok: bool | None, text: str) -> str:
+    """One checklist line: '✓ text' (fine), '✗ text' (needs the student), '! text' (works, but note it)."""
+    return {True: "✓", False: "✗", None: "!"}[ok] + " " + text
+
+
+def gpu_check(in_colab: bool) -> str:
+    """The GPU line of the checklist; on Colab without a GPU it says how to get one."""
+    import torch  # noqa: PLC0415 (kept out of the module's top: see the module docstring)
+    if torch.cuda.is_available():
+        return check_line(True, f"GPU: {torch.cuda.get_device_name(0)}")
+    if in_colab:
+        return check_line(False, "no GPU: Runtime → Change runtime type → GPU (e.g. T4), Save, then "
+                                 "Runtime → Run all again (on the CPU, training takes hours)")
+    return check_line(None, "no GPU: training runs on the CPU")
+
+
+def weights_check(loaded: bool, in_colab: bool) -> str:
+    """The C6 line of the checklist: whether the ImageNet weights loaded."""
+    if loaded:
+        return check_line(True, "ImageNet weights loaded into the backbone")
+    hint = " (Colab reaches the internet: run this cell again)" if in_colab else ""
+    return check_line(False, f"ImageNet weights not loaded: the models start from random initialisation{hint}")
+
+
+# --------------------------------------------------------------------------- project files
+def _module_file(name: str, project: Path) -> str:
+    """The file a dotted module name lives in, relative to `project` (`reid.data` → reid/data.py)."""
+    rel = Path(*name.split("."))
+    if name == "reid" or (project / rel).is_dir():
+        return f"{rel.as_posix()}/__init__.py"
+    return rel.with_suffix(".py").as_posix()
+
+
+def _local_imports(path: Path, project: Path) -> set[str]:
+    """Project files that `path` imports anywhere in it (`from reid.x import …`, `import make_data`, …);
+    a `reid` module that is imported but missing is included, so that it can be named."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return set()
+    package = path.parent.relative_to(project).parts
+    modules, maybe = set(), set()   # surely modules; names that may be modules (`from reid import data`)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = list(package[:len(package) - node.level + 1]) if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            modules.add(module)
+            maybe.update(f"{module}.{alias.name}" for alias in node.names)
+
+    def local(name: str) -> bool:
+        top = name.split(".")[0]
+        return top == "reid" or (project / f"{top}.py").is_file()
+
+    found = {_module_file(n, project) for n in modules if n and local(n)}
+    found |= {f for n in maybe if local(n) and (project / (f := _module_file(n, project))).is_file()}
+    return found
+
+
+def required_files(project: str | Path) -> list[str]:
+    """The files the notebook needs, relative to `project`: ROOT_FILES and every project module
+    they import, directly or through each other (read from the sources, so a new module counts)."""
+    project = Path(project)
+    needed, todo = set(ROOT_FILES), list(ROOT_FILES)
+    while todo:
+        path = project / todo.pop()
+        if path.is_file():
+            for rel in _local_imports(path, project) - needed:
+                needed.add(rel)
+                todo.append(rel)
+    return sorted(needed)
+
+
+def check_project(project: str | Path) -> Path:
+    """Check that `project` holds every file of `required_files`; returns it as an absolute Path.
+
+    Raises:
+        ProjectFilesError naming every missing file and the folder.
+    """
+    project = Path(project).absolute()
+    missing = [f for f in required_files(project) if not (project / f).is_file()]
+    if missing:
+        raise ProjectFilesError(f"{project}: missing {', '.join(missing)}. Upload the whole project folder "
+                                f"(as unpacked from its zip or `git archive`) and run this cell again.")
+    return project
+
+
+# --------------------------------------------------------------------------- the course's zip
+def layout_prefix(names: list[str]) -> str | None:
+    """The folder inside a zip that holds the layout ('' when flat, 'pa2_data/' when inside one
+    folder), judged from its member names; None when the zip is not the assignment's data."""
+    files = {n.replace("\\", "/") for n in names if not n.startswith("__MACOSX/")}
+    tops = {""} | {n.split("/", 1)[0] + "/" for n in files if "/" in n}
+    found = [p for p in sorted(tops) if all(p + mark in files for mark in LAYOUT_MARKS)]
+    return found[0] if found else None
+
+
+def layout_zips(folder: str | Path) -> tuple[list[Path], list[str]]:
+    """The zips directly in `folder` that hold the layout, recognised by their contents whatever
+    their names; and notes on the other zips there (not the data, or unreadable)."""
+    hits, others = [], []
+    for path in sorted(Path(folder).glob("*.zip")):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                prefix = layout_prefix(zf.namelist())
+        except (zipfile.BadZipFile, OSError) as err:
+            others.append(f"{path.name} (unreadable: {err}; an upload that stopped early?)")
+            continue
+        (hits if prefix is not None else others).append(path if prefix is not None else f"{path.name} (not the data)")
+    return hits, others
+
+
+def _zip_stamp(path: Path) -> dict[str, object]:
+    stat = path.stat()
+    return {"zip": path.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _replaceable(folder: Path) -> bool:
+    """Whether `folder` may be (re)filled: missing, empty, or holding a zip this module unpacked."""
+    return not folder.exists() or (folder.is_dir() and (not any(folder.iterdir()) or (folder / UNPACK_MARKER).is_file()))
+
+
+def unpack_layout_zip(zip_path: str | Path, dest: str | Path) -> tuple[Path, bool]:
+    """Unpack the course's zip into `dest` once; returns (the layout's root, whether reused).
+
+    The contents go to a temporary folder beside `dest`, which then replaces it, with a marker
+    recording the zip's name, size and mtime: a later call with the same zip reuses `dest`, a
+    changed zip is unpacked again. A `dest` holding anything else is never touched.
+
+    Raises:
+        FileExistsError when `dest` holds files this function did not put there;
+        ValueError when the zip does not hold the layout.
+    """
+    zip_path, dest = Path(zip_path), Path(dest)
+    marker = dest / UNPACK_MARKER
+    if marker.is_file():
+        try:
+            stamp = json.loads(marker.read_text())
+        except (OSError, json.JSONDecodeError):
+            stamp = {}
+        if {k: stamp.get(k) for k in ("zip", "size", "mtime_ns")} == _zip_stamp(zip_path):
+            return dest / stamp.get("prefix", ""), True
+    if not _replaceable(dest):
+        raise FileExistsError(f"{dest}: not empty and not unpacked from a zip by the notebook; "
+                              f"move it away to let {zip_path.name} be unpacked there")
+    with zipfile.ZipFile(zip_path) as zf:
+        prefix = layout_prefix(zf.namelist())
+        if prefix is None:
+            raise ValueError(f"{zip_path}: does not hold the assignment's layout ({', '.join(LAYOUT_MARKS)})")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+        print(f"Unpacking {zip_path.name} to {dest} (once; later runs reuse it) …")
+        zf.extractall(tmp)
+    (tmp / UNPACK_MARKER).write_text(json.dumps({**_zip_stamp(zip_path), "prefix": prefix}))
+    if dest.exists():
+        shutil.rmtree(dest)
+    tmp.rename(dest)
+    return dest / prefix, False
+
+
+def _atomic_copy(src: Path, dest: Path) -> None:
+    """Copy `src` to `dest` through a temporary file beside it, so `dest` is never half written."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_zip(dest: str | Path, members: dict[str, Path]) -> Path:
+    """Write a zip of `members` (name inside the zip → file) at `dest`, replacing it atomically."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
+    os.close(fd)
+    try:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+            for name, path in members.items():
+                zf.write(path, name)
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return dest
+
+
+def executed_cells(notebook: Path) -> tuple[int, int]:
+    """(code cells with an execution count, code cells) of a saved notebook file."""
+    cells = [c for c in json.loads(notebook.read_text(encoding="utf-8")).get("cells", [])
+             if c.get("cell_type") == "code"]
+    return sum(c.get("execution_count") is not None for c in cells), len(cells)
+
+
+# --------------------------------------------------------------------------- the workspace
+@dataclass
+class Workspace:
+    """Where the notebook reads and writes.
+
+    Attributes:
+        project: the project folder, absolute (on Colab MyDrive/FOLDERNAME, the working folder).
+        colab: whether this is a Colab runtime.
+        quick: quick mode (`REID_QUICK=1`): its runs and figures go under runs/quick.
+        local: the runtime's local disk on Colab, where the course's zip is unpacked.
+        runs_root: `$REID_RUNS`, default `project/runs`.
+    """
+
+    project: Path
+    colab: bool = False
+    quick: bool = False
+    local: Path = Path("/content")
+    runs_root: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.project = Path(self.project).absolute()
+        self.local = Path(self.local)
+        self.runs_root = self.project / (self.runs_root if self.runs_root is not None else "runs")
+
+    @classmethod
+    def detect(cls, quick: bool = False, project: str | Path | None = None,
+               local: str | Path = "/content") -> "Workspace":
+        """The workspace of this kernel: Colab when `google.colab` is loaded, the project = the
+        working folder (the first cell made it the Drive folder on Colab), `$REID_RUNS` honoured."""
+        return cls(Path(project if project is not None else os.getcwd()), "google.colab" in sys.modules,
+                   quick, Path(local), Path(os.environ.get("REID_RUNS", "runs")))
+
+    @property
+    def runs(self) -> Path:
+        """Checkpoints and the submission zip: runs_root/quick or runs_root/full."""
+        return self.runs_root / ("quick" if self.quick else "full")
+
+    @property
+    def figures(self) -> Path:
+        """Figures: runs/quick/figures in quick mode, else project/figures (the ones answers.md shows)."""
+        return self.runs / "figures" if self.quick else self.project / "figures"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.project / "data"
+
+    @property
+    def unpack_dir(self) -> Path:
+        """Where the course's zip is unpacked: the runtime's local disk on Colab, else data/."""
+        return self.local / "reid_data" if self.colab else self.data_dir
+
+    @property
+    def submission_zip(self) -> Path:
+        return self.runs / SUBMISSION_NAME
+
+    def keep(self, path: str | Path, name: str | None = None) -> Path:
+        """On Colab, copy a file the student keeps into the project folder (Drive) unless it is
+        there already, replacing an older copy atomically; returns where it is kept. Off Colab
+        nothing moves and `path` is returned."""
+        path = Path(path).absolute()
+        if not self.colab or path.is_relative_to(self.project):
+            return path
+        target = self.project / (name or path.name)
+        _atomic_copy(path, target)
+        return target
+
+    def submit(self, pred_csv: str | Path, notebook: str = "assignment.ipynb") -> Path:
+        """Make the submission: a zip of the notebook file as saved, pred.csv and the figures, at
+        `submission_zip` (replaced atomically); on Colab also offered for download.
+
+        Raises:
+            FileNotFoundError when the notebook is not in the project folder or pred.csv is missing.
+        """
+        nb, pred_csv = self.project / notebook, Path(pred_csv)
+        if not nb.is_file():
+            raise FileNotFoundError(f"{nb}: not found. Open {notebook} from the project folder (in Colab: "
+                                    f"File → Open notebook → Google Drive → {self.project.name}) so that it is "
+                                    f"saved there, save it (Ctrl+S) and run this cell again")
+        if not pred_csv.is_file():
+            raise FileNotFoundError(f"{pred_csv}: no predictions; run the 'Test predictions' cell first")
+        pred = self.keep(pred_csv, "pred.csv")
+        figures = sorted(self.figures.glob("*.png"))
+        done, total = executed_cells(nb)
+        if done == 0:
+            print(check_line(False, f"{nb} as saved has no executed cell: save the notebook (Ctrl+S) "
+                                    f"and run this cell again"))
+        members = {nb.name: nb, "pred.csv": pred, **{f"figures/{p.name}": p for p in figures}}
+        zip_path = write_zip(self.submission_zip, members)
+        print(check_line(True, f"submission: {zip_path} — {nb.name} as saved ({done} of {total} code cells "
+                               f"run), pred.csv, {len(figures)} figures"))
+        if self.colab:
+            from google.colab import files  # noqa: PLC0415 (only on Colab)
+            files.download(str(zip_path))
+        return zip_path
+
+    # ----------------------------------------------------------------------- the data
+    def find_data(self, synthetic: bool = False, **counts: int) -> DataInfo:
+        """Locate the data, print its checklist line, and return it (a reid.data.DataInfo).
+
+        In order: `REID_DATA` (a folder; `synthetic` asks for the synthetic set); the synthetic
+        set when asked (`synthetic=True`); data/ in the project holding the layout; one zip in
+        the project folder holding the layout (any name; flat or inside one folder), unpacked
+        once to `unpack_dir`. Off Colab, nothing found builds the synthetic set in data/ (and
+        says so); on Colab it is an error saying where to put the zip. `counts` (train_ids,
+        val_ids, test_ids, per_id) size a synthetic set built now.
+
+        Raises:
+            DataLayoutError: no data on Colab, two zips holding the layout, or a folder that is
+                not the layout.
+        """
+        from reid.data import prepare_data  # noqa: PLC0415 (see the module docstring)
+        env = os.environ.get("REID_DATA", "")
+        if env == "synthetic":
+            synthetic, env = True, ""
+        if env:
+            info = prepare_data(self.project / env, build_if_missing=synthetic or not self.colab, **counts)
+            print(self._data_line(info, f"REID_DATA={env}"))
+            return info
+        if synthetic:
+            info = prepare_data(self._synthetic_dir(), **counts)
+            print(self._data_line(info, "asked for (USE_SYNTHETIC_DATA = True or REID_DATA=synthetic)"))
+            return info
+        return self._find_course_data(counts)
+
+    def _synthetic_dir(self) -> Path:
+        """Colab: the local disk; elsewhere data/ when it is free or synthetic, else runs/synthetic-data."""
+        from reid.data import read_source  # noqa: PLC0415
+        if self.colab:
+            return self.local / "reid_synthetic"
+        free = not self.data_dir.exists() or not any(self.data_dir.iterdir())
+        return self.data_dir if free or read_source(self.data_dir) == "synthetic" else self.runs_root / "synthetic-data"
+
+    def _find_course_data(self, counts: dict[str, int]) -> DataInfo:
+        from reid.data import DataInfo, DataLayoutError, find_data_root, prepare_data, read_source  # noqa: PLC0415
+        data_root, data_err = None, None
+        unpacked_here = (self.data_dir / UNPACK_MARKER).is_file()   # then the zip decides, below
+        if self.data_dir.is_dir() and any(self.data_dir.iterdir()) and not unpacked_here:
+            try:
+                data_root = find_data_root(self.data_dir)
+            except DataLayoutError as err:
+                data_err = err
+        zips, others = layout_zips(self.project)
+        if data_root is not None:
+            info = DataInfo(data_root, read_source(data_root))
+            ignored = f"; {', '.join(z.name for z in zips)} ignored: delete data/ to use it" if zips else ""
+            print(self._data_line(info, f"{data_root}{ignored}"))
+            return info
+        if len(zips) > 1:
+            raise DataLayoutError(f"{self.project}: {len(zips)} zips hold the assignment's data "
+                                  f"({', '.join(z.name for z in zips)}); keep one and run this cell again")
+        if zips:
+            root, reused = unpack_layout_zip(zips[0], self.unpack_dir)
+            info = DataInfo(root, read_source(root))
+            how = "reused the copy unpacked" if reused else "unpacked"
+            print(self._data_line(info, f"{zips[0].name}, {how} in {self.unpack_dir}"))
+            return info
+        if self.colab:
+            raise DataLayoutError(self._no_data_message(others, data_err))
+        info = prepare_data(self.data_dir, **counts)       # off Colab: today's default, the synthetic set
+        extra = f" (no course data: put its zip in {self.project})" if info.source == "synthetic" else ""
+        print(self._data_line(info, f"{info.root}{extra}"))
+        return info
+
+    def _no_data_message(self, other_zips: list[str], data_err: Exception | None) -> str:
+        text = (f"No course data found. Put the course's data zip (any name; the zip holding train_idloss.csv, "
+                f"val/gt.csv, test/pred.csv …) into {self.project} — the folder {self.project.name} of your "
+                f"Google Drive — and run this cell again: it is unpacked to {self.unpack_dir} by itself. "
+                f"Or set USE_SYNTHETIC_DATA = True in this cell to use the project's synthetic data.")
+        if other_zips:
+            text += f" Zips there that are not the data: {', '.join(other_zips)}."
+        if data_err is not None:
+            text += f" ({data_err})"
+        return text
+
+    @staticmethod
+    def _data_line(info: DataInfo, how: str) -> str:
+        what = {"course": "the course's data", "synthetic": "the SYNTHETIC data set",
+                "pool": "a layout built from a labelled pool"}.get(info.source, info.source)
+        return check_line(None if info.source == "synthetic" else True, f"data: {what} — {how}")
