@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from reid.data import DataInfo
+    from reid.layout import DataInfo
 
 SUBMISSION_NAME = "submission.zip"
 UNPACK_MARKER = ".unpacked_from.json"
@@ -357,7 +357,7 @@ class Workspace:
             DataLayoutError: no data on Colab, two zips holding the layout, or a folder that is
                 not the layout.
         """
-        from reid.data import prepare_data  # noqa: PLC0415 (see the module docstring)
+        from reid.layout import prepare_data  # noqa: PLC0415 (see the module docstring)
         env = os.environ.get("REID_DATA", "")
         if env == "synthetic":
             synthetic, env = True, ""
@@ -373,14 +373,15 @@ class Workspace:
 
     def _synthetic_dir(self) -> Path:
         """Colab: the local disk; elsewhere data/ when it is free or synthetic, else runs/synthetic-data."""
-        from reid.data import read_source  # noqa: PLC0415
+        from reid.layout import read_source  # noqa: PLC0415
         if self.colab:
             return self.local / "reid_synthetic"
         free = not self.data_dir.exists() or not any(self.data_dir.iterdir())
         return self.data_dir if free or read_source(self.data_dir) == "synthetic" else self.runs_root / "synthetic-data"
 
     def _find_course_data(self, counts: dict[str, int]) -> DataInfo:
-        from reid.data import DataInfo, DataLayoutError, find_data_root, prepare_data, read_source  # noqa: PLC0415
+        from reid.data import DataLayoutError
+        from reid.layout import DataInfo, find_data_root, prepare_data, read_source  # noqa: PLC0415
         data_root, data_err = None, None
         unpacked_here = (self.data_dir / UNPACK_MARKER).is_file()   # then the zip decides, below
         if self.data_dir.is_dir() and any(self.data_dir.iterdir()) and not unpacked_here:

@@ -54,6 +54,10 @@ class ImageDecodeError(DataError):
     """An image file exists but cannot be decoded (truncated, empty, not an image)."""
 
 
+class DataLayoutError(DataError):
+    """A folder does not hold the assignment's data layout."""
+
+
 def _where(csv_path: Path, row: int | None) -> str:
     return f"{csv_path}" + (f", line {row}" if row is not None else "")
 

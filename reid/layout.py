@@ -17,11 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reid.build import BUILD_INFO, build_synthetic
-from reid.data import DataError, gallery_files, read_csv
+from reid.data import DataError, DataLayoutError, gallery_files, read_csv
 
-
-class DataLayoutError(DataError):
-    """A folder does not hold the assignment's data layout."""
 
 
 LAYOUT_FILES = ("train_idloss.csv", "train_random_triplet.csv", "val_idloss.csv",

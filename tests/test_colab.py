@@ -25,7 +25,8 @@ import torch
 
 from reid.colab import (SUBMISSION_NAME, UNPACK_MARKER, ProjectFilesError, Workspace, check_project,
                         layout_prefix, layout_zips, required_files, unpack_layout_zip, weights_check)
-from reid.data import DataInfo, DataLayoutError, RetrievalDataset
+from reid.data import DataLayoutError, RetrievalDataset
+from reid.layout import DataInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 MOUNT_LINE = 'DRIVE = "/content/drive"'
