@@ -1,4 +1,10 @@
-"""Evaluation: feature extraction, distances, Rank-k accuracy, CMC / mAP / mINP.
+"""Evaluation: features once per model and view, distances once, every metric from them.
+
+The path: ``extract_features`` (``[N, D]``) → ``pairwise_distance`` (``[Q, G]``) → metrics.
+``retrieve(model, dataset)`` runs it for a retrieval set and returns a :class:`Retrieval`
+(features, distances, ground truth) whose ``metrics()`` gives ``rank1``, ``rank5``,
+``rank10``, ``mAP`` and ``mINP`` and whose ``ranked(k)`` gives each query's nearest gallery
+images; reports, figures and predictions read that object instead of re-measuring.
 
 Two protocols live here.
 
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
@@ -34,6 +41,9 @@ from torch import Tensor, nn
 
 __all__ = [
     "BatchSource",
+    "RETRIEVAL_METRICS",
+    "Retrieval",
+    "retrieve",
     "extract_features",
     "pairwise_distance",
     "rank_k_from_distances",
@@ -75,9 +85,13 @@ def _model_float_dtype(model: nn.Module) -> torch.dtype:
     return torch.float32
 
 
-def _embed(model: nn.Module, x: Tensor) -> Tensor:
-    """Run ``model.embed(x)`` when the model has it, else ``model(x)`` (first output of a tuple)."""
-    embed = getattr(model, "embed", None)
+OUTPUTS = ("embed", "train")
+
+
+def _embed(model: nn.Module, x: Tensor, output: str = "embed") -> Tensor:
+    """``output="embed"``: ``model.embed(x)`` when the model has it, else ``model(x)``;
+    ``"train"``: ``model(x)``. Either way the first element when the model returns a tuple."""
+    embed = getattr(model, "embed", None) if output == "embed" else None
     out = embed(x) if callable(embed) else model(x)
     if isinstance(out, (tuple, list)):
         out = out[0]
@@ -92,6 +106,7 @@ def extract_features(
     amp_dtype: torch.dtype | None = None,
     progress: bool = False,
     flip: bool = False,
+    output: str = "embed",
 ) -> Tensor:
     """Embed every image with ``model`` in large batches, without gradients.
 
@@ -114,12 +129,16 @@ def extract_features(
             keep stderr clean).
         flip: each image's feature is the mean of the features of the image and of its
             left-right mirror image (test-time flip; two forward passes per image).
+        output: ``"embed"``: the retrieval feature (``model.embed``); ``"train"``: forward's
+            first output, the feature the training and validation losses use.
 
     Returns:
         Features ``[N, D]``, float32, on the CPU, in the order of ``images``.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
     run_device = torch.device(device) if device is not None else _model_device(model)
     in_dtype = _model_float_dtype(model)
     n = len(images)
@@ -145,9 +164,9 @@ def extract_features(
                 else:
                     x = images.batch(torch.arange(start, stop, dtype=torch.long))
                 x = x.to(device=run_device, dtype=in_dtype, non_blocking=True)
-                feats = _embed(model, x)  # [B, D]
+                feats = _embed(model, x, output)  # [B, D]
                 if flip:
-                    feats = (feats + _embed(model, x.flip(-1))) / 2
+                    feats = (feats + _embed(model, x.flip(-1), output)) / 2
                 chunks.append(feats.float())  # stays on the device: no sync per batch
     finally:
         for module, training in modes:
@@ -192,7 +211,13 @@ def pairwise_distance(
 
     ``euclidean``: true (not squared) Euclidean distance from the expansion
     ``|q|^2 + |g|^2 - 2 q.g`` (one matrix product), clamped at 0 before the square
-    root.  ``cosine``: ``1 - cos(q, g)`` in ``[0, 2]``.
+    root.  ``cosine``: ``1 - cos(q, g)`` in ``[0, 2]``.  This is the library's only
+    pairwise distance: evaluation, ranking and the losses' mining all use it.
+
+    With gradients (autograd on and ``q`` or ``g`` requiring grad, as in a loss) the result
+    is computed out of place in one block, and the Euclidean square root is taken of
+    ``max(d², 1e-12)`` so its gradient stays finite where two features coincide (such a
+    distance reads 1e-6 instead of 0).
 
     Args:
         q: query features ``[Q, D]``.
@@ -209,6 +234,8 @@ def pairwise_distance(
         raise ValueError(f"feature sizes differ: queries have {q.shape[1]}, gallery {g.shape[1]}")
     dtype = torch.promote_types(q.dtype, g.dtype)
     q, g = q.to(dtype), g.to(dtype)
+    if torch.is_grad_enabled() and (q.requires_grad or g.requires_grad):
+        return _differentiable_distance(q, g, metric)
     if metric == "cosine":
         # Divide by the norms after the product: each distance is then the same
         # element-wise expression whatever the block size (exact for integer features).
@@ -230,6 +257,18 @@ def pairwise_distance(
             torch.addmm(q_sq + g_sq, qs, g_t, alpha=-2.0, out=block)
             block.clamp_(min=0.0).sqrt_()
     return out
+
+
+def _differentiable_distance(q: Tensor, g: Tensor, metric: str) -> Tensor:
+    """``pairwise_distance`` for autograd: ``[Q, D]``, ``[G, D]`` -> ``[Q, G]``, out of place."""
+    if metric == "cosine":
+        qn = q / q.norm(dim=1, keepdim=True).clamp(min=1e-12)  # [Q, D]
+        gn = g / g.norm(dim=1, keepdim=True).clamp(min=1e-12)  # [G, D]
+        return 1.0 - qn @ gn.T
+    q_sq = q.pow(2).sum(1)  # [Q]
+    g_sq = q_sq if g is q else g.pow(2).sum(1)  # [G]; one graph node when x is against itself
+    d2 = q_sq[:, None] + g_sq[None, :] - 2.0 * (q @ g.T)  # [Q, G]
+    return d2.clamp_min(1e-12).sqrt()  # the clamp keeps sqrt's gradient finite at 0
 
 
 # --------------------------------------------------------------------------- Rank-k
@@ -734,31 +773,84 @@ def cmc_map(
     )
 
 
-def retrieval_metrics(model: nn.Module, dataset: Any, batch_size: int = 256, device: Any = None,
-                      amp_dtype: torch.dtype | None = None, flip: bool = False,
-                      metric: str = "euclidean") -> dict[str, float]:
-    """Rank-1/5/10 (one correct gallery image per query) and mAP/mINP of a val retrieval set.
+# --------------------------------------------------------------------------- one retrieval
+#
+# One vocabulary for the assignment's retrieval metrics, everywhere in code:
+RETRIEVAL_METRICS = ("rank1", "rank5", "rank10", "mAP", "mINP")
+
+
+@dataclass(eq=False)
+class Retrieval:
+    """Queries against a gallery, measured once: features, the distance matrix, ground truth.
+
+    Made by :func:`retrieve` (features extracted once) or :meth:`from_features`; the
+    distances ``dist`` ``[Q, G]`` are computed once, in ``__post_init__``, and every
+    metric, ranking and figure reads them.
+
+    Attributes:
+        query: query features ``[Q, D]`` float32 (CPU).
+        gallery: gallery features ``[G, D]`` float32 (CPU).
+        gt: ``[Q]`` int64, the gallery index of each query's match (``UNKNOWN_GT`` = -1 on
+            the test split); gallery image k has identity k.
+        metric: ``"euclidean"`` or ``"cosine"``.
+        flip: whether the features average each image with its mirror image (how they were
+            measured; recorded so a report can tell, and reuse, the same measurement).
+        dist: ``[Q, G]`` distances, filled in from the features.
+    """
+
+    query: Tensor
+    gallery: Tensor
+    gt: Tensor
+    metric: str = "euclidean"
+    flip: bool = False
+    dist: Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.gt = torch.as_tensor(self.gt).cpu()
+        self.dist = pairwise_distance(self.query, self.gallery, self.metric)  # [Q, G]
+
+    @classmethod
+    def from_features(cls, query: Tensor, gallery: Tensor, gt: Any, metric: str = "euclidean",
+                      flip: bool = False) -> "Retrieval":
+        """A Retrieval from features already computed (``[Q, D]``, ``[G, D]``, gt ``[Q]``)."""
+        return cls(query, gallery, torch.as_tensor(gt), metric, flip)
+
+    def metrics(self) -> dict[str, float]:
+        """``{"rank1", "rank5", "rank10", "mAP", "mINP"}`` as fractions in [0, 1].
+
+        Rank-k: the assignment's protocol (one correct gallery image per query, see
+        :func:`rank_k_from_distances`); mAP / mINP: :func:`cmc_map_from_distances` with query
+        identity = its gt gallery index and gallery identity = position, no cameras.
+        Raises ValueError when the ground truth is unknown (the test split).
+        """
+        if bool((self.gt < 0).any()):
+            raise ValueError("this retrieval has no ground truth (test split): metrics need val/gt.csv's")
+        ranks = rank_k_from_distances(self.dist, self.gt, ks=(1, 5, 10))
+        cm = cmc_map_from_distances(self.dist, self.gt, torch.arange(self.dist.shape[1]))
+        return {"rank1": ranks[1], "rank5": ranks[5], "rank10": ranks[10],
+                "mAP": float(cm["mAP"]), "mINP": float(cm["mINP"])}
+
+    def ranked(self, topk: int = 10) -> Tensor:
+        """``[Q, topk]`` gallery indices, nearest first (a stable sort: ties to the lower index)."""
+        return torch.sort(self.dist, dim=1, stable=True).indices[:, :topk]
+
+
+def retrieve(model: nn.Module, dataset: Any, flip: bool = False, metric: str = "euclidean",
+             batch_size: int = 256, device: Any = None, amp_dtype: torch.dtype | None = None) -> Retrieval:
+    """Extract the query and gallery features of ``dataset`` once and measure their distances.
 
     Args:
-        dataset: has `queries` and `gallery` image sources and `gt` `[Q]` (gallery index of each
-            query); the identity of gallery image k is k.
+        model: any model of this project (its ``embed`` gives the retrieval feature).
+        dataset: a RetrievalDataset (``queries`` and ``gallery`` image sources, ``gt`` ``[Q]``).
         flip: average each image's feature with its mirror image's (see extract_features).
         metric: ``"euclidean"`` or ``"cosine"``.
+        batch_size, device, amp_dtype: as in :func:`extract_features`.
 
     Returns:
-        {"rank1", "rank5", "rank10", "mAP", "mINP"} as floats.
+        A :class:`Retrieval` (``.metrics()``, ``.ranked(k)``, ``.dist`` ``[Q, G]``).
     """
+    _check_metric(metric)
     kw = dict(batch_size=batch_size, device=device, amp_dtype=amp_dtype, flip=flip)
     q = extract_features(model, dataset.queries, **kw)  # [Q, D]
     g = extract_features(model, dataset.gallery, **kw)  # [G, D]
-    return retrieval_scores(q, g, dataset.gt, metric)
-
-
-def retrieval_scores(q_feats: Tensor, g_feats: Tensor, gt: Tensor, metric: str = "euclidean") -> dict[str, float]:
-    """:func:`retrieval_metrics` from features already computed: queries [Q, D], gallery [G, D],
-    gt [Q] = the gallery index of each query's match (gallery image k has identity k)."""
-    gt = gt.cpu()
-    ranks = rank_k_accuracy(q_feats, g_feats, gt, ks=(1, 5, 10), metric=metric)
-    cm = cmc_map(q_feats, g_feats, gt, torch.arange(len(g_feats)), metric=metric)
-    return {"rank1": float(ranks[1]), "rank5": float(ranks[5]), "rank10": float(ranks[10]),
-            "mAP": float(cm["mAP"]), "mINP": float(cm["mINP"])}
+    return Retrieval(q, g, dataset.gt, metric, flip)
