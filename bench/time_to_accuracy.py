@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from reid.data import IDLossDataset, RetrievalDataset, TripletDataset  # noqa: E402
 from reid.model import build_model  # noqa: E402
-from reid.train import History, TrainConfig, pick_device, resolve_amp, seed_everything, train_model  # noqa: E402
+from reid.device import pick_device, resolve_amp, seed_everything  # noqa: E402
+from reid.train import History, TrainConfig, train_model  # noqa: E402
 
 PRESETS = {"id": TrainConfig.handout_id, "triplet": TrainConfig.handout_triplet, "strong": TrainConfig.strong}
 
