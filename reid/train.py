@@ -507,7 +507,7 @@ def evaluate_val(run: TrainRun, val_set: Any, val_idloss: Any = None,
     finally:
         model.train(was_training)
     emb = emb.cpu()
-    retrieval = Retrieval.from_features(emb[q_rows], emb[g_rows], val_set.gt, cfg.metric)
+    retrieval = Retrieval.from_features(emb[q_rows], emb[g_rows], val_set.gt, cfg.metric, flip=cfg.flip_test)
     val_loss = _triplet_value(feats, val_triplets) if val_triplets is not None and len(val_triplets) else None
     metrics = retrieval.metrics()
     return {**{k: metrics[k] for k in ("rank1", "rank5", "rank10", "mAP")}, "val_loss": val_loss,
