@@ -1,4 +1,4 @@
-"""Tests for reid/evaluate.py: hand-checked examples, then agreement with plain loops.
+"""Tests for reid/evaluate.py and reid/metrics.py: hand-checked examples, then agreement with plain loops.
 
 The plain per-query loops live in bench/reference_eval.py (the benchmark times them).
 """
@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from bench.reference_eval import reference_cmc_map, reference_rank_k
-from reid import evaluate
+from reid import evaluate, metrics
 from reid.evaluate import (
     cmc_map,
     cmc_map_from_distances,
@@ -194,8 +194,8 @@ PROBLEMS = [  # seed, queries, gallery, identities, integer features (ties)
 
 @pytest.fixture(params=["sparse", "dense"])
 def bucket_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Force one of cmc_map's two exact ways to place negatives (see reid/evaluate.py)."""
-    monkeypatch.setattr(evaluate, "_DENSE_SHARE", 1.0 if request.param == "sparse" else -1.0)
+    """Force one of cmc_map's two exact ways to place negatives (see reid/metrics.py)."""
+    monkeypatch.setattr(metrics, "_DENSE_SHARE", 1.0 if request.param == "sparse" else -1.0)
     return request.param
 
 
