@@ -26,6 +26,8 @@ from .metrics import _cmc_over_blocks, _rows_per_block, cmc_map_from_distances, 
 
 __all__ = [
     "BatchSource",
+    "ConcatSource",
+    "MirroredSource",
     "RETRIEVAL_METRICS",
     "Retrieval",
     "retrieve",
@@ -48,6 +50,49 @@ class BatchSource(Protocol):
     def batch(self, idx: Tensor) -> Tensor:
         """Return images ``[B, 3, H, W]`` for the indices ``idx`` (``[B]``, int64)."""
         ...
+
+
+class ConcatSource:
+    """Image sources with ``len`` and ``batch(idx)`` (e.g. ImageCache) one after another, as one
+    source: global row ``r`` is row ``r - start`` of the source it falls in."""
+
+    def __init__(self, *sources: Any) -> None:
+        self.sources = sources
+        self.starts = [0]
+        for s in sources:
+            self.starts.append(self.starts[-1] + len(s))
+
+    def __len__(self) -> int:
+        return self.starts[-1]
+
+    def batch(self, idx: Tensor) -> Tensor:
+        """Images ``[B, 3, H, W]`` at global rows ``idx`` ``[B]`` (int64), in ``idx``'s order, on the CPU."""
+        idx = idx.cpu()
+        out: Tensor | None = None
+        for source, lo, hi in zip(self.sources, self.starts, self.starts[1:]):
+            mine = (idx >= lo) & (idx < hi)  # [B]
+            if bool(mine.any()):
+                images = source.batch(idx[mine] - lo).cpu()  # [b, 3, H, W]
+                if out is None:
+                    out = images.new_empty((len(idx), *images.shape[1:]))
+                out[mine] = images
+        if out is None:
+            raise IndexError(f"rows {idx.tolist()} are outside [0, {len(self)})")
+        return out
+
+
+class MirroredSource:
+    """An image source whose images come out mirrored left-right."""
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def batch(self, idx: Tensor) -> Tensor:
+        """The images at ``idx`` ``[B]``, mirrored: ``[B, 3, H, W]``."""
+        return self.source.batch(idx).flip(-1)
 
 
 # --------------------------------------------------------------------------- features

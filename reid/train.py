@@ -36,7 +36,7 @@ from .batching import PKSampler, random_erasing, random_flip, random_shift, shuf
 from .checkpoints import (CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, rng_state, save_checkpoint,
                           set_rng_state)
 from .device import autocast, make_grad_scaler, pick_device, resolve_amp, seed_everything
-from .evaluate import METRICS, Retrieval, extract_features
+from .evaluate import METRICS, ConcatSource, MirroredSource, Retrieval, extract_features
 from .losses import (HANDOUT_MARGIN, batch_all_triplet_loss, batch_hard_triplet_loss, handout_triplet_loss,
                      id_loss, mined_triplet_loss, random_triplets)
 
@@ -120,47 +120,48 @@ class TrainConfig:
 
     @classmethod
     def handout_id(cls, **overrides: Any) -> "TrainConfig":
-        """Handout ID-loss recipe: CE over the training identities, batch 64, Adam 3e-4 with L2
-        5e-4 (the usual ReID Adam setting), 40 epochs with a cosine decay (no warm-up: the net
-        is small and BN keeps early steps tame). Settings the handout leaves open, chosen by
-        measurement on the Market layout (bench/BENCHMARKS.md): random horizontal flips, random
-        shifts of up to 8 pixels each way and label smoothing 0.1 against overfitting the 10
-        images per identity (without flips and smoothing the 20-minute run peaked at 0.304 after
-        8 epochs and fell to 0.245; with them and no shift it ended at 0.518 in 24 epochs, with
-        the shift at 0.597), and test-time flip."""
+        """Handout ID-loss recipe: CE over the training identities (the C7 head).
+
+        * batch 64, Adam 3e-4 with L2 5e-4: the usual ReID Adam setting;
+        * 40 epochs, cosine decay, no warm-up: the net is small and BN keeps early steps tame;
+        * random flips, shifts of up to 8 px and label smoothing 0.1: against overfitting the
+          ~10 images per identity (the handout leaves augmentation open);
+        * test-time flip: a person seen from the left is the same person seen from the right.
+
+        Numbers behind each choice: bench/BENCHMARKS.md."""
         base = cls(recipe="id", flip=True, shift=8, label_smoothing=0.1, flip_test=True)
         return dataclasses.replace(base, **overrides)
 
     @classmethod
     def handout_triplet(cls, **overrides: Any) -> "TrainConfig":
-        """Handout triplet recipe: nn.TripletMarginLoss(margin=HANDOUT_MARGIN) on the 256-d
-        feature, trained from the rows of train_random_triplet.csv, Adam 3e-4 / 5e-4 with a
-        cosine decay, flips and test-time flip as handout_id. The rows are drawn as P=8 anchor
-        identities × K=4 rows (32 triplets, 96 images a step) and each listed anchor forms a
-        triplet with every other image of its identity and every image of another identity in
-        the batch; the loss is averaged over the triplets that violate the margin
-        (mining="batch_all"). Measured on the Market layout (bench/BENCHMARKS.md): val Rank-1
-        0.406 after 3 epochs, against 0.239 for the listed triplets as they are (mining="none":
-        they go slack, mean loss 0.78 → 0.20) and 0.211 for batch-hard mining; in 20-minute
-        runs 0.575 against 0.228 for batch-hard."""
+        """Handout triplet recipe: nn.TripletMarginLoss(margin=HANDOUT_MARGIN) on the 256-d feature,
+        trained from the rows of train_random_triplet.csv.
+
+        * Adam 3e-4 / 5e-4, cosine decay, flips and test-time flip: as handout_id;
+        * rows drawn as P=8 anchor identities × K=4 rows (32 triplets, 96 images a step), each
+          listed anchor paired with every image of its identity and of another identity in the
+          batch, the loss averaged over the violating triplets (mining="batch_all"): the listed
+          triplets alone soon go slack, and batch-hard mining learns worse from these rows.
+
+        Numbers behind each choice: bench/BENCHMARKS.md."""
         base = cls(recipe="triplet", margin=HANDOUT_MARGIN, mining="batch_all", p=8, k=4,
                    flip=True, flip_test=True)
         return dataclasses.replace(base, **overrides)
 
     @classmethod
     def strong(cls, **overrides: Any) -> "TrainConfig":
-        """Stronger recipe for BNNeckNet, after "Bag of Tricks" (Luo et al. 2019): P=16 ids ×
-        K=4 images, batch-hard triplet (margin 0.3 on the pre-BN feature) + CE with label
-        smoothing 0.1, random flip and a random shift of up to 8 pixels each way (Bag of
-        Tricks' pad-and-crop), Adam 1e-3 / 5e-4 with 5 warm-up epochs and a cosine decay over
-        60 epochs (an epoch is only ~35 P×K batches on 230 × 10 images); retrieval by cosine
-        distance on the BN-normalised feature, as Bag of Tricks does, with test-time flip.
+        """Stronger recipe for BNNeckNet, after "Bag of Tricks" (Luo et al. 2019).
 
-        Two departures from Bag of Tricks, for training from scratch in minutes: lr 1e-3, not
-        3.5e-4, and no random erasing (erase=True turns it on). Measured on the Market layout
-        (bench/BENCHMARKS.md): 5 epochs, val Rank-1 0.479 against 0.248 with Bag of Tricks'
-        3.5e-4 + erasing; 26 epochs (14 min), 0.656 with the shift against 0.597 without it,
-        and 0.594 in 34 epochs with erasing added instead."""
+        * P=16 ids × K=4 images: every batch holds positives and negatives for the triplet loss;
+        * batch-hard triplet (margin 0.3, pre-BN feature) + CE with label smoothing 0.1: the two
+          losses of Bag of Tricks, each on its side of the BNNeck;
+        * random flip and shift of up to 8 px: Bag of Tricks' flip and pad-and-crop;
+        * Adam 1e-3 / 5e-4, 5 warm-up epochs, cosine decay over 60 epochs (an epoch is only ~35
+          P×K batches): lr 1e-3 rather than Bag of Tricks' 3.5e-4 because we train from scratch
+          in minutes; no random erasing (erase=True turns it on), which did not pay here;
+        * cosine distance on the BN-normalised feature, test-time flip: as Bag of Tricks ranks.
+
+        Numbers behind each choice: bench/BENCHMARKS.md."""
         base = cls(recipe="strong", epochs=60, lr=1e-3, margin=0.3, label_smoothing=0.1,
                    p=16, k=4, batch_size=64, warmup_epochs=5.0, flip=True, shift=8, erase=False,
                    flip_test=True, metric="cosine")
@@ -408,41 +409,6 @@ def train_epoch(run: TrainRun, epoch: int, progress: bool = False) -> list[float
 
 
 # ---------------------------------------------------------------------------- validation
-class _Concat:
-    """Image sources one after another, as one source (``len``, ``batch(idx)``)."""
-
-    def __init__(self, *sources: Any) -> None:
-        self.sources = sources
-        self.starts = [0]
-        for s in sources:
-            self.starts.append(self.starts[-1] + len(s))
-
-    def __len__(self) -> int:
-        return self.starts[-1]
-
-    def batch(self, idx: Tensor) -> Tensor:
-        """Images ``[B, 3, H, W]`` float32 at global rows ``idx`` ``[B]`` (on the CPU)."""
-        parts = []
-        for s, lo, hi in zip(self.sources, self.starts, self.starts[1:]):
-            mine = idx[(idx >= lo) & (idx < hi)]  # extract_features asks for ascending rows
-            if len(mine):
-                parts.append(s.batch(mine - lo).cpu())
-        return torch.cat(parts)
-
-
-class _Mirrored:
-    """An image source whose images come out mirrored left-right."""
-
-    def __init__(self, source: Any) -> None:
-        self.source = source
-
-    def __len__(self) -> int:
-        return len(self.source)
-
-    def batch(self, idx: Tensor) -> Tensor:
-        return self.source.batch(idx).flip(-1)
-
-
 def _val_images(val_set: Any, val_idloss: Any) -> tuple[Any, Tensor, Tensor]:
     """One image source holding every val image the validation needs, and where the val set's
     queries ``[Q]`` and gallery ``[G]`` sit in it.
@@ -458,7 +424,7 @@ def _val_images(val_set: Any, val_idloss: Any) -> tuple[Any, Tensor, Tensor]:
         except (KeyError, AttributeError):
             pass
     head = [val_idloss.cache] if val_idloss is not None else []
-    source = _Concat(*head, val_set.queries, val_set.gallery)
+    source = ConcatSource(*head, val_set.queries, val_set.gallery)
     q0 = len(head[0]) if head else 0
     q = torch.arange(q0, q0 + len(val_set.queries))
     return source, q, torch.arange(q[-1] + 1 if len(q) else q0, len(source))
@@ -502,7 +468,7 @@ def evaluate_val(run: TrainRun, val_set: Any, val_idloss: Any = None,
         with torch.no_grad():
             emb = to_embed(feats.to(run.device)).float()  # [N, E]
             if cfg.flip_test:
-                mirrored = extract_features(model, _Mirrored(source), **kw)  # [N, D]
+                mirrored = extract_features(model, MirroredSource(source), **kw)  # [N, D]
                 emb = (emb + to_embed(mirrored.to(run.device)).float()) / 2
     finally:
         model.train(was_training)

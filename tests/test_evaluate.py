@@ -468,3 +468,16 @@ def test_retrieval_without_ground_truth_refuses_metrics_but_ranks() -> None:
     assert r.ranked(1).tolist() == [[0], [0]]
     with pytest.raises(ValueError, match="no ground truth"):
         r.metrics()
+
+
+def test_concat_and_mirrored_sources_by_hand() -> None:
+    a = _CountingSource(torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).view(2, 3, 2, 2))
+    b = _CountingSource(-torch.arange(3 * 3 * 2 * 2, dtype=torch.float32).view(3, 3, 2, 2))
+    both = evaluate.ConcatSource(a, b)
+    assert len(both) == 5
+    got = both.batch(torch.tensor([3, 0, 4]))  # any order: b's row 1, a's row 0, b's row 2
+    assert torch.equal(got, torch.stack([b.images[1], a.images[0], b.images[2]]))
+    with pytest.raises(IndexError, match=r"outside \[0, 5\)"):
+        both.batch(torch.tensor([5]))
+    mirrored = evaluate.MirroredSource(a)
+    assert torch.equal(mirrored.batch(torch.tensor([1])), a.images[1:2].flip(-1))
