@@ -1,7 +1,6 @@
 """Tests of reid/batching.py: P×K batches, shuffled batches, flip, shift and erasing."""
 from __future__ import annotations
 
-import pytest
 import torch
 
 from reid.batching import PKSampler, random_erasing, random_flip, random_shift, shuffled_batches

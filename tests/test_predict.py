@@ -9,7 +9,7 @@ import torch
 
 from conftest import LeftHalf, MeanColour, write_csv
 from reid.data import RetrievalDataset
-from reid.evaluate import Retrieval, pairwise_distance, retrieve
+from reid.evaluate import pairwise_distance, retrieve
 from reid.predict import (PredictionWriteError, gallery_cell_template, rank_gallery, score_predictions,
                           write_predictions)
 

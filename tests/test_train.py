@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from conftest import CONFIGS, TIMING, run, tiny_model, without_timing
 from reid import checkpoints as CK
