@@ -14,18 +14,24 @@ the single import surface (`from helpers import *`).
 |                                 | count_parameters, summary_table (ModifiedResNet50 optional)  |                  |
 | C6 ImageNet weights (Q5)        | load_imagenet_weights, weight_mapping_report                 | reid/model.py    |
 | C7 ReID head (Q6, Q7)           | ReIDNet (BNNeckNet for the stronger recipe), build_model     | reid/model.py    |
-| training (Q8, Q11)              | TrainConfig, train_model, History, pick_device, seed_...     | reid/train.py    |
-| evaluation                      | extract_features, rank_k_accuracy, cmc_map                   | reid/evaluate.py |
+| training (Q8, Q11)              | TrainConfig, train_model, History                            | reid/train.py    |
+| device, AMP, seeds              | pick_device, seed_everything                                 | reid/device.py   |
+| losses (C7 ID loss, C8 triplet) | id_loss, handout_triplet_loss, HANDOUT_MARGIN                | reid/losses.py   |
+| evaluation: features once,      | retrieve -> Retrieval (.metrics(), .ranked(k), .dist),        | reid/evaluate.py |
+| distances once, every metric    | extract_features, pairwise_distance, rank_k_accuracy, cmc_map |                  |
 | Q10 number of triplets          | count_possible_triplets                                      | reid/data.py     |
 | test predictions                | write_predictions, score_predictions, rank_gallery           | reid/predict.py  |
-| comparing models, examples      | compare_models, describe_history, pick_examples              | reid/report.py   |
+| comparing models, examples      | compare_models, describe_history, pick_examples,             | reid/report.py   |
+|                                 | evaluate_retrieval (older name: retrieve(...).metrics())     |                  |
 | figures                         | plot_history, plot_ranked_results, show_gallery_grid, ...    | reid/plots.py    |
 """
 from reid.data import (IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD, UNKNOWN_GT, DataError,  # noqa: F401
                        IDLossDataset, ImageCache, ImageDecodeError, RetrievalDataset, TripletDataset,
                        count_possible_triplets, load_image, read_csv, reid_transform, retrieval_loader)
 from reid.layout import DataInfo, DataLayoutError, check_layout, find_data_root, prepare_data  # noqa: F401
-from reid.evaluate import cmc_map, extract_features, pairwise_distance, rank_k_accuracy  # noqa: F401
+from reid.device import pick_device, seed_everything  # noqa: F401
+from reid.evaluate import Retrieval, cmc_map, extract_features, pairwise_distance, rank_k_accuracy, retrieve  # noqa: F401
+from reid.losses import HANDOUT_MARGIN, handout_triplet_loss, id_loss  # noqa: F401
 from reid.model import (BNNeckNet, Bottleneck, ModifiedResNet18, ModifiedResNet50, ReIDNet,  # noqa: F401
                         ResBlock, WeightReport, build_model, count_parameters, load_imagenet_weights,
                         pooling_kernel, summary_table, table1_shapes, weight_mapping_report)
@@ -34,4 +40,4 @@ from reid.plots import (denormalize, plot_history, plot_ranked_results, show_bef
 from reid.report import (compare_models, describe_history, evaluate_retrieval, pick_examples,  # noqa: F401
                          save_results)
 from reid.predict import rank_gallery, score_predictions, write_predictions  # noqa: F401
-from reid.train import History, TrainConfig, pick_device, seed_everything, train_model  # noqa: F401
+from reid.train import History, TrainConfig, train_model  # noqa: F401

@@ -4,7 +4,7 @@ End to end = ``reid.train.train_epoch`` on the "id" recipe (cache → index batc
 CE → Adam step → LR schedule), batch 64, ModifiedResNet18 + ReIDNet at 128×128.
 Pure compute = the same model, loss and step on a batch made in advance. Each is measured
 in float32 and under bfloat16 autocast (the default on a CPU with bfloat16 in hardware, see
-``reid.train.cpu_has_bf16``); the four are run in turn, round after round, and the median
+``reid.device.cpu_has_bf16``); the four are run in turn, round after round, and the median
 (and best) of the rounds is reported. Ratios are medians over rounds, whose runs share
 about the same load on a shared machine: end-to-end img/s ÷ pure img/s (target ≥ 0.90) per
 precision, and bfloat16 ÷ float32 end to end. The same for ``extract_features`` on a cache
@@ -28,10 +28,10 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from reid.data import ImageCache
+from reid.device import cpu_has_bf16, pick_device, seed_everything
 from reid.evaluate import extract_features
 from reid.model import build_model
-from reid.train import (TrainConfig, build_run, cpu_has_bf16, pick_device, seed_everything,  # noqa: E402
-                        train_epoch)
+from reid.train import TrainConfig, build_run, train_epoch
 
 BATCH = 64
 NUM_IDS = 230

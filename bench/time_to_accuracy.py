@@ -24,9 +24,10 @@ from pathlib import Path
 import torch
 
 from reid.data import IDLossDataset, RetrievalDataset, TripletDataset
+from reid.device import pick_device, resolve_amp, seed_everything
 from reid.model import build_model
 from reid.runs import PRESETS, SettingError, parse_setting
-from reid.train import History, pick_device, resolve_amp, seed_everything, train_model
+from reid.train import History, train_model
 
 
 def load_data(root: Path, recipe: str, device: str) -> tuple[object, object, object, int]:

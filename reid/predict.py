@@ -13,12 +13,13 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import Union
 
 import torch
 from torch import nn
 
 from .data import RetrievalDataset, read_csv
-from .evaluate import extract_features, pairwise_distance
+from .evaluate import Retrieval, retrieve
 
 
 class PredictionWriteError(PermissionError):
@@ -29,21 +30,36 @@ class PredictionWriteError(PermissionError):
         self.saved_to = saved_to
 
 
-def rank_gallery(model: nn.Module, dataset: RetrievalDataset, topk: int = 10,
+Ranker = Union[nn.Module, Retrieval]  # a model to measure now, or what was already measured
+
+
+def _as_retrieval(source: Ranker, dataset: RetrievalDataset | None, batch_size: int, flip: bool,
+                  metric: str) -> Retrieval:
+    """``source`` itself when it is a Retrieval, else ``retrieve(source, dataset, ...)``."""
+    if isinstance(source, Retrieval):
+        return source
+    if dataset is None:
+        raise ValueError("rank_gallery(model, ...) needs the RetrievalDataset to measure the model on")
+    return retrieve(source, dataset, flip=flip, metric=metric, batch_size=batch_size)
+
+
+def rank_gallery(source: Ranker, dataset: RetrievalDataset | None = None, topk: int = 10,
                  batch_size: int = 256, flip: bool = False,
                  metric: str = "euclidean") -> tuple[torch.Tensor, torch.Tensor]:
-    """Distances and ranked gallery indices for every query (``flip``: features averaged with
-    the mirror images', see ``extract_features``; ``metric``: "euclidean" or "cosine").
+    """Distances and ranked gallery indices for every query.
+
+    Args:
+        source: a :class:`Retrieval` already measured (nothing is recomputed), or a model,
+            measured here on ``dataset`` with ``flip`` / ``metric`` (see ``retrieve``).
+        dataset: the RetrievalDataset; needed only with a model.
+        topk: how many gallery indices per query.
 
     Returns:
         dist `[Q, G]` (float32) and ranks `[Q, topk]` (gallery indices, nearest first; ties go
         to the lower gallery index).
     """
-    q = extract_features(model, dataset.queries, batch_size=batch_size, flip=flip)
-    g = extract_features(model, dataset.gallery, batch_size=batch_size, flip=flip)
-    dist = pairwise_distance(q, g, metric=metric)
-    order = torch.sort(dist, dim=1, stable=True).indices
-    return dist, order[:, :topk]
+    retrieval = _as_retrieval(source, dataset, batch_size, flip, metric)
+    return retrieval.dist, retrieval.ranked(topk)
 
 
 def gallery_cell_template(root: Path, split: str = "test") -> str:
@@ -76,12 +92,13 @@ def _write_rows(path: Path, header: list[str], rows: list[list[str]]) -> None:
         raise
 
 
-def write_predictions(model: nn.Module, root: str | Path, dataset: RetrievalDataset | None = None,
+def write_predictions(model: Ranker, root: str | Path, dataset: RetrievalDataset | None = None,
                       batch_size: int = 256, flip: bool = False, metric: str = "euclidean") -> Path:
     """Fill `root/test/pred.csv`'s gallery column with each query's top-1 gallery image.
 
     Args:
-        model: any model of this project (its `embed` gives the retrieval feature).
+        model: any model of this project (its `embed` gives the retrieval feature), or the test
+            split's :class:`Retrieval` already measured (then `flip`, `metric` are its own).
         root: the data root.
         dataset: the test RetrievalDataset, if already made (its cache is reused).
         flip: rank with features averaged over each image and its mirror image.
@@ -98,7 +115,11 @@ def write_predictions(model: nn.Module, root: str | Path, dataset: RetrievalData
     root = Path(root)
     dataset = dataset if dataset is not None else RetrievalDataset(root, "test")
     pred_csv = dataset.csv
-    _, ranks = rank_gallery(model, dataset, topk=1, batch_size=batch_size, flip=flip, metric=metric)
+    retrieval = _as_retrieval(model, dataset, batch_size, flip, metric)
+    if retrieval.dist.shape != (len(dataset.queries), len(dataset.gallery)):
+        raise ValueError(f"{pred_csv}: the retrieval has {tuple(retrieval.dist.shape)} distances, expected "
+                         f"[{len(dataset.queries)} queries, {len(dataset.gallery)} gallery images]")
+    ranks = retrieval.ranked(1)  # [Q, 1]
     template = gallery_cell_template(root)
     table = read_csv(pred_csv, ("query", "gallery"))
     gcol = table.columns.index("gallery")

@@ -11,7 +11,12 @@ import torch
 from torch import Tensor, nn
 
 from .data import RetrievalDataset
-from .evaluate import retrieval_metrics
+from .evaluate import Retrieval, retrieve
+
+# The only place the code's metric names become table headers ("Rank-1", ...).  Tables and
+# results/*.json written from them keep these headers, so older files read the same.
+DISPLAY_NAMES = {"rank1": "Rank-1", "rank5": "Rank-5", "rank10": "Rank-10", "mAP": "mAP", "mINP": "mINP"}
+FLIP_LABEL = "with test-time flip"
 
 
 def _clean(values: list[Any]) -> list[float]:
@@ -43,27 +48,56 @@ def describe_history(history: Any) -> str:
     return "\n".join(parts)
 
 
+def display_metrics(metrics: Mapping[str, float], suffix: str = "") -> dict[str, float]:
+    """``{"rank1": .., "mAP": ..}`` → ``{"Rank-1": .., "mAP": ..}`` (table headers), each header
+    followed by ``suffix``; keys already in header form (older results) pass unchanged."""
+    return {DISPLAY_NAMES.get(k, k) + suffix: v for k, v in metrics.items()}
+
+
 def evaluate_retrieval(model: nn.Module, dataset: RetrievalDataset, flip: bool = False,
                        metric: str = "euclidean") -> dict[str, float]:
-    """Rank-1/5/10 (the assignment's protocol) and mAP/mINP (identity = gallery index) on a val set;
-    ``flip``: each feature averaged with its mirror image's (see ``extract_features``);
-    ``metric``: "euclidean" or "cosine"."""
-    m = retrieval_metrics(model, dataset, flip=flip, metric=metric)
-    return {"Rank-1": m["rank1"], "Rank-5": m["rank5"], "Rank-10": m["rank10"], "mAP": m["mAP"], "mINP": m["mINP"]}
+    """Kept for code written against earlier versions: ``retrieve(model, dataset, flip, metric)``'s
+    metrics under the table headers {"Rank-1", "Rank-5", "Rank-10", "mAP", "mINP"}. New code:
+    ``retrieve(...).metrics()`` (keys "rank1", ...)."""
+    return display_metrics(retrieve(model, dataset, flip=flip, metric=metric).metrics())
 
 
-def compare_models(models: Mapping[str, tuple[Any, ...]], dataset: RetrievalDataset) -> pd.DataFrame:
-    """One row per model: val Rank-1/5/10, mAP, mINP measured now, plus epochs and training minutes.
+def _measured(what: Any, history: Any, cfg: Any, dataset: RetrievalDataset | None
+              ) -> tuple[Retrieval, Retrieval | None]:
+    """(headline Retrieval, test-time-flip Retrieval or None) of one compare_models entry."""
+    if isinstance(what, Retrieval):
+        return what, None
+    if isinstance(what, (tuple, list)):
+        plain, flipped = what
+        return plain, flipped
+    flip, metric = (cfg.flip_test, cfg.metric) if cfg is not None else (False, "euclidean")
+    last = getattr(history, "last_retrieval", None)  # the model's last validation, if it was run now
+    if isinstance(last, Retrieval) and last.flip == flip and last.metric == metric:
+        return last, None
+    if dataset is None:
+        raise ValueError("compare_models: a model without a matching last validation needs the dataset")
+    return retrieve(what, dataset, flip=flip, metric=metric), None
+
+
+def compare_models(models: Mapping[str, tuple[Any, ...]], dataset: RetrievalDataset | None = None) -> pd.DataFrame:
+    """One row per model: val Rank-1/5/10, mAP, mINP, plus epochs and training minutes.
 
     Args:
-        models: {name: (model, history, cfg)}; each model is measured as its validation was,
-            with ``cfg.flip_test`` and ``cfg.metric`` (a TrainConfig). {name: (model, history)}
-            measures on the images as they are, Euclidean.
+        models: {name: (measured, history[, cfg])}. ``measured`` is what was computed: a
+            :class:`Retrieval` (its metrics are the row's headline), or a pair (plain Retrieval,
+            Retrieval with test-time flip), which adds a second set of columns labelled
+            "(with test-time flip)". ``measured`` may also be a model: then the History's last
+            validation is reused when it measured the model the way asked (``cfg.flip_test``,
+            ``cfg.metric``; without cfg, the images as they are, Euclidean), else the model is
+            measured now on ``dataset``.
+        dataset: the val RetrievalDataset; needed only for models measured now.
     """
     rows = {}
-    for name, (model, history, *cfg) in models.items():
-        how = {"flip": cfg[0].flip_test, "metric": cfg[0].metric} if cfg else {}
-        row = evaluate_retrieval(model, dataset, **how)
+    for name, (what, history, *cfg) in models.items():
+        plain, flipped = _measured(what, history, cfg[0] if cfg else None, dataset)
+        row = display_metrics(plain.metrics())
+        if flipped is not None:
+            row.update(display_metrics(flipped.metrics(), f" ({FLIP_LABEL})"))
         row["epochs"] = history.epochs_done
         row["train min"] = sum(history.epoch_seconds) / 60
         rows[name] = row

@@ -1,15 +1,36 @@
-"""Shared fixtures: a tiny hand-written data layout, independent of make_data.py."""
+"""Shared fixtures and dummy models.
+
+* ``tiny_layout``: a tiny hand-written data layout, independent of make_data.py; ``layout``: the
+  same with two test gallery images copied from the test queries (the right answers known).
+* ``MeanColour``, ``LeftHalf``: dummy models with a hand-checkable ``embed``.
+* ``data``: a synthetic layout (make_data.build_synthetic) loaded as training/val datasets;
+  ``TinyBackbone`` / ``tiny_model``: a one-conv network to train on it in seconds; ``CONFIGS``,
+  ``run``, ``without_timing``: train a preset on it and compare histories.
+
+Test modules import helpers from here (``from conftest import ...``), never from each other.
+"""
 from __future__ import annotations
 
+import dataclasses
+import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from make_data import build_synthetic  # noqa: E402
+from reid.data import IDLossDataset, RetrievalDataset, TripletDataset  # noqa: E402
+from reid.model import BNNeckNet, ReIDNet  # noqa: E402
+from reid.train import History, TrainConfig, train_model  # noqa: E402
+
+TIMING = ("epoch_seconds", "elapsed_seconds")
 
 
 def write_jpeg(path: Path, seed: int, size: tuple[int, int] = (64, 128)) -> Path:
@@ -61,3 +82,95 @@ def tiny_layout(tmp_path: Path) -> Path:
         write_jpeg(root / f"test/query/{7000 + i}.jpg", seed=500 + i)
     write_csv(root / "test/pred.csv", "query,gallery", ["test/query/7001.jpg,", "test/query/7000.jpg,"])
     return root
+
+
+@pytest.fixture
+def layout(tiny_layout: Path) -> Path:
+    # Make gallery 1 a copy of query 7001 and gallery 2 a copy of query 7000: the right answers.
+    shutil.copy(tiny_layout / "test/query/7001.jpg", tiny_layout / "test/gallery/1.jpg")
+    shutil.copy(tiny_layout / "test/query/7000.jpg", tiny_layout / "test/gallery/2.jpg")
+    return tiny_layout
+
+
+class MeanColour(nn.Module):
+    """embed = per-channel mean and std of the image: identical files get distance 0."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x.mean(dim=(2, 3)), x.std(dim=(2, 3))], dim=1)
+
+
+class LeftHalf(nn.Module):
+    """embed = per-channel mean of the image's left half: a mirror image embeds differently."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return x[..., : x.shape[-1] // 2].mean(dim=(2, 3))
+
+
+class TinyBackbone(nn.Module):
+    """[N, 3, 128, 128] -> [N, 8]: one strided conv, ReLU, global average pool."""
+
+    def __init__(self, nan_at: int | None = None, interrupt_at: int | None = None):
+        super().__init__()
+        self.out_dim = 8
+        self.conv = nn.Conv2d(3, 8, kernel_size=8, stride=8)
+        self.calls, self.nan_at, self.interrupt_at = 0, nan_at, interrupt_at
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.calls += 1
+            if self.calls == self.interrupt_at:
+                raise KeyboardInterrupt
+        y = torch.relu(self.conv(x)).mean(dim=(2, 3))  # [N, 8]
+        if self.training and self.calls == self.nan_at:
+            y = y * float("nan")
+        return y
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A synthetic layout: 8 train ids, 5 val ids, 4 images each, as the datasets training takes."""
+    root = build_synthetic(tmp_path_factory.mktemp("syn") / "d", seed=0, train_ids=8, val_ids=5,
+                           test_ids=5, per_id=4)
+    return {"id": IDLossDataset(root / "train_idloss.csv", root),
+            "triplet": TripletDataset(root / "train_random_triplet.csv", root).label_from(
+                IDLossDataset(root / "train_idloss.csv", root)),
+            "val": RetrievalDataset(root, "val"),
+            "val_idloss": IDLossDataset(root / "val_idloss.csv", root)}
+
+
+def tiny_model(head: str = "reid", seed: int = 0, **backbone_kw) -> nn.Module:
+    torch.manual_seed(seed)
+    cls = BNNeckNet if head == "bnneck" else ReIDNet
+    return cls(TinyBackbone(**backbone_kw), num_ids=8)
+
+
+# amp=False: exact comparisons with float32 references hold on every CPU (the default turns
+# bfloat16 on where the CPU has it in hardware); test_cpu_bf16_autocast_path covers bfloat16.
+CONFIGS = {
+    "id": TrainConfig.handout_id(epochs=2, batch_size=8, amp=False),
+    "triplet": TrainConfig.handout_triplet(epochs=2, p=4, k=2, amp=False),                    # batch-all
+    "triplet_listed": TrainConfig.handout_triplet(epochs=2, mining="none", batch_size=4, amp=False),
+    "triplet_hard": TrainConfig.handout_triplet(epochs=2, mining="batch_hard", p=4, k=2, amp=False),
+    "strong": TrainConfig.strong(epochs=2, p=4, k=2, warmup_epochs=1, amp=False),
+}
+
+
+def run(data: dict, recipe: str, ckpt: Path | None = None, model: nn.Module | None = None,
+        resume: bool = False, progress: bool = False, **overrides) -> History:
+    cfg = dataclasses.replace(CONFIGS[recipe], **overrides)
+    train_set = data["triplet" if recipe.startswith("triplet") else "id"]
+    model = model if model is not None else tiny_model("bnneck" if recipe == "strong" else "reid")
+    return train_model(model, cfg, train_set, data["val"], data["val_idloss"],
+                       checkpoint_dir=ckpt, resume=resume, progress=progress)
+
+
+def without_timing(h: History) -> dict:
+    return {k: v for k, v in h.to_dict().items() if k not in TIMING}

@@ -22,15 +22,13 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from conftest import write_jpeg
+from conftest import MeanColour, run, tiny_model, without_timing, write_jpeg
 from reid import data as D
 from reid.data import (IMAGENET_MEAN, IMAGENET_STD, DataError, IDLossDataset, ImageDecodeError, RetrievalDataset,
                        TripletDataset, retrieval_loader)
 from reid.layout import DataLayoutError, check_layout, find_data_root, has_layout, prepare_data
 from reid.predict import write_predictions
-from reid.train import CheckpointError, load_checkpoint
-from test_predict import MeanColour, layout  # noqa: F401  (fixture)
-from test_train import data, run, tiny_model, without_timing  # noqa: F401  (fixture)
+from reid.checkpoints import CheckpointError, load_checkpoint
 
 pytestmark = pytest.mark.reliability
 

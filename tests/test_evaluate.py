@@ -1,4 +1,4 @@
-"""Tests for reid/evaluate.py: hand-checked examples, then agreement with plain loops.
+"""Tests for reid/evaluate.py and reid/metrics.py: hand-checked examples, then agreement with plain loops.
 
 The plain per-query loops live in reid/reference/evaluation.py (the benchmark times them).
 """
@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from reid.reference.evaluation import reference_cmc_map, reference_rank_k
-from reid import evaluate
+from reid import evaluate, metrics
 from reid.evaluate import (
     cmc_map,
     cmc_map_from_distances,
@@ -194,8 +194,8 @@ PROBLEMS = [  # seed, queries, gallery, identities, integer features (ties)
 
 @pytest.fixture(params=["sparse", "dense"])
 def bucket_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Force one of cmc_map's two exact ways to place negatives (see reid/evaluate.py)."""
-    monkeypatch.setattr(evaluate, "_DENSE_SHARE", 1.0 if request.param == "sparse" else -1.0)
+    """Force one of cmc_map's two exact ways to place negatives (see reid/metrics.py)."""
+    monkeypatch.setattr(metrics, "_DENSE_SHARE", 1.0 if request.param == "sparse" else -1.0)
     return request.param
 
 
@@ -351,3 +351,133 @@ def test_extract_features_without_embed_uses_forward_first_output() -> None:
     feats = extract_features(model, images, batch_size=2)
     assert feats.shape == (5, 3) and model.training
     assert torch.allclose(feats, model.lin(images.flatten(1)[:, :2]).detach(), atol=1e-6)
+
+
+# --------------------------------------------------------------------------- one retrieval
+
+
+class _TwoOutputs(nn.Module):
+    """forward -> (channel means [N, 3], logits [N, 1]); embed -> 2 × channel means. In train
+    mode the features are NaN, so a test sees whether extraction switched to eval mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(1))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = x.mean(dim=(2, 3)) * self.w  # [N, 3]
+        return (f * float("nan") if self.training else f), f.sum(1, keepdim=True)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return 2 * self.forward(x)[0]
+
+
+def test_extract_features_output_train_is_forwards_first_output_and_mode_is_restored() -> None:
+    model = _TwoOutputs().train()
+    x = torch.rand(5, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    train_feats = extract_features(model, x, batch_size=2, output="train")
+    assert torch.allclose(train_feats, x.mean(dim=(2, 3)))
+    assert torch.allclose(extract_features(model, x, output="embed"), 2 * x.mean(dim=(2, 3)))
+    assert model.training  # eval mode inside, the previous mode afterwards
+    with pytest.raises(ValueError, match="output must be one of"):
+        extract_features(model, x, output="logits")
+
+
+def test_differentiable_distance_equals_the_evaluation_path_and_has_finite_gradients() -> None:
+    gen = torch.Generator().manual_seed(3)
+    x = torch.rand(7, 5, generator=gen)
+    x[3] = x[1]  # two identical rows: distance 0 with a finite gradient
+    for metric in ("euclidean", "cosine"):
+        plain = pairwise_distance(x, x, metric)
+        xg = x.clone().requires_grad_(True)
+        d = pairwise_distance(xg, xg, metric)
+        assert d.requires_grad
+        assert torch.allclose(d.detach(), plain, atol=1e-5), metric
+        d.sum().backward()
+        assert torch.isfinite(xg.grad).all(), metric
+    with torch.no_grad():  # no autograd: the blocked in-place path, exact zeros
+        assert pairwise_distance(x, x)[1, 3] == 0.0
+
+
+def _random_retrieval_problem(seed: int, num_g: int = 12, num_q: int = 9, dim: int = 4):
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randint(0, 4, (num_q, dim), generator=gen).float()  # small integers: many ties
+    g = torch.randint(0, 4, (num_g, dim), generator=gen).float()
+    gt = torch.randint(0, num_g, (num_q,), generator=gen)
+    return q, g, gt
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_retrieval_metrics_equal_rank_k_and_cmc_map_computed_apart(metric: str, seed: int) -> None:
+    q, g, gt = _random_retrieval_problem(seed)
+    got = evaluate.Retrieval.from_features(q, g, gt, metric).metrics()
+    ranks = rank_k_accuracy(q, g, gt, ks=(1, 5, 10), metric=metric)
+    cm = cmc_map(q, g, gt, torch.arange(len(g)), metric=metric)
+    assert got == {"rank1": ranks[1], "rank5": ranks[5], "rank10": ranks[10], "mAP": cm["mAP"], "mINP": cm["mINP"]}
+    assert tuple(got) == evaluate.RETRIEVAL_METRICS
+    assert got["rank1"] == pytest.approx(float(cm["cmc"][0]))  # one correct image: CMC@1 = Rank-1
+
+
+def test_retrieval_ranked_is_a_stable_sort_by_hand() -> None:
+    # query at 0; gallery at 1, 0, 1, 0 (1-d): ties go to the lower gallery index
+    r = evaluate.Retrieval.from_features(torch.tensor([[0.0]]), torch.tensor([[1.0], [0.0], [-1.0], [0.0]]),
+                                         torch.tensor([3]))
+    assert r.ranked(4).tolist() == [[1, 3, 0, 2]]
+    assert r.ranked(2).tolist() == [[1, 3]]
+    assert r.metrics()["rank1"] == 0.0 and r.metrics()["rank5"] == 1.0
+
+
+def test_retrieval_computes_distances_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = evaluate.pairwise_distance
+    monkeypatch.setattr(evaluate, "pairwise_distance", lambda *a, **k: calls.append(1) or real(*a, **k))
+    q, g, gt = _random_retrieval_problem(0)
+    r = evaluate.Retrieval.from_features(q, g, gt)
+    r.metrics(), r.ranked(3), r.metrics()
+    assert len(calls) == 1
+
+
+class _CountingSource:
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images, self.batches = images, 0
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def batch(self, idx: torch.Tensor) -> torch.Tensor:
+        self.batches += 1
+        return self.images[idx]
+
+
+def test_retrieve_extracts_each_image_once() -> None:
+    gen = torch.Generator().manual_seed(5)
+    ds = type("DS", (), {})()
+    ds.queries = _CountingSource(torch.rand(3, 3, 4, 4, generator=gen))
+    ds.gallery = _CountingSource(torch.rand(5, 3, 4, 4, generator=gen))
+    ds.gt = torch.tensor([0, 4, 2])
+    model = _TwoOutputs()
+    r = evaluate.retrieve(model, ds, batch_size=8)
+    assert (ds.queries.batches, ds.gallery.batches) == (1, 1)
+    assert torch.allclose(r.query, 2 * ds.queries.images.mean(dim=(2, 3)))
+    assert r.dist.shape == (3, 5) and r.metric == "euclidean" and r.flip is False
+
+
+def test_retrieval_without_ground_truth_refuses_metrics_but_ranks() -> None:
+    r = evaluate.Retrieval.from_features(torch.zeros(2, 3), torch.ones(4, 3), torch.tensor([-1, -1]))
+    assert r.ranked(1).tolist() == [[0], [0]]
+    with pytest.raises(ValueError, match="no ground truth"):
+        r.metrics()
+
+
+def test_concat_and_mirrored_sources_by_hand() -> None:
+    a = _CountingSource(torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).view(2, 3, 2, 2))
+    b = _CountingSource(-torch.arange(3 * 3 * 2 * 2, dtype=torch.float32).view(3, 3, 2, 2))
+    both = evaluate.ConcatSource(a, b)
+    assert len(both) == 5
+    got = both.batch(torch.tensor([3, 0, 4]))  # any order: b's row 1, a's row 0, b's row 2
+    assert torch.equal(got, torch.stack([b.images[1], a.images[0], b.images[2]]))
+    with pytest.raises(IndexError, match=r"outside \[0, 5\)"):
+        both.batch(torch.tensor([5]))
+    mirrored = evaluate.MirroredSource(a)
+    assert torch.equal(mirrored.batch(torch.tensor([1])), a.images[1:2].flip(-1))

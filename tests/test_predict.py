@@ -2,48 +2,16 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
-from conftest import write_csv
+from conftest import LeftHalf, MeanColour, write_csv
 from reid.data import RetrievalDataset
-from reid.evaluate import pairwise_distance
+from reid.evaluate import pairwise_distance, retrieve
 from reid.predict import (PredictionWriteError, gallery_cell_template, rank_gallery, score_predictions,
                           write_predictions)
-
-
-class MeanColour(nn.Module):
-    """embed = per-channel mean and std of the image: identical files get distance 0."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.dummy = nn.Parameter(torch.zeros(1))
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x.mean(dim=(2, 3)), x.std(dim=(2, 3))], dim=1)
-
-
-class LeftHalf(nn.Module):
-    """embed = per-channel mean of the image's left half: a mirror image embeds differently."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.dummy = nn.Parameter(torch.zeros(1))
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return x[..., : x.shape[-1] // 2].mean(dim=(2, 3))
-
-
-@pytest.fixture
-def layout(tiny_layout: Path) -> Path:
-    # Make gallery 1 a copy of query 7001 and gallery 2 a copy of query 7000: the right answers.
-    shutil.copy(tiny_layout / "test/query/7001.jpg", tiny_layout / "test/gallery/1.jpg")
-    shutil.copy(tiny_layout / "test/query/7000.jpg", tiny_layout / "test/gallery/2.jpg")
-    return tiny_layout
 
 
 def rows(path: Path) -> list[str]:
@@ -149,3 +117,27 @@ def test_rank_gallery_and_write_predictions_take_the_metric(layout):
     top1 = torch.sort(pairwise_distance(*feats, metric="cosine"), dim=1, stable=True).indices[:, 0].tolist()
     rows = path.read_text().splitlines()[1:]
     assert [r.split(",")[1] for r in rows] == [f"test/gallery/{k}.jpg" for k in top1]
+
+
+def test_rank_gallery_reads_a_retrieval_without_measuring_again(layout, monkeypatch):
+    import reid.predict as P
+    ds = RetrievalDataset(layout, "test")
+    measured = retrieve(MeanColour(), ds, metric="cosine")
+    monkeypatch.setattr(P, "retrieve", lambda *a, **k: pytest.fail("measured again"))
+    dist, ranks = rank_gallery(measured, topk=2)
+    assert dist is measured.dist
+    assert ranks.tolist() == torch.sort(measured.dist, dim=1, stable=True).indices[:, :2].tolist()
+
+
+def test_write_predictions_takes_a_precomputed_test_retrieval(layout):
+    ds = RetrievalDataset(layout, "test")
+    path = write_predictions(retrieve(MeanColour(), ds), layout, dataset=ds)
+    assert [r.split(",")[1] for r in rows(path)[1:]] == ["test/gallery/1.jpg", "test/gallery/2.jpg"]
+
+
+@pytest.mark.reliability
+def test_write_predictions_refuses_a_retrieval_of_another_split(layout):
+    ds = RetrievalDataset(layout, "test")
+    val = retrieve(MeanColour(), RetrievalDataset(layout, "val"))
+    with pytest.raises(ValueError, match=r"pred.csv: the retrieval has \(4, 12\) distances, expected \[2 queries, 3"):
+        write_predictions(val, layout, dataset=ds)

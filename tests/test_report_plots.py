@@ -8,6 +8,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -74,25 +75,51 @@ def test_save_results_round_trip(tmp_path):
 
 
 def test_compare_models_measures_each_model_as_its_validation_did(tiny_layout, monkeypatch):
-    from torch import nn
-
     import reid.report as R
+    from conftest import MeanColour
     from reid.data import RetrievalDataset
-    from reid.evaluate import retrieval_metrics
-
-    class MeanColour(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.dummy = nn.Parameter(torch.zeros(1))
-
-        def embed(self, x: torch.Tensor) -> torch.Tensor:
-            return x.mean(dim=(2, 3))  # [N, 3]
+    from reid.evaluate import retrieve
 
     ds = RetrievalDataset(tiny_layout, "val")
     seen = []
-    monkeypatch.setattr(R, "retrieval_metrics", lambda *a, **k: seen.append(k) or retrieval_metrics(*a, **k))
+    monkeypatch.setattr(R, "retrieve", lambda *a, **k: seen.append(k) or retrieve(*a, **k))
     cfg = TrainConfig.strong(metric="cosine")
     table = R.compare_models({"plain": (MeanColour(), history()), "as trained": (MeanColour(), history(), cfg)}, ds)
     assert seen == [{"flip": False, "metric": "euclidean"}, {"flip": True, "metric": "cosine"}]
-    expected = retrieval_metrics(MeanColour(), ds, flip=True, metric="cosine")
+    expected = retrieve(MeanColour(), ds, flip=True, metric="cosine").metrics()
     assert table.loc["as trained", "mAP"] == round(expected["mAP"], 3) and table.loc["as trained", "epochs"] == 2
+
+
+def test_compare_models_reuses_the_last_validation_and_shows_flip_columns(tiny_layout, monkeypatch):
+    import reid.report as R
+    from conftest import LeftHalf
+    from reid.data import RetrievalDataset
+    from reid.evaluate import retrieve
+
+    ds = RetrievalDataset(tiny_layout, "val")
+    plain, flipped = retrieve(LeftHalf(), ds), retrieve(LeftHalf(), ds, flip=True, metric="cosine")
+    h = history()
+    h.last_retrieval = flipped  # as train_model leaves it: measured as cfg says
+    monkeypatch.setattr(R, "retrieve", lambda *a, **k: pytest.fail("measured again"))
+    cfg = TrainConfig.strong(metric="cosine")
+    table = R.compare_models({"from history": (LeftHalf(), h, cfg), "given": (plain, history()),
+                              "both": ((plain, flipped), history())})
+    m, f = plain.metrics(), flipped.metrics()
+    assert table.loc["from history", "Rank-1"] == round(f["rank1"], 3)
+    assert table.loc["given", "Rank-1"] == round(m["rank1"], 3) and table.loc["given", "mINP"] == round(m["mINP"], 3)
+    assert table.loc["both", "mAP"] == round(m["mAP"], 3)
+    assert table.loc["both", "mAP (with test-time flip)"] == round(f["mAP"], 3)
+    assert list(table.columns[:5]) == ["Rank-1", "Rank-5", "Rank-10", "mAP", "mINP"]
+
+
+def test_evaluate_retrieval_is_retrieve_under_the_table_headers(tiny_layout):
+    from conftest import MeanColour
+    from reid.data import RetrievalDataset
+    from reid.evaluate import retrieve
+    from reid.report import display_metrics, evaluate_retrieval
+
+    ds = RetrievalDataset(tiny_layout, "val")
+    m = retrieve(MeanColour(), ds).metrics()
+    assert evaluate_retrieval(MeanColour(), ds) == {"Rank-1": m["rank1"], "Rank-5": m["rank5"], "Rank-10": m["rank10"],
+                                                    "mAP": m["mAP"], "mINP": m["mINP"]}
+    assert display_metrics({"Rank-1": 0.5}) == {"Rank-1": 0.5}  # older results' headers pass unchanged

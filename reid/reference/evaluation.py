@@ -1,9 +1,9 @@
-"""Plain per-query reference versions of the metrics in reid/evaluate.py.
+"""Plain per-query reference versions of the metrics in reid/metrics.py.
 
 Written the slow, obvious way (one numpy pass per query, sorting the whole row),
 in the style of the usual Market-1501 evaluator loop, so the vectorised versions
 can be checked against them (tests/test_evaluate.py) and timed against them
-(bench/bench_eval.py).  Ties use the same rule as reid/evaluate.py: a stable sort
+(bench/bench_eval.py).  Ties use the same rule as reid/metrics.py: a stable sort
 by distance, so equal distances keep gallery-index order.
 """
 
