@@ -1,0 +1,1 @@
+"""Plain, slow reference versions of the fast code paths, used by tests and bench to check them."""
