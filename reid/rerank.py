@@ -75,11 +75,10 @@ class _Joint:
     def at(self, r: Tensor, c: Tensor) -> Tensor:
         """``D'[r, c]`` element-wise for index tensors of one shape."""
         a, b, nq = c.reshape(-1), r.reshape(-1), self.nq  # D'[r, c] = D[c, r]^2 / max
-        d = torch.empty(a.shape, dtype=self.qg.dtype, device=a.device)
-        aq, bq = a < nq, b < nq
-        for m, src, i, j in ((aq & bq, self.qq, a, b), (aq & ~bq, self.qg, a, b - nq),
-                             (~aq & bq, self.qg, b, a - nq), (~aq & ~bq, self.gg, a - nq, b - nq)):
-            d[m] = src[i[m], j[m]]
+        ga, gb = (a - nq).clamp(min=0), (b - nq).clamp(min=0)
+        qa, qb = a.clamp(max=nq - 1), b.clamp(max=nq - 1)
+        d = torch.where(a < nq, torch.where(b < nq, self.qq.view(-1)[qa * nq + qb], self.qg.view(-1)[qa * (self.n - nq) + gb]),
+                        torch.where(b < nq, self.qg.view(-1)[qb * (self.n - nq) + ga], self.gg.view(-1)[ga * (self.n - nq) + gb]))
         return (d * d / self.col_max[b]).reshape(r.shape)
 
     def keys(self, d: Tensor, c: Tensor) -> Tensor:
@@ -129,18 +128,16 @@ def _encode(jd: _Joint, rank: Tensor, kth: list[Tensor], k1: int, kh: int) -> li
     step = max(1, min(BLOCK_ELEMS // jd.n, BLOCK_ELEMS // (k1 * kh)))
     out: list[list[Tensor]] = [[], [], []]
     for s in range(0, jd.n, step):
-        i = me[s : s + step, None, None]  # [C, 1, 1]
-        cand = forward[s : s + step]  # [C, k1]
+        cand, ok_c = forward[s : s + step], recip[s : s + step]  # [C, k1]
         members = half[cand]  # [C, k1, kh]: H candidates of each c in R(i, k1+1)
         ok = h_ok[cand]
-        in_k = _in_top(jd, members, i.expand_as(members), kth[0])
-        in_k &= _in_top(jd, i.expand_as(members), members, kth[0])
-        hits = (ok & in_k).sum(2)  # [C, k1]
-        take = recip[s : s + step] & (3 * hits > 2 * h_size[cand])
         local = torch.arange(len(cand), device=rank.device)[:, None] * jd.n  # [C, 1]
         mask = torch.zeros(len(cand) * jd.n, dtype=torch.bool, device=rank.device)
-        mask[(local + cand)[recip[s : s + step]]] = True  # K(i)
-        mask[(local[:, :, None] + members)[take[:, :, None] & ok]] = True  # + H(c) taken
+        mask[(local + cand)[ok_c]] = True  # K(i), one row per probe
+        flat = local[:, :, None] + members  # [C, k1, kh]
+        hits = (ok & mask[flat]).sum(2)  # |H(c) & K(i)|, [C, k1]
+        take = ok_c & (3 * hits > 2 * h_size[cand])
+        mask[flat[take[:, :, None] & ok]] = True  # + H(c) where it overlaps > 2/3
         r, c = mask.view(len(cand), jd.n).nonzero(as_tuple=True)
         w = torch.exp(-jd.at(r + s, c))
         total = torch.zeros(len(cand), dtype=w.dtype, device=w.device).index_add_(0, r, w)
