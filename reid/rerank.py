@@ -19,7 +19,8 @@ The algorithm is the one of Zhong et al. as their released code (and torchreid's
    the result is ``(1 - lambda) J + lambda D'`` on the query rows and gallery columns.
 
 Nothing ``[N, N]`` is built: the top-k lists are taken from blocks of rows of ``D'``
-(exact stable order from integer keys ``float bits << b | column``); set membership
+(``torch.topk``, then the exact stable order from integer keys ``float bits << b |
+column``; rows whose k-th value recurs past position k are redone on the keys); set membership
 ``j in R(i, k)`` is a key comparison with the k-th key of row ``i``; ``V`` is kept
 sparse (at most ``(k1+1)(round(k1/2)+2)`` entries a row, ``k2`` times that after the
 expansion); the Jaccard sums walk ``V``'s non-zeros through a column index of the
@@ -69,16 +70,21 @@ class _Joint:
             joint_cols = torch.cat([self.qq[:, start:stop].t(), self.qg[start:stop]], 1)
         else:
             g = slice(start - nq, stop - nq)
-            joint_cols = torch.cat([self.qg[:, g].t(), self.gg[:, g].t()], 1)
-        return joint_cols * joint_cols / self.col_max[start:stop, None]
+            joint_cols = torch.cat([self.qg[:, g], self.gg[:, g]], 0).t().contiguous()  # blocked transpose
+        return joint_cols.mul_(joint_cols).div_(self.col_max[start:stop, None])
 
     def at(self, r: Tensor, c: Tensor) -> Tensor:
         """``D'[r, c]`` element-wise for index tensors of one shape."""
         a, b, nq = c.reshape(-1), r.reshape(-1), self.nq  # D'[r, c] = D[c, r]^2 / max
         ga, gb = (a - nq).clamp(min=0), (b - nq).clamp(min=0)
         qa, qb = a.clamp(max=nq - 1), b.clamp(max=nq - 1)
-        d = torch.where(a < nq, torch.where(b < nq, self.qq.view(-1)[qa * nq + qb], self.qg.view(-1)[qa * (self.n - nq) + gb]),
-                        torch.where(b < nq, self.qg.view(-1)[qb * (self.n - nq) + ga], self.gg.view(-1)[ga * (self.n - nq) + gb]))
+        ng = self.n - nq
+
+        def take(src: Tensor, flat: Tensor) -> Tensor:
+            return torch.index_select(src.view(-1), 0, flat)
+
+        d = torch.where(a < nq, torch.where(b < nq, take(self.qq, qa * nq + qb), take(self.qg, qa * ng + gb)),
+                        torch.where(b < nq, take(self.qg, qb * ng + ga), take(self.gg, ga * ng + gb)))
         return (d * d / self.col_max[b]).reshape(r.shape)
 
     def keys(self, d: Tensor, c: Tensor) -> Tensor:
@@ -93,8 +99,13 @@ def _top_lists(jd: _Joint, k: int, kth: tuple[int, ...]) -> tuple[Tensor, list[T
     ranks, keys = [], []
     for lo, hi in ((0, jd.nq), (jd.nq, jd.n)):
         for s in range(lo, hi, step):
-            key = jd.keys(jd.rows(s, min(s + step, hi)), cols)  # [C, N]
-            keys.append(torch.topk(key, k, dim=1, largest=False, sorted=True).values)
+            d = jd.rows(s, min(s + step, hi))  # [C, N]
+            val, idx = torch.topk(d, min(k + 1, jd.n), dim=1, largest=False)  # ties: any order
+            key = jd.keys(val[:, :k], idx[:, :k])
+            tied = (val[:, k] == val[:, k - 1]).nonzero()[:, 0] if k < jd.n else idx[:0, 0]
+            if len(tied):  # the k-th value recurs past position k: take the smaller indices
+                key[tied] = torch.topk(jd.keys(d[tied], cols), k, dim=1, largest=False).values
+            keys.append(key.sort(1).values)
             ranks.append(keys[-1] & ((1 << jd.shift) - 1))
     key_all = torch.cat(keys)
     return torch.cat(ranks), [key_all[:, t] for t in kth]
@@ -112,12 +123,6 @@ def _ragged(starts: Tensor, counts: Tensor) -> tuple[Tensor, Tensor]:
     return owner, torch.arange(len(owner), device=counts.device) - first[owner] + starts[owner]
 
 
-def _sparse_rows(dense: Tensor, row0: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Non-zeros of a ``[C, N]`` block as ``(row + row0, column, value)``, row-major."""
-    r, c = dense.nonzero(as_tuple=True)
-    return r + row0, c, dense[r, c]
-
-
 def _encode(jd: _Joint, rank: Tensor, kth: list[Tensor], k1: int, kh: int) -> list[Tensor]:
     """Steps 3-4 before the expansion: sparse ``V`` as ``[row, col, value]``, row-major."""
     forward, half = rank[:, :k1], rank[:, :kh]  # [N, k1], [N, kh]
@@ -125,20 +130,23 @@ def _encode(jd: _Joint, rank: Tensor, kth: list[Tensor], k1: int, kh: int) -> li
     recip = _in_top(jd, forward, me[:, None].expand_as(forward), kth[0])  # [N, k1]
     h_ok = _in_top(jd, half, me[:, None].expand_as(half), kth[1])  # [N, kh]
     h_size = h_ok.sum(1)
-    step = max(1, min(BLOCK_ELEMS // jd.n, BLOCK_ELEMS // (k1 * kh)))
+    step = max(1, BLOCK_ELEMS // (k1 * (kh + 1)))
     out: list[list[Tensor]] = [[], [], []]
     for s in range(0, jd.n, step):
         cand, ok_c = forward[s : s + step], recip[s : s + step]  # [C, k1]
-        members = half[cand]  # [C, k1, kh]: H candidates of each c in R(i, k1+1)
-        ok = h_ok[cand]
-        local = torch.arange(len(cand), device=rank.device)[:, None] * jd.n  # [C, 1]
-        mask = torch.zeros(len(cand) * jd.n, dtype=torch.bool, device=rank.device)
-        mask[(local + cand)[ok_c]] = True  # K(i), one row per probe
-        flat = local[:, :, None] + members  # [C, k1, kh]
-        hits = (ok & mask[flat]).sum(2)  # |H(c) & K(i)|, [C, k1]
-        take = ok_c & (3 * hits > 2 * h_size[cand])
-        mask[flat[take[:, :, None] & ok]] = True  # + H(c) where it overlaps > 2/3
-        r, c = mask.view(len(cand), jd.n).nonzero(as_tuple=True)
+        members, ok = half[cand], h_ok[cand]  # [C, k1, kh]: H candidates of each c in R(i, k1+1)
+        core = torch.where(ok_c, cand, jd.n).sort(1).values  # K(i) ascending, padded with N
+        flat = members.reshape(len(cand), -1)
+        slot = torch.searchsorted(core, flat).clamp_(max=k1 - 1)
+        in_k = (core.gather(1, slot) == flat).view_as(members)
+        hits = (ok & in_k).sum(2)  # |H(c) & K(i)|, [C, k1]
+        take = ok_c & (3 * hits > 2 * h_size[cand])  # H(c) overlaps K(i) by more than 2/3
+        added = torch.where(take[:, :, None] & ok, members, jd.n).reshape(len(cand), -1)
+        every = torch.cat([core, added], 1).sort(1).values  # E(i) with repeats and padding
+        keep = every < jd.n
+        keep[:, 1:] &= every[:, 1:] != every[:, :-1]
+        r, j = keep.nonzero(as_tuple=True)
+        c = every[r, j]
         w = torch.exp(-jd.at(r + s, c))
         total = torch.zeros(len(cand), dtype=w.dtype, device=w.device).index_add_(0, r, w)
         for lst, t in zip(out, (r + s, c, w / total[r])):
@@ -151,14 +159,16 @@ def _expand_queries(v: list[Tensor], rank: Tensor, n: int, k2: int) -> list[Tens
     row, col, val = v
     counts = torch.bincount(row, minlength=n)
     starts = torch.cumsum(counts, 0) - counts
-    step = max(1, BLOCK_ELEMS // n)
+    step = max(1, BLOCK_ELEMS // (k2 * max(1, int(counts.max()))))
     out: list[list[Tensor]] = [[], [], []]
     for s in range(0, n, step):
         nb = rank[s : s + step, :k2]  # [C, k2]
         owner, pos = _ragged(starts[nb].reshape(-1), counts[nb].reshape(-1))
-        acc = torch.zeros(len(nb) * n, dtype=val.dtype, device=val.device)
-        acc.index_add_(0, torch.div(owner, nb.shape[1], rounding_mode="floor") * n + col[pos], val[pos])
-        for lst, t in zip(out, _sparse_rows(acc.view(len(nb), n) / nb.shape[1], s)):
+        key = (torch.div(owner, nb.shape[1], rounding_mode="floor") + s) * n + col[pos]
+        key, order = key.sort(stable=True)  # row-major; a column's terms in neighbour order
+        uniq, inv = torch.unique_consecutive(key, return_inverse=True)
+        total = torch.zeros(len(uniq), dtype=val.dtype, device=val.device).index_add_(0, inv, val[pos][order])
+        for lst, t in zip(out, (uniq // n, uniq % n, total / nb.shape[1])):
             lst.append(t)
     return [torch.cat(t) for t in out]
 
@@ -212,7 +222,7 @@ def _check(q_g: Any, q_q: Any, g_g: Any, k1: int, k2: int, lam: float) -> tuple[
     if len({m.device for m in mats}) > 1:
         raise ValueError(f"q_g, q_q, g_g: on different devices {[str(m.device) for m in mats]}")
     for name, m in zip(("q_g", "q_q", "g_g"), mats):
-        if not m.is_floating_point() or not torch.isfinite(m).all():
+        if not m.is_floating_point() or not bool(torch.isfinite(m.amax()) & torch.isfinite(m.amin())):
             raise ValueError(f"{name}: expected finite floating-point distances")
     for name, k in (("k1", k1), ("k2", k2)):
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
