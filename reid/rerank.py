@@ -18,14 +18,16 @@ The algorithm is the one of Zhong et al. as their released code (and torchreid's
 5. Jaccard distance ``J = 1 - s / (2 - s)`` with ``s = sum_c min(V[i, c], V[j, c])``;
    the result is ``(1 - lambda) J + lambda D'`` on the query rows and gallery columns.
 
-Nothing ``[N, N]`` is built: the top-k lists are taken from blocks of rows of ``D'``
+Nothing ``[N, N]`` is built.  The top-k lists come from blocks of rows of ``D'``
 (``torch.topk``, then the exact stable order from integer keys ``float bits << b |
-column``; rows whose k-th value recurs past position k are redone on the keys); set membership
-``j in R(i, k)`` is a key comparison with the k-th key of row ``i``; ``V`` is kept
-sparse (at most ``(k1+1)(round(k1/2)+2)`` entries a row, ``k2`` times that after the
-expansion); the Jaccard sums walk ``V``'s non-zeros through a column index of the
-gallery rows.  Working memory is a few blocks of ``BLOCK_ELEMS`` elements plus the
-sparse ``V``; the inputs (``g_g`` is ``[G, G]``) and the ``[Q, G]`` output dominate.
+column``; rows whose k-th value recurs past position k are redone on the keys): this
+pass reads all ``N^2`` entries and takes most of the time.  Reciprocity is a compare
+of ``[N, k, k]`` neighbour lists; ``K(i)`` is a sorted row searched with
+``searchsorted``; ``V`` is kept sparse (at most ``(k1+1)(round(k1/2)+2)`` entries a row,
+about 20 on Market-like data; ``k2`` times that after the expansion, coalesced by a
+sort); the Jaccard sums walk ``V``'s non-zeros through a column index of the gallery
+rows.  Working memory is a few blocks of ``BLOCK_ELEMS`` elements plus the sparse
+``V``; the inputs (``g_g`` is ``[G, G]``) and the ``[Q, G]`` output dominate.
 All arithmetic is float32 on the inputs' device.
 
 Reference:
@@ -42,7 +44,8 @@ from torch import Tensor
 
 from reid.evaluate import pairwise_distance
 
-BLOCK_ELEMS = 1 << 23  # elements in one working block (8M: 32-64 MB)
+BLOCK_ELEMS = 1 << 23  # elements in one dense working block (8M: 32-64 MB)
+_TERMS = 8  # sparse work (about 8 int64 / float temporaries an item) takes BLOCK_ELEMS // _TERMS items
 
 
 class _Joint:
@@ -92,11 +95,11 @@ class _Joint:
         return (d.contiguous().view(torch.int32).long() << self.shift) | c
 
 
-def _top_lists(jd: _Joint, k: int, kth: tuple[int, ...]) -> tuple[Tensor, list[Tensor]]:
-    """``R(i, k)`` for every row, ``[N, k]``, and the keys of positions ``kth``, each ``[N]``."""
+def _top_lists(jd: _Joint, k: int) -> Tensor:
+    """``R(i, k)`` for every row ``i`` of ``D'``, ``[N, k]`` (ascending, ties by index)."""
     cols = torch.arange(jd.n, device=jd.qg.device)
     step = max(1, BLOCK_ELEMS // jd.n)
-    ranks, keys = [], []
+    ranks = []
     for lo, hi in ((0, jd.nq), (jd.nq, jd.n)):
         for s in range(lo, hi, step):
             d = jd.rows(s, min(s + step, hi))  # [C, N]
@@ -105,15 +108,17 @@ def _top_lists(jd: _Joint, k: int, kth: tuple[int, ...]) -> tuple[Tensor, list[T
             tied = (val[:, k] == val[:, k - 1]).nonzero()[:, 0] if k < jd.n else idx[:0, 0]
             if len(tied):  # the k-th value recurs past position k: take the smaller indices
                 key[tied] = torch.topk(jd.keys(d[tied], cols), k, dim=1, largest=False).values
-            keys.append(key.sort(1).values)
-            ranks.append(keys[-1] & ((1 << jd.shift) - 1))
-    key_all = torch.cat(keys)
-    return torch.cat(ranks), [key_all[:, t] for t in kth]
+            ranks.append(key.sort(1).values & ((1 << jd.shift) - 1))
+    return torch.cat(ranks)
 
 
-def _in_top(jd: _Joint, rows: Tensor, cols: Tensor, kth_key: Tensor) -> Tensor:
-    """``cols in R(rows, k)`` element-wise, given the k-th key of every row ``[N]``."""
-    return jd.keys(jd.at(rows, cols), cols) <= kth_key[rows]
+def _reciprocal(rank: Tensor, k: int) -> Tensor:
+    """``[N, k]`` bool: ``i in R(R(i, k)[a], k)`` (the a-th neighbour has ``i`` among its k)."""
+    n, top = rank.shape[0], rank[:, :k]
+    step = max(1, BLOCK_ELEMS // _TERMS // (k * k))
+    me = torch.arange(n, device=rank.device)
+    return torch.cat([(top[top[s : s + step]] == me[s : s + step, None, None]).any(2)
+                      for s in range(0, n, step)])
 
 
 def _ragged(starts: Tensor, counts: Tensor) -> tuple[Tensor, Tensor]:
@@ -123,14 +128,12 @@ def _ragged(starts: Tensor, counts: Tensor) -> tuple[Tensor, Tensor]:
     return owner, torch.arange(len(owner), device=counts.device) - first[owner] + starts[owner]
 
 
-def _encode(jd: _Joint, rank: Tensor, kth: list[Tensor], k1: int, kh: int) -> list[Tensor]:
+def _encode(jd: _Joint, rank: Tensor, k1: int, kh: int) -> list[Tensor]:
     """Steps 3-4 before the expansion: sparse ``V`` as ``[row, col, value]``, row-major."""
     forward, half = rank[:, :k1], rank[:, :kh]  # [N, k1], [N, kh]
-    me = torch.arange(jd.n, device=rank.device)
-    recip = _in_top(jd, forward, me[:, None].expand_as(forward), kth[0])  # [N, k1]
-    h_ok = _in_top(jd, half, me[:, None].expand_as(half), kth[1])  # [N, kh]
+    recip, h_ok = _reciprocal(rank, k1), _reciprocal(rank, kh)  # K(i), H(i) as masks
     h_size = h_ok.sum(1)
-    step = max(1, BLOCK_ELEMS // (k1 * (kh + 1)))
+    step = max(1, BLOCK_ELEMS // _TERMS // (k1 * (kh + 1)))
     out: list[list[Tensor]] = [[], [], []]
     for s in range(0, jd.n, step):
         cand, ok_c = forward[s : s + step], recip[s : s + step]  # [C, k1]
@@ -159,7 +162,7 @@ def _expand_queries(v: list[Tensor], rank: Tensor, n: int, k2: int) -> list[Tens
     row, col, val = v
     counts = torch.bincount(row, minlength=n)
     starts = torch.cumsum(counts, 0) - counts
-    step = max(1, BLOCK_ELEMS // (k2 * max(1, int(counts.max()))))
+    step = max(1, BLOCK_ELEMS // _TERMS // (k2 * max(1, int(counts.max()))))
     out: list[list[Tensor]] = [[], [], []]
     for s in range(0, n, step):
         nb = rank[s : s + step, :k2]  # [C, k2]
@@ -198,7 +201,7 @@ def _jaccard_blend(jd: _Joint, v: list[Tensor], lam: float) -> Tensor:
     q_start = torch.cumsum(torch.bincount(q_row, minlength=nq), 0).tolist()
     work = torch.zeros(nq, dtype=torch.long, device=row.device).index_add_(0, q_row, col_cnt[q_col])
     out = torch.empty(nq, ng, dtype=val.dtype, device=val.device)
-    for s, e in _query_groups(work, BLOCK_ELEMS, max(1, BLOCK_ELEMS // ng)):
+    for s, e in _query_groups(work, BLOCK_ELEMS // _TERMS, max(1, BLOCK_ELEMS // ng)):
         lo, hi = (q_start[s - 1] if s else 0), q_start[e - 1]
         owner, pos = _ragged(col_start[q_col[lo:hi]], col_cnt[q_col[lo:hi]])
         both = torch.minimum(q_val[lo:hi][owner], g_val[pos])
@@ -256,8 +259,8 @@ def rerank_distances(q_g: Tensor, q_q: Tensor, g_g: Tensor, k1: int = 20, k2: in
     jd = _Joint(q_g, q_q, g_g)
     n = jd.n
     k_full, k_half, k_qe = min(k1 + 1, n), min(round(k1 / 2) + 1, n), min(k2, n)
-    rank, kth = _top_lists(jd, max(k_full, k_half, k_qe), (k_full - 1, k_half - 1))
-    v = _encode(jd, rank, kth, k_full, k_half)
+    rank = _top_lists(jd, max(k_full, k_half, k_qe))
+    v = _encode(jd, rank, k_full, k_half)
     if k2 != 1:
         v = _expand_queries(v, rank, n, k_qe)
     return _jaccard_blend(jd, v, float(lambda_value))
