@@ -11,7 +11,9 @@ Each side runs in its own child process (``--child``), so that its peak memory
 (``ru_maxrss`` of that process, from ``os.wait4``) is its own: the figure includes
 Python, torch and the input matrices (about 1.3 GB at Market size: ``g_g`` alone is
 1 GB); the RSS just before the call is reported beside it.  Ours: median of 3 calls;
-the reference (minutes, 6-8 GB at Market size): one call.  The parent then compares the
+the reference (minutes, 6-8 GB at Market size): one call.  Ours runs twice, with
+torch's default thread count and with one thread like numpy (on a loaded machine,
+two OpenMP threads may wait on each other at every operation).  The parent then compares the
 two ``[Q, G]`` outputs: max abs difference (must be <= 1e-5 or the run fails), the
 share of queries with the same top-1 gallery image, and Rank-1 / mAP of both
 (``reid.evaluate.cmc_map_from_distances``; cameras as in Market's protocol).
@@ -68,8 +70,10 @@ def _rss_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def child(side: str, num_q: int, num_g: int, runs: int, out_path: Path) -> None:
+def child(side: str, num_q: int, num_g: int, runs: int, threads: int, out_path: Path) -> None:
     """Build the problem, time ``runs`` calls of one side, save its output and timings."""
+    if threads:
+        torch.set_num_threads(threads)
     p = problem(num_q, num_g)
     q, g = p["q_feats"], p["g_feats"]
     mats = (pairwise_distance(q, g), pairwise_distance(q, q), pairwise_distance(g, g))
@@ -88,11 +92,12 @@ def child(side: str, num_q: int, num_g: int, runs: int, out_path: Path) -> None:
                                     "threads": torch.get_num_threads()}))
 
 
-def _run_child(side: str, num_q: int, num_g: int, runs: int, tmp: Path) -> tuple[dict[str, Any], np.ndarray]:
+def _run_child(side: str, num_q: int, num_g: int, runs: int, tmp: Path,
+               threads: int = 0) -> tuple[dict[str, Any], np.ndarray]:
     """One side in a fresh process; its timings, peak RSS (MB, ``ru_maxrss``) and output."""
-    out_path = tmp / f"{side}.json"
+    out_path = tmp / f"{side}_{threads}.json"
     cmd = [sys.executable, "-m", "bench.bench_rerank", "--child", side, "--size", f"{num_q}x{num_g}",
-           "--runs", str(runs), "--out", str(out_path)]
+           "--runs", str(runs), "--threads", str(threads), "--out", str(out_path)]
     proc = subprocess.Popen(cmd, cwd=ROOT)
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -109,11 +114,18 @@ def _scores(dist: np.ndarray, p: dict[str, torch.Tensor]) -> dict[str, float]:
     return {"rank1": float(cm["cmc"][0]), "mAP": float(cm["mAP"])}
 
 
-def case(num_q: int, num_g: int, ours_runs: int) -> dict[str, Any]:
-    """Both sides on one size; raises if they differ by more than ``TOLERANCE``."""
+def case(num_q: int, num_g: int, ours_runs: int) -> list[dict[str, Any]]:
+    """Both sides on one size, ours with torch's default threads and with one thread
+    (like numpy); raises if they differ by more than ``TOLERANCE``."""
     with tempfile.TemporaryDirectory(prefix="bench_rerank_") as tmp:
-        ours, d_ours = _run_child("ours", num_q, num_g, ours_runs, Path(tmp))
         ref, d_ref = _run_child("reference", num_q, num_g, 1, Path(tmp))
+        ours = [_run_child("ours", num_q, num_g, ours_runs, Path(tmp), threads) for threads in (0, 1)]
+    return [_compare(num_q, num_g, o, d_o, ref, d_ref) for o, d_o in ours]
+
+
+def _compare(num_q: int, num_g: int, ours: dict[str, Any], d_ours: np.ndarray, ref: dict[str, Any],
+             d_ref: np.ndarray) -> dict[str, Any]:
+    """Agreement and scores of one run of ours against the reference."""
     p = problem(num_q, num_g)
     original = pairwise_distance(p["q_feats"], p["g_feats"]).numpy()
     diff = float(np.abs(d_ours - d_ref).max())
@@ -148,7 +160,7 @@ def main(quick: bool = False) -> dict[str, Any]:
     """Run the benchmark, print the table, write the JSON; return the numbers."""
     sizes = [(NUM_Q // 8, NUM_G // 8), (NUM_Q // 4, NUM_G // 4)] if quick else [(NUM_Q, NUM_G)]
     load_start = os.getloadavg()
-    rows = [case(nq, ng, ours_runs=3) for nq, ng in sizes]
+    rows = [row for nq, ng in sizes for row in case(nq, ng, ours_runs=3)]
     result = {"rows": rows, "load_average_start": load_start, "load_average_end": os.getloadavg(),
               "cpu_count": os.cpu_count(), "torch": torch.__version__, "numpy": np.__version__,
               "command": "python -m bench.bench_rerank" + (" --quick" if quick else "")}
@@ -167,10 +179,11 @@ if __name__ == "__main__":
     parser.add_argument("--child", choices=["ours", "reference"], help=argparse.SUPPRESS)
     parser.add_argument("--size", default=f"{NUM_Q}x{NUM_G}", help=argparse.SUPPRESS)
     parser.add_argument("--runs", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         nq, ng = (int(x) for x in args.size.split("x"))
-        child(args.child, nq, ng, args.runs, args.out)
+        child(args.child, nq, ng, args.runs, args.threads, args.out)
     else:
         main(quick=args.quick)
