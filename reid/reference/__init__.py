@@ -4,5 +4,6 @@ Each is written the obvious way (a Python loop, one numpy pass per query, sortin
 so the vectorised code in ``reid/`` can be checked against it (tests/) and timed against it
 (bench/). Nothing in the library's own path calls them.
 
-    evaluation    per-query Rank-k, CMC, mAP and mINP (checks reid.evaluate)
+    evaluation    per-query Rank-k, CMC, mAP and mINP (checks reid.metrics)
+    rerank        per-probe k-reciprocal re-ranking, as its authors wrote it (checks reid.rerank)
 """
