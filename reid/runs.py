@@ -66,10 +66,13 @@ def settings_changed(cfg: dict) -> str:
 
     A setting the code did not have yet when the run was made counts as its TrainConfig default
     (what the code did before the setting existed: listed triplets, no test-time flip, …); a
-    setting the code no longer has is always listed."""
+    setting the code no longer has is always listed. ``input_size`` reads as "HxW" (unrecorded:
+    the handout's 128x128)."""
     preset = PRESETS[cfg["recipe"]](epochs=cfg["epochs"]).to_dict()
     known = TrainConfig().to_dict()
     full = {**known, **cfg}
+    for d in (preset, full):  # runs before input_size was recorded (None) trained at 128×128
+        d["input_size"] = "x".join(map(str, d.get("input_size") or (128, 128)))
     skip = RUN_ONLY | _unused(full)
     diff = [f"{k}={v}" for k, v in full.items() if k not in skip and k in preset and preset[k] != v]
     diff += [f"{k}={v}" for k, v in cfg.items() if k not in known]  # a setting no longer in the code

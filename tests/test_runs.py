@@ -39,9 +39,12 @@ def test_settings_changed_names_only_what_differs_from_the_preset():
     cfg["small_epochs"] = 4  # a setting a branch had and the code no longer has
     assert settings_changed(cfg).endswith("small_epochs=4")
     # A run recorded before a setting existed did what the setting's default does.
-    old = TrainConfig.handout_triplet(epochs=4).to_dict()
-    del old["mining"], old["flip_test"]
-    assert settings_changed(old) == "flip_test=False, mining=none"
+    old = TrainConfig.strong(epochs=4).to_dict()
+    del old["metric"], old["flip_test"], old["input_size"]
+    assert settings_changed(old) == "flip_test=False, metric=euclidean, input_size=128x128"
     # Settings a recipe does not read are not differences: p for listed triplets, batch_size for P×K.
-    assert settings_changed(TrainConfig.handout_triplet(epochs=4, mining="none", p=3).to_dict()) == "mining=none"
-    assert settings_changed(TrainConfig.handout_triplet(epochs=4, batch_size=7).to_dict()) == "preset"
+    assert settings_changed(TrainConfig.handout_triplet(epochs=4, p=3).to_dict()) == "preset"
+    assert settings_changed(TrainConfig.handout_triplet(epochs=4, batch_size=7).to_dict()) == "batch_size=7"
+    mined = TrainConfig.handout_triplet(epochs=4, mining="batch_all", p=8, k=4, batch_size=7).to_dict()
+    assert settings_changed(mined) == "p=8, mining=batch_all"
+    assert settings_changed({**TrainConfig.strong(epochs=4).to_dict(), "input_size": [128, 64]}) == "preset"

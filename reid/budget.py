@@ -1,0 +1,87 @@
+"""Default training budgets: how many epochs a model gets, from the device and the data.
+
+A fixed epoch count gives a small layout few optimiser steps (40 identities × 10 images are
+6 batches of 64 an epoch) and a large one many, and the same count does not suit a 2-core CPU
+and a GPU. So the budget is a number of training images each model sees, counted at the cost
+of the handout's 128×128 input (an H×W image counts H·W/128² of one, so the stronger
+recipe's 128×64 images cost half), and the epochs follow from the data:
+
+    epochs = ceil(budget / images per epoch),   at least MIN_EPOCHS.
+
+CPU: 31,000 images per model, the budget the full notebook run has had on the 2-core CPU (the
+ID model's 14 epochs of 35 batches of 64 on the 2,300 training images: about 8 minutes under
+bfloat16). CUDA: 4× that, chosen from the CPU curves on the Market-1501 layout (bench/BENCHMARKS.md,
+section 3): the ID and stronger recipes level off after about 20 passes over 2,300 images
+(45,000 images) from random weights; 124,000 gives that with room for ImageNet-initialised
+runs to settle, and fits a T4 in minutes by the CPU-to-GPU throughput ratio assumed, not
+measured, here (no GPU was available to this project's machine; see README).
+``REID_EPOCHS`` overrides every model's epochs (see :func:`epochs_from_env`).
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import torch
+
+from reid.batching import PKSampler
+
+IMAGE_BUDGET = {"cpu": 31_000, "cuda": 124_000}  # 128×128-image equivalents per model
+MIN_EPOCHS = 2
+EPOCHS_ENV = "REID_EPOCHS"
+
+
+def images_per_epoch(cfg: Any, train_set: Any) -> int:
+    """Images one epoch of ``cfg``'s recipe pushes through the model (3 per triplet row).
+
+    "id": ⌊N / batch⌋ batches of ``batch_size`` images; "triplet" (listed rows): ⌊T / batch⌋
+    batches of ``batch_size`` rows × 3 images, or the P×K sampler's batches when mined;
+    "strong": the P×K sampler's batches of ``p·k`` images."""
+    if cfg.recipe == "strong" or (cfg.recipe == "triplet" and cfg.mining in ("batch_hard", "batch_all")):
+        ids = train_set.ids.cpu()
+        if cfg.recipe == "triplet":
+            ids = ids[train_set.triplets.cpu()[:, 0]]
+        batches = len(PKSampler(ids, cfg.p, cfg.k, torch.Generator().manual_seed(0)))
+        per_batch = cfg.p * cfg.k
+    else:
+        rows = len(train_set.triplets) if cfg.recipe == "triplet" else len(train_set)
+        batches, per_batch = max(1, rows // cfg.batch_size), min(rows, cfg.batch_size)
+    return batches * per_batch * (3 if cfg.recipe == "triplet" else 1)
+
+
+def image_cost(train_set: Any) -> float:
+    """Cost of one training image relative to a 128×128 one: H·W / 128² of the cached images."""
+    h, w = train_set.cache.images.shape[-2:]
+    return h * w / 128 ** 2
+
+
+def default_epochs(cfg: Any, train_set: Any, device: torch.device | str) -> int:
+    """Epochs that give ``cfg``'s recipe the device's image budget on ``train_set``
+    (see the module docstring); devices other than CUDA get the CPU budget."""
+    kind = "cuda" if torch.device(device).type == "cuda" else "cpu"
+    per_epoch = images_per_epoch(cfg, train_set) * image_cost(train_set)
+    return max(MIN_EPOCHS, math.ceil(IMAGE_BUDGET[kind] / per_epoch))
+
+
+def epochs_from_env(default: int) -> int:
+    """``REID_EPOCHS`` when set (a positive integer, else a ValueError naming it), else ``default``."""
+    raw = os.environ.get(EPOCHS_ENV)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{EPOCHS_ENV}={raw!r}: expected a positive whole number of epochs")
+    return value
+
+
+def default_input_size(recipe: str, device: torch.device | str) -> tuple[int, int]:
+    """(H, W) a recipe trains at: the handout's padded 128×128 square (C2) for "id" and
+    "triplet"; the person's own 1:2 shape for "strong": 256×128 on CUDA (the size Bag of Tricks
+    reports), 128×64 elsewhere (half the pixels of the square and none of them padding)."""
+    if recipe != "strong":
+        return (128, 128)
+    return (256, 128) if torch.device(device).type == "cuda" else (128, 64)

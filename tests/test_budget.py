@@ -1,0 +1,131 @@
+"""Training budgets (reid/budget.py), the recorded input size, and resuming with other run settings."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from conftest import CONFIGS, run, tiny_model, without_timing
+from reid import budget
+from reid.budget import (IMAGE_BUDGET, MIN_EPOCHS, default_epochs, default_input_size, epochs_from_env,
+                         image_cost, images_per_epoch)
+from reid.checkpoints import load_checkpoint
+from reid.model import build_model
+from reid.train import TrainConfig, build_run
+
+
+class Sized(SimpleNamespace):
+    """Only what the budget reads: ids [N], cache.images [N, 3, H, W] (empty), triplets [N, 3]."""
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def sized(n_ids: int, per_id: int, shape: tuple[int, int] = (128, 128)) -> Sized:
+    ids = torch.arange(n_ids).repeat_interleave(per_id)
+    return Sized(ids=ids, cache=SimpleNamespace(images=torch.empty(1, 3, *shape).expand(len(ids), -1, -1, -1)),
+                 triplets=torch.stack([torch.arange(len(ids))] * 3, dim=1))
+
+
+def test_images_per_epoch_by_hand():
+    course = sized(230, 10)
+    assert images_per_epoch(TrainConfig.handout_id(), course) == 2300 // 64 * 64 == 2240
+    assert images_per_epoch(TrainConfig.handout_triplet(), course) == 2300 // 32 * 32 * 3 == 6816
+    # P×K: each id gives ⌊10/4⌋ = 2 chunks of 4; 460 chunks / 16 ids a batch = 28 full batches of 64
+    assert images_per_epoch(TrainConfig.strong(), course) == 28 * 64
+    mined = TrainConfig.handout_triplet(mining="batch_all", p=8, k=4)
+    assert images_per_epoch(mined, course) == (230 * 2 // 8) * 32 * 3
+    small = sized(3, 2)  # fewer rows than a batch: one batch of all of them
+    assert images_per_epoch(TrainConfig.handout_id(), small) == 6
+
+
+def test_default_epochs_fit_the_data_and_the_device():
+    course, small = sized(230, 10), sized(40, 10)
+    # CPU: the ID model's measured 14 epochs on the course's 2,300 images ...
+    assert default_epochs(TrainConfig.handout_id(), course, "cpu") == 14 == math.ceil(31_000 / 2240)
+    # ... and the same number of images (so about the same steps and minutes) on 400 images
+    assert default_epochs(TrainConfig.handout_id(), small, "cpu") == math.ceil(31_000 / (400 // 64 * 64)) == 81
+    assert default_epochs(TrainConfig.handout_triplet(), course, "cpu") == math.ceil(31_000 / 6816) == 5
+    # the stronger recipe's 128×64 images cost half a 128×128 one, so it gets twice the images
+    half = sized(230, 10, (128, 64))
+    assert image_cost(half) == 0.5
+    assert default_epochs(TrainConfig.strong(), half, "cpu") == math.ceil(31_000 / (1792 * 0.5)) == 35
+    assert default_epochs(TrainConfig.handout_id(), course, "cuda") == math.ceil(IMAGE_BUDGET["cuda"] / 2240)
+    assert default_epochs(TrainConfig.handout_id(), course, torch.device("meta")) == 14  # not CUDA: CPU budget
+    huge = sized(2000, 100)
+    assert default_epochs(TrainConfig.handout_id(), huge, "cpu") == MIN_EPOCHS
+
+
+def test_default_input_size():
+    assert default_input_size("id", "cuda") == default_input_size("triplet", "cpu") == (128, 128)
+    assert default_input_size("strong", "cpu") == (128, 64)
+    assert default_input_size("strong", "cuda") == (256, 128)
+    assert TrainConfig.strong().input_size == (128, 64) and TrainConfig.handout_id().input_size is None
+
+
+@pytest.mark.parametrize("raw, expected", [(None, 7), ("", 7), ("40", 40), (" 3 ", 3)])
+def test_epochs_from_env(monkeypatch, raw, expected):
+    if raw is None:
+        monkeypatch.delenv(budget.EPOCHS_ENV, raising=False)
+    else:
+        monkeypatch.setenv(budget.EPOCHS_ENV, raw)
+    assert epochs_from_env(7) == expected
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("raw", ["0", "-2", "ten", "4.5"])
+def test_epochs_from_env_refuses_bad_values(monkeypatch, raw):
+    monkeypatch.setenv(budget.EPOCHS_ENV, raw)
+    with pytest.raises(ValueError, match=f"REID_EPOCHS={raw!r}: expected a positive whole number"):
+        epochs_from_env(7)
+
+
+# ------------------------------------------------------------------------ the recorded input size
+def test_build_run_records_the_data_shape_and_refuses_a_mismatch(data):
+    r = build_run(tiny_model("reid"), CONFIGS["id"], data["id"])
+    assert r.cfg.input_size == (128, 128)
+    with pytest.raises(ValueError, match=r"input_size is \(128, 64\) but the training images are \(128, 128\)"):
+        build_run(tiny_model("reid"), dataclasses.replace(CONFIGS["id"], input_size=(128, 64)), data["id"])
+    wrong = build_model("resnet18", num_ids=8, input_size=(128, 64))
+    with pytest.raises(ValueError, match=r"backbone was built for \(128, 64\) inputs"):
+        build_run(wrong, CONFIGS["id"], data["id"])
+
+
+def test_checkpoint_records_the_input_size(data, tmp_path):
+    run(data, "id", tmp_path)
+    assert tuple(load_checkpoint(tmp_path / "last.pt")["cfg"]["input_size"]) == (128, 128)
+
+
+@pytest.mark.reliability
+def test_resume_with_another_batch_size_follows_its_own_schedule(data, tmp_path):
+    """A run resumed on another device with another batch size is not refused: epochs and batch
+    size are run settings. The LR schedule continues from the epoch boundary of the new plan."""
+    first = run(data, "id", tmp_path, time_budget_s=0.0)  # stops after epoch 1 of 2 (batch 8: 4 steps)
+    assert first.epochs_done == 1
+    resumed = run(data, "id", tmp_path, resume=True, batch_size=16)  # 2 steps an epoch now
+    assert resumed.epochs_done == 2 and len(resumed.iter_loss) == 4 + 2
+    fresh16 = build_run(tiny_model("reid"), dataclasses.replace(CONFIGS["id"], batch_size=16), data["id"])
+    state = load_checkpoint(tmp_path / "last.pt")
+    # where the new plan's schedule ends after 2 epochs of 2 steps
+    assert state["scheduler"]["last_epoch"] == 2 * 2
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(
+        fresh16.scheduler.base_lrs[0] * fresh16.scheduler.lr_lambdas[0](4))
+
+
+@pytest.mark.reliability
+def test_resume_with_nothing_changed_is_still_exact(data, tmp_path):
+    full = run(data, "id", tmp_path / "a")
+    run(data, "id", tmp_path / "b", time_budget_s=0.0)
+    resumed = run(data, "id", tmp_path / "b", resume=True, model=tiny_model("reid", seed=5))
+    a, b = without_timing(full), without_timing(resumed)
+    assert a["iter_loss"] == pytest.approx(b["iter_loss"], abs=1e-6) and a["rank1"] == b["rank1"]
+
+
+@pytest.mark.reliability
+def test_resume_keeps_refusing_what_the_model_learns(data, tmp_path):
+    run(data, "id", tmp_path, time_budget_s=0.0)
+    with pytest.raises(Exception, match="label_smoothing"):
+        run(data, "id", tmp_path, resume=True, label_smoothing=0.1)
