@@ -94,6 +94,25 @@ def content_boxes(images: Tensor) -> Tensor:
     return boxes
 
 
+def maps_in_frame(maps: Tensor, frames: Tensor) -> Tensor:
+    """Maps computed on unpadded images placed over the person in padded frames.
+
+    The stronger recipe sees each person at their own shape (e.g. 128×64), the handout models
+    the same person resized into a padded 128×128 frame. To compare them on one figure, each
+    map ``[N, h, w]`` is resized (bilinear) to the content box of its frame (``frames``
+    ``[N, 3, H, W]``, see :func:`content_boxes`) and placed there, zeros on the padding.
+    Returns ``[N, H, W]`` float32; each map's mass is spread over the box, so its shares of
+    the person's thirds are kept (up to interpolation) and its padding share is 0."""
+    if len(maps) != len(frames):
+        raise ValueError(f"maps_in_frame got {len(maps)} maps for {len(frames)} frames")
+    out = torch.zeros(len(frames), *frames.shape[-2:], dtype=torch.float32)
+    for i, (top, bottom, left, right) in enumerate(content_boxes(frames).tolist()):
+        box = F.interpolate(maps[i][None, None].float(), size=(bottom - top, right - left),
+                            mode="bilinear", align_corners=False)[0, 0]
+        out[i, top:bottom, left:right] = box
+    return out
+
+
 def region_masks(images: Tensor) -> dict[str, Tensor]:
     """Boolean ``[N, H, W]`` masks for :data:`REGIONS`. Pixel row ``r`` of a person box of
     height ``b`` starting at ``top`` is in third ``floor(3 * (r - top) / b)`` (0 upper, 1 middle,

@@ -85,3 +85,40 @@ def default_input_size(recipe: str, device: torch.device | str) -> tuple[int, in
     if recipe != "strong":
         return (128, 128)
     return (256, 128) if torch.device(device).type == "cuda" else (128, 64)
+
+
+def choose_epochs(cfg: Any, train_set: Any, device: torch.device | str, quick: bool = False,
+                  quick_epochs: int = 2) -> tuple[int, str]:
+    """(epochs, one line saying how they were chosen) for the notebook: ``quick_epochs`` in quick
+    mode, ``REID_EPOCHS`` when set, else :func:`default_epochs`."""
+    if quick:
+        return quick_epochs, f"{quick_epochs} epochs (quick mode)"
+    default = default_epochs(cfg, train_set, device)
+    epochs = epochs_from_env(default)
+    if epochs != default or os.environ.get(EPOCHS_ENV, "").strip():
+        return epochs, f"{epochs} epochs ({EPOCHS_ENV}; the default here would be {default})"
+    kind = "cuda" if torch.device(device).type == "cuda" else "cpu"
+    per_epoch = images_per_epoch(cfg, train_set)
+    cost = image_cost(train_set)
+    counted = f"{per_epoch:,} images an epoch" + (f" × {cost:g} of a 128×128 image's cost" if cost != 1 else "")
+    return epochs, (f"{epochs} epochs: the {kind.upper()} budget of {IMAGE_BUDGET[kind]:,} training images "
+                    f"÷ {counted} (reid/budget.py)")
+
+
+def strong_input_size(checkpoint_dir: str | os.PathLike, device: torch.device | str) -> tuple[int, int]:
+    """The stronger recipe's (H, W): the one its checkpoint in ``checkpoint_dir`` recorded, if
+    there is one (a run resumed on another device keeps its shape: a Colab runtime that came
+    back without a GPU continues at 256×128), else :func:`default_input_size` for ``device``."""
+    from pathlib import Path
+
+    from reid.checkpoints import CheckpointError, load_checkpoint
+
+    path = Path(checkpoint_dir) / "last.pt"
+    if path.is_file():
+        try:
+            recorded = load_checkpoint(path)["cfg"].get("input_size")
+        except CheckpointError:
+            recorded = None  # train_model will say what is wrong with the file
+        if recorded:
+            return int(recorded[0]), int(recorded[1])
+    return default_input_size("strong", device)

@@ -14,6 +14,8 @@ protocols and the tie rule (equal distances rank by gallery index, lower first).
 
 from __future__ import annotations
 
+import copy
+
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -417,6 +419,7 @@ class Retrieval:
     metric: str = "euclidean"
     flip: bool = False
     dist: Tensor = field(init=False, repr=False)
+    reranked: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.gt = torch.as_tensor(self.gt).cpu()
@@ -447,9 +450,22 @@ class Retrieval:
         """``[Q, topk]`` gallery indices, nearest first (a stable sort: ties to the lower index)."""
         return torch.sort(self.dist, dim=1, stable=True).indices[:, :topk]
 
+    def rerank(self, k1: int = 20, k2: int = 6, lambda_value: float = 0.3) -> "Retrieval":
+        """The same features with k-reciprocal re-ranked distances (Zhong et al., CVPR 2017;
+        :func:`reid.rerank.rerank_from_features`, in this Retrieval's metric: 1 − cos for
+        "cosine"). Transductive: every query's distances depend on all the queries at once."""
+        from .rerank import rerank_from_features  # rerank uses pairwise_distance from here
+
+        out = copy.copy(self)
+        out.dist = rerank_from_features(self.query, self.gallery, self.metric, k1=k1, k2=k2,
+                                        lambda_value=lambda_value).cpu()  # [Q, G]
+        out.reranked = True
+        return out
+
 
 def retrieve(model: nn.Module, dataset: Any, flip: bool = False, metric: str = "euclidean",
-             batch_size: int = 256, device: Any = None, amp_dtype: torch.dtype | None = None) -> Retrieval:
+             batch_size: int = 256, device: Any = None, amp_dtype: torch.dtype | None = None,
+             rerank: bool = False) -> Retrieval:
     """Extract the query and gallery features of ``dataset`` once and measure their distances.
 
     Args:
@@ -458,6 +474,7 @@ def retrieve(model: nn.Module, dataset: Any, flip: bool = False, metric: str = "
         flip: average each image's feature with its mirror image's (see extract_features).
         metric: ``"euclidean"`` or ``"cosine"``.
         batch_size, device, amp_dtype: as in :func:`extract_features`.
+        rerank: k-reciprocal re-ranking of the distances (:meth:`Retrieval.rerank`, defaults).
 
     Returns:
         A :class:`Retrieval` (``.metrics()``, ``.ranked(k)``, ``.dist`` ``[Q, G]``).
@@ -466,4 +483,5 @@ def retrieve(model: nn.Module, dataset: Any, flip: bool = False, metric: str = "
     kw = dict(batch_size=batch_size, device=device, amp_dtype=amp_dtype, flip=flip)
     q = extract_features(model, dataset.queries, **kw)  # [Q, D]
     g = extract_features(model, dataset.gallery, **kw)  # [G, D]
-    return Retrieval(q, g, dataset.gt, metric, flip)
+    retrieval = Retrieval(q, g, dataset.gt, metric, flip)
+    return retrieval.rerank() if rerank else retrieval

@@ -93,7 +93,8 @@ def _write_rows(path: Path, header: list[str], rows: list[list[str]]) -> None:
 
 
 def write_predictions(model: Ranker, root: str | Path, dataset: RetrievalDataset | None = None,
-                      batch_size: int = 256, flip: bool = False, metric: str = "euclidean") -> Path:
+                      batch_size: int = 256, flip: bool = False, metric: str = "euclidean",
+                      rerank: bool = False) -> Path:
     """Fill `root/test/pred.csv`'s gallery column with each query's top-1 gallery image.
 
     Args:
@@ -103,6 +104,8 @@ def write_predictions(model: Ranker, root: str | Path, dataset: RetrievalDataset
         dataset: the test RetrievalDataset, if already made (its cache is reused).
         flip: rank with features averaged over each image and its mirror image.
         metric: the distance to rank by, "euclidean" or "cosine".
+        rerank: rank by k-reciprocal re-ranked distances (off by default: it is transductive,
+            every query's ranking then depends on all the test queries at once).
 
     Returns:
         The path written (`test/pred.csv`).
@@ -116,6 +119,8 @@ def write_predictions(model: Ranker, root: str | Path, dataset: RetrievalDataset
     dataset = dataset if dataset is not None else RetrievalDataset(root, "test")
     pred_csv = dataset.csv
     retrieval = _as_retrieval(model, dataset, batch_size, flip, metric)
+    if rerank and not retrieval.reranked:
+        retrieval = retrieval.rerank()
     if retrieval.dist.shape != (len(dataset.queries), len(dataset.gallery)):
         raise ValueError(f"{pred_csv}: the retrieval has {tuple(retrieval.dist.shape)} distances, expected "
                          f"[{len(dataset.queries)} queries, {len(dataset.gallery)} gallery images]")

@@ -17,6 +17,10 @@ from .evaluate import Retrieval, retrieve
 # results/*.json written from them keep these headers, so older files read the same.
 DISPLAY_NAMES = {"rank1": "Rank-1", "rank5": "Rank-5", "rank10": "Rank-10", "mAP": "mAP", "mINP": "mINP"}
 FLIP_LABEL = "with test-time flip"
+RERANK_LABEL = "with re-ranking"
+# mINP is left out of the tables: with one gallery image per person (the assignment's val set)
+# AP and INP of a query are both 1 / (rank of its match), so mINP equals mAP by construction.
+TABLE_METRICS = ("rank1", "rank5", "rank10", "mAP")
 
 
 def _clean(values: list[Any]) -> list[float]:
@@ -62,46 +66,66 @@ def evaluate_retrieval(model: nn.Module, dataset: RetrievalDataset, flip: bool =
     return display_metrics(retrieve(model, dataset, flip=flip, metric=metric).metrics())
 
 
-def _measured(what: Any, history: Any, cfg: Any, dataset: RetrievalDataset | None
-              ) -> tuple[Retrieval, Retrieval | None]:
-    """(headline Retrieval, test-time-flip Retrieval or None) of one compare_models entry."""
+def _measured(what: Any, history: Any, cfg: Any, dataset: RetrievalDataset | None) -> dict[str, Retrieval]:
+    """{column label: Retrieval} of one compare_models entry; the first one (label "") is the
+    headline."""
     if isinstance(what, Retrieval):
-        return what, None
+        return {"": what}
+    if isinstance(what, Mapping):
+        return dict(what)
     if isinstance(what, (tuple, list)):
         plain, flipped = what
-        return plain, flipped
+        return {"": plain, FLIP_LABEL: flipped}
     flip, metric = (cfg.flip_test, cfg.metric) if cfg is not None else (False, "euclidean")
     last = getattr(history, "last_retrieval", None)  # the model's last validation, if it was run now
     if isinstance(last, Retrieval) and last.flip == flip and last.metric == metric:
-        return last, None
+        return {"": last}
     if dataset is None:
         raise ValueError("compare_models: a model without a matching last validation needs the dataset")
-    return retrieve(what, dataset, flip=flip, metric=metric), None
+    return {"": retrieve(what, dataset, flip=flip, metric=metric)}
 
 
-def compare_models(models: Mapping[str, tuple[Any, ...]], dataset: RetrievalDataset | None = None) -> pd.DataFrame:
-    """One row per model: val Rank-1/5/10, mAP, mINP, plus epochs and training minutes.
+def compare_models(models: Mapping[str, tuple[Any, ...]], dataset: RetrievalDataset | None = None,
+                   metrics: tuple[str, ...] = TABLE_METRICS) -> pd.DataFrame:
+    """One row per model: val Rank-1/5/10 and mAP (``metrics``), plus epochs and training minutes.
 
     Args:
         models: {name: (measured, history[, cfg])}. ``measured`` is what was computed: a
-            :class:`Retrieval` (its metrics are the row's headline), or a pair (plain Retrieval,
-            Retrieval with test-time flip), which adds a second set of columns labelled
-            "(with test-time flip)". ``measured`` may also be a model: then the History's last
-            validation is reused when it measured the model the way asked (``cfg.flip_test``,
-            ``cfg.metric``; without cfg, the images as they are, Euclidean), else the model is
-            measured now on ``dataset``.
+            :class:`Retrieval` (its metrics are the row's headline); a pair (plain Retrieval,
+            Retrieval with test-time flip), which adds columns labelled "(with test-time flip)";
+            or a mapping {label: Retrieval} whose first entry (label "") is the headline and each
+            other adds columns "(label)" (e.g. ``{"": plain, FLIP_LABEL: flipped,
+            RERANK_LABEL: plain.rerank()}``). ``measured`` may also be a model: then the History's
+            last validation is reused when it measured the model the way asked
+            (``cfg.flip_test``, ``cfg.metric``; without cfg, the images as they are, Euclidean),
+            else the model is measured now on ``dataset``.
         dataset: the val RetrievalDataset; needed only for models measured now.
+        metrics: which of Retrieval.metrics()' keys become columns (mINP equals mAP here, see
+            TABLE_METRICS).
     """
     rows = {}
     for name, (what, history, *cfg) in models.items():
-        plain, flipped = _measured(what, history, cfg[0] if cfg else None, dataset)
-        row = display_metrics(plain.metrics())
-        if flipped is not None:
-            row.update(display_metrics(flipped.metrics(), f" ({FLIP_LABEL})"))
+        row: dict[str, float] = {}
+        for label, retrieval in _measured(what, history, cfg[0] if cfg else None, dataset).items():
+            values = {k: v for k, v in retrieval.metrics().items() if k in metrics}
+            row.update(display_metrics(values, f" ({label})" if label else ""))
         row["epochs"] = history.epochs_done
         row["train min"] = sum(history.epoch_seconds) / 60
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index").round(3)
+
+
+def describe_ranks(ranks: Tensor, gt: Tensor, rows: list[int], names: list[str] | None = None) -> str:
+    """One line per shown query: where its match is in the ranking (from ``ranks`` [Q, k] and
+    ``gt`` [Q]), e.g. "row 4 (query 17): match at rank 5 of the top 10"."""
+    lines = []
+    gt = gt.to(ranks.device)
+    for shown, q in enumerate(rows, start=1):
+        hit = (ranks[q] == gt[q]).nonzero().flatten()
+        where = f"match at rank {int(hit[0]) + 1}" if len(hit) else f"match not in the top {ranks.shape[1]}"
+        label = f" ({names[shown - 1]})" if names else ""
+        lines.append(f"row {shown} (query {q}){label}: {where}")
+    return "\n".join(lines)
 
 
 def pick_examples(ranks: Tensor, gt: Tensor, n_hits: int = 3, n_misses: int = 3) -> list[int]:

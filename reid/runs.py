@@ -7,6 +7,8 @@ each run's settings to a JSON; ``bench/run_all.py`` reports them with :func:`set
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 from typing import Callable
 
 from reid.train import TrainConfig
@@ -77,3 +79,46 @@ def settings_changed(cfg: dict) -> str:
     diff = [f"{k}={v}" for k, v in full.items() if k not in skip and k in preset and preset[k] != v]
     diff += [f"{k}={v}" for k, v in cfg.items() if k not in known]  # a setting no longer in the code
     return ", ".join(diff) if diff else "preset"
+
+
+# What each addition of the stronger recipes measured: pairs of recorded runs on the Market-1501
+# layout (results/, bench/BENCHMARKS.md section 3) that differ in that addition only, from random
+# weights on the 2-core CPU. (addition, used by, run with it, run without it, epoch compared:
+# None = each run's last epoch).
+ABLATIONS = (
+    ("batch-all triplets of the CSV's rows (P=8 × K=4) instead of the listed triplets",
+     "not used (the stronger recipe mines batch-hard triplets of P×K images)",
+      "explore/triplet_4ep_batch_all_p8k4.json", "explore/triplet_3ep_b16_bf16.json", 3),
+    ("random shifts of up to 8 px (ID loss + flips + label smoothing)", "handout ID model (augmentation), stronger recipe",
+     "market_tta_id.json", "market_tta_id_24ep_noshift.json", None),
+    ("random shifts of up to 8 px (stronger recipe)", "stronger recipe",
+     "market_tta_strong.json", "market_tta_strong_26ep_noshift.json", None),
+    ("random flips + label smoothing 0.1 (ID loss, float32, 12 epochs)",
+     "flips: all three models; label smoothing: stronger recipe",
+     "market_tta_id_12ep_float32.json", "market_tta_id_12ep.json", None),
+    ("cosine instead of Euclidean ranking (stronger recipe, no shifts)", "stronger recipe",
+     "market_tta_strong_26ep_noshift.json", "market_tta_strong_26ep_euclidean.json", None),
+    ("random erasing (stronger recipe, no shifts)", "not used",
+     "market_tta_strong_34ep_erase.json", "market_tta_strong_26ep_noshift.json", None),
+)
+
+
+def ablation_table(results_dir: str | Path) -> "pd.DataFrame":
+    """One row per entry of ABLATIONS: val Rank-1 with and without the addition, read from the
+    recorded runs' JSON (``rank1`` per epoch) in ``results_dir``; a missing file is named."""
+    import pandas as pd
+
+    rows = []
+    for addition, used, with_file, without_file, epoch in ABLATIONS:
+        values = []
+        for name in (with_file, without_file):
+            path = Path(results_dir) / name
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: a recorded run of the ablation '{addition}' is missing")
+            r1 = json.loads(path.read_text())["rank1"]
+            values.append(r1[-1] if epoch is None else r1[epoch - 1])
+        rows.append({"addition": addition, "in": used, "Rank-1 with": values[0], "Rank-1 without": values[1],
+                     "difference": values[0] - values[1],
+                     "compared at": "last epoch" if epoch is None else f"epoch {epoch}",
+                     "runs": f"{with_file} / {without_file}"})
+    return pd.DataFrame(rows).set_index("addition").round(3)

@@ -575,7 +575,8 @@ def train_model(model: nn.Module, cfg: TrainConfig, train_set: Any, val_set: Any
     history, cfg, epoch, RNG states) is replaced atomically; resume=True continues from it.
     Ctrl-C returns the history of the completed epochs with interrupted=True (the model is
     reset to the checkpoint when there is one). A NaN/inf loss raises FloatingPointError
-    naming the epoch and iteration. Progress bars go to stdout.
+    naming the epoch and iteration. ``progress``: one line per epoch (:func:`epoch_line`) and,
+    outside a notebook, a bar over each epoch's batches, on stdout.
     """
     seed_everything(cfg.seed)
     run = build_run(model, cfg, train_set)
@@ -595,11 +596,9 @@ def train_model(model: nn.Module, cfg: TrainConfig, train_set: Any, val_set: Any
     start = history.epochs_done
     offset = history.elapsed_seconds[-1] if history.elapsed_seconds else 0.0
     t_start = time.perf_counter()
-    bar = tqdm(range(start, cfg.epochs), desc=cfg.recipe, file=sys.stdout, initial=start,
-               total=cfg.epochs, disable=not progress, mininterval=1.0)
     epoch = start
     try:
-        for epoch in bar:
+        for epoch in range(start, cfg.epochs):
             t0 = time.perf_counter()
             losses = train_epoch(run, epoch, progress)
             train_seconds = time.perf_counter() - t0
@@ -611,15 +610,28 @@ def train_model(model: nn.Module, cfg: TrainConfig, train_set: Any, val_set: Any
                 save_checkpoint(ckpt, _checkpoint_state(run, history, epoch + 1))
                 ours = True
                 history.elapsed_seconds[-1] = offset + time.perf_counter() - t_start
-            bar.set_postfix({k: f"{v:.3f}" for k, v in metrics.items() if v is not None})
+            if progress:
+                print(epoch_line(history, cfg.epochs), flush=True)
             if cfg.time_budget_s is not None and history.elapsed_seconds[-1] >= cfg.time_budget_s:
                 print(f"Time budget of {cfg.time_budget_s:.0f} s reached after epoch {epoch + 1}.")
                 break
     except KeyboardInterrupt:
         history = _on_interrupt(run, history, ckpt if ours else None, epoch)
-    finally:
-        bar.close()
     return history
+
+
+def epoch_line(history: History, epochs: int) -> str:
+    """The line printed after each epoch: ``epoch 3/14: train loss 2.345, val loss 0.456,
+    Rank-1 0.321, Rank-5 …, mAP …, 41 s`` (one line per epoch, no progress-bar fragments)."""
+    e = history.epochs_done
+    parts = [f"epoch {e}/{epochs}: train loss {history.epoch_train_loss[-1]:.4f}"]
+    for key, label in (("val_loss", "val loss"), ("rank1", "Rank-1"), ("rank5", "Rank-5"),
+                       ("rank10", "Rank-10"), ("mAP", "mAP")):
+        value = getattr(history, key)[-1]
+        if value is not None:
+            parts.append(f"{label} {value:.3f}")
+    parts.append(f"{history.epoch_seconds[-1]:.0f} s")
+    return ", ".join(parts)
 
 
 def _append_epoch(history: History, losses: list[float], metrics: dict[str, float | None],

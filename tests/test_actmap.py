@@ -194,3 +194,21 @@ def test_figure_rows_padding_and_size(tmp_path):
     assert 10_000 < size < 150_000
     fig = show_activation_maps(build_model(), images[:2], path=tmp_path / "b.png")
     assert len(fig.axes) == 2 * 2 and fig.axes[2].get_ylabel() == "model"
+
+
+def test_maps_in_frame_places_each_map_over_the_person():
+    from reid.actmap import maps_in_frame
+
+    frames = torch.zeros(2, 3, 128, 128)
+    frames[0, :, :, 32:96] = 1.0            # a 1:2 person, centred: columns 32..95
+    frames[1, :, 16:112, :] = 1.0           # a wide one: rows 16..111
+    maps = torch.zeros(2, 8, 4)
+    maps[0, :4] = 1.0                       # the upper half of the person
+    maps[1] = 2.0
+    placed = maps_in_frame(maps, frames)
+    assert placed.shape == (2, 128, 128)
+    assert placed[0, :, :32].abs().sum() == 0 and placed[0, :, 96:].abs().sum() == 0   # nothing on padding
+    assert placed[0, :56, 32:96].min() == 1.0 and placed[0, 72:, 32:96].max() == 0.0  # 16 px a map row
+    assert torch.allclose(placed[1, 16:112], torch.full((96, 128), 2.0)) and placed[1, :16].sum() == 0
+    with pytest.raises(ValueError, match="2 maps for 1 frames"):
+        maps_in_frame(maps, frames[:1])

@@ -129,3 +129,14 @@ def test_resume_keeps_refusing_what_the_model_learns(data, tmp_path):
     run(data, "id", tmp_path, time_budget_s=0.0)
     with pytest.raises(Exception, match="label_smoothing"):
         run(data, "id", tmp_path, resume=True, label_smoothing=0.1)
+
+
+def test_strong_input_size_keeps_a_checkpoints_shape(tmp_path):
+    from reid.budget import strong_input_size
+    from reid.checkpoints import CHECKPOINT_FORMAT, save_checkpoint
+
+    assert strong_input_size(tmp_path, "cpu") == (128, 64) and strong_input_size(tmp_path, "cuda") == (256, 128)
+    save_checkpoint(tmp_path / "last.pt", {"format": CHECKPOINT_FORMAT, "cfg": {"input_size": [256, 128]}})
+    assert strong_input_size(tmp_path, "cpu") == (256, 128)   # a GPU run resumed on a CPU keeps 256×128
+    (tmp_path / "last.pt").write_bytes(b"not a checkpoint")
+    assert strong_input_size(tmp_path, "cpu") == (128, 64)    # train_model reports the broken file
