@@ -7,13 +7,16 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from reid.data import IMAGENET_MEAN, reid_transform  # noqa: E402
+from reid.data import IMAGENET_MEAN, person_transform, reid_transform  # noqa: E402
 from reid.plots import denormalize, plot_history, plot_ranked_results, show_before_after, show_gallery_grid  # noqa: E402
 from reid.report import describe_history, pick_examples, save_results  # noqa: E402
+from reid.synthetic import render_image  # noqa: E402
 from reid.train import History, TrainConfig  # noqa: E402
 
 
@@ -61,6 +64,44 @@ def test_figures_are_saved(tmp_path):
     fig = show_gallery_grid(imgs, ncols=4, path=tmp_path / "g.png")
     assert len(fig.axes) == 8 and (tmp_path / "g.png").is_file()
     show_before_after(Image.new("RGB", (64, 128)), imgs[0])
+
+
+def pedestrians(shape: str) -> torch.Tensor:
+    """100 synthetic pedestrians (64×128 crops, the notebook's synthetic data) as C2's padded
+    squares `[100, 3, 128, 128]` or as the person at 128×64 `[100, 3, 128, 64]`."""
+    transform = reid_transform() if shape == "square" else person_transform((128, 64))
+    return torch.stack([transform(render_image(0, i // 4, i % 4, i % 3)) for i in range(100)])
+
+
+@pytest.mark.parametrize("shape, aspect", [("square", 1.0), ("person", 0.5)])
+def test_image_figures_keep_the_aspect_and_stay_small(tmp_path, shape, aspect):
+    imgs = pedestrians(shape)
+    ranks = torch.stack([torch.roll(torch.arange(100), -q)[:10] for q in range(6)])  # query q: q, q+1, …
+    gt = torch.tensor([0, 1, 2, 50, 50, 50])
+    figs = {"ranked": plot_ranked_results(imgs, imgs, ranks, gt, range(6), path=tmp_path / "r.png", title="ranked"),
+            "gallery": show_gallery_grid(imgs, ncols=20, path=tmp_path / "g.png", title="gallery (100 images)")}
+    for name, fig in figs.items():
+        fig.canvas.draw()
+        boxes = [ax.get_window_extent() for ax in fig.axes if ax.images]
+        assert len(boxes) == (66 if name == "ranked" else 100)
+        assert all(abs(b.width / b.height - aspect) < 0.03 for b in boxes), name   # tiles as the images
+    for file in ("r.png", "g.png"):
+        with Image.open(tmp_path / file) as png:
+            assert png.mode == "P" and len(png.getcolors()) <= 128           # a palette PNG
+        assert (tmp_path / file).stat().st_size < 100_000, file                # issue 13: about 100 KB
+    full = plot_ranked_results(imgs, imgs, ranks, gt, range(6), path=tmp_path / "full.png", colors=None)
+    assert (tmp_path / "r.png").stat().st_size < 0.6 * (tmp_path / "full.png").stat().st_size
+    assert full.get_size_inches()[0] == pytest.approx(figs["ranked"].get_size_inches()[0])
+    plt.close("all")
+
+
+def test_person_figures_are_about_half_as_wide():
+    square, person = pedestrians("square")[:11], pedestrians("person")[:11]
+    ranks, gt = torch.arange(1, 11).view(1, 10), torch.tensor([1])
+    w_square = plot_ranked_results(square, square, ranks, gt, [0]).get_size_inches()[0]
+    w_person = plot_ranked_results(person, person, ranks, gt, [0]).get_size_inches()[0]
+    assert w_person / w_square == pytest.approx((0.45 + 0.08) / (0.9 + 0.08), abs=0.01)  # tile 0.45 in + gap
+    plt.close("all")
 
 
 def test_save_results_round_trip(tmp_path):
