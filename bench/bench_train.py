@@ -18,7 +18,7 @@ batch-hard triplet + CE) at the person's own 128×64 against C2's padded 128×12
 round after round in the preset's precision (bfloat16 autocast where the CPU has it): the
 throughput ratio 128×64 ÷ 128×128 (the FLOPs say 2×) and end to end ÷ pure per shape.
 
-    python -m bench.bench_train [--quick] [--shape-only]
+    python -m bench.bench_train [--quick] [--shape-only] [--threads N]
 """
 from __future__ import annotations
 
@@ -204,7 +204,7 @@ def bench_shapes(device: torch.device, iters: int, reps: int) -> dict[str, float
             "shape_speedup": paired_ratio(t[0], t[2]), "shape_pure_speedup": paired_ratio(t[1], t[3]),
             "shape_flops_ratio": flops_sq / flops_p, "sq_flops_per_img": flops_sq, "person_flops_per_img": flops_p,
             "shape_precision": "float32" if amp is None else f"{str(amp).removeprefix('torch.')} autocast",
-            "shape_rounds": reps, "shape_load": load}
+            "shape_rounds": reps, "shape_load": load, "shape_threads": torch.get_num_threads()}
 
 
 def shape_markdown(r: dict) -> str:
@@ -217,7 +217,7 @@ def shape_markdown(r: dict) -> str:
             for k, (h, w), what in (("sq", SQUARE, "(C2's padded square)"), ("person", PERSON, "(the person, unpadded)"))]
     rows.append(f"| training, stronger recipe: 128×64 ÷ 128×128, end to end (pure compute; FLOPs) | "
                 f"**{r['shape_speedup']:.2f}×** ({r['shape_pure_speedup']:.2f}×; {r['shape_flops_ratio']:.2f}×) | | | "
-                f"load average {r['shape_load']:.1f} |")
+                f"{r['shape_threads']} torch threads, load average {r['shape_load']:.1f} |")
     return "\n".join(rows)
 
 
@@ -312,5 +312,9 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="fewer iterations and repeats")
     parser.add_argument("--shape-only", action="store_true",
                         help="only the stronger recipe at 128x64 against 128x128")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's); 1 is steadier when others load the CPU")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     main(args.quick, args.shape_only)
