@@ -12,11 +12,18 @@ against ``model.embed`` on ready tensors. Achieved GFLOP/s uses the FLOPs of one
 by ``torch.utils.flop_counter.FlopCounterMode``, next to large float32 and bfloat16 matmuls
 measured in the same run. The machine may be shared: ratios are what to read.
 
-    python -m bench.bench_train [--quick]
+Input shape (issue 16): the stronger recipe (``TrainConfig.strong``: P×K batches, BNNeckNet,
+batch-hard triplet + CE) at the person's own 128×64 against C2's padded 128×128, end to end
+(``train_epoch`` over a float16 cache of that shape) and pure compute, the four alternated
+round after round in the preset's precision (bfloat16 autocast where the CPU has it): the
+throughput ratio 128×64 ÷ 128×128 (the FLOPs say 2×) and end to end ÷ pure per shape.
+
+    python -m bench.bench_train [--quick] [--shape-only] [--threads N]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from pathlib import Path
@@ -28,13 +35,16 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from reid.data import ImageCache
-from reid.device import cpu_has_bf16, pick_device, seed_everything
 from reid.evaluate import extract_features
 from reid.model import build_model
+from reid.device import cpu_has_bf16, pick_device, resolve_amp, seed_everything
+from reid.losses import batch_hard_triplet_loss, id_loss
 from reid.train import TrainConfig, build_run, train_epoch
 
 BATCH = 64
 NUM_IDS = 230
+SQUARE, PERSON = (128, 128), (128, 64)
+"""C2's padded square and the person's own shape, (H, W)."""
 
 
 def _sync(device: torch.device) -> None:
@@ -42,13 +52,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def fake_idloss_set(n: int, device: torch.device, seed: int = 0) -> SimpleNamespace:
-    """An IDLossDataset look-alike: float16 cache [n, 3, 128, 128] on ``device``, ids [n]."""
+def fake_idloss_set(n: int, device: torch.device, seed: int = 0, size: tuple[int, int] = SQUARE,
+                    per_id: int | None = None) -> SimpleNamespace:
+    """An IDLossDataset look-alike: float16 cache [n, 3, H, W] (``size`` = (H, W)) on ``device``,
+    ids [n]: random, or ``per_id`` images of each identity in turn (for P×K batches)."""
     g = torch.Generator().manual_seed(seed)
-    images = torch.randn(n, 3, 128, 128, generator=g).to(torch.float16)
+    images = torch.randn(n, 3, *size, generator=g).to(torch.float16)
     cache = ImageCache([Path(f"fake/{i}.jpg") for i in range(n)], images=images.to(device))
-    ids = torch.randint(NUM_IDS, (n,), generator=g)
-    return SimpleNamespace(cache=cache, ids=ids, num_ids=NUM_IDS)
+    ids = torch.randint(NUM_IDS, (n,), generator=g) if per_id is None else torch.arange(n) // per_id
+    return SimpleNamespace(cache=cache, ids=ids, num_ids=int(ids.max()) + 1)
 
 
 def _time(fn: Callable[[], object], device: torch.device) -> float:
@@ -75,9 +87,10 @@ def paired_ratio(t_slow: list[float], t_fast: list[float]) -> float:
     return statistics.median(e / p for e, p in zip(t_slow, t_fast))
 
 
-def train_flops_per_image(model: torch.nn.Module, device: torch.device, n: int = 4) -> float:
-    """FLOPs of one training step (forward + backward) per image, counted on n images."""
-    x = torch.randn(n, 3, 128, 128, device=device)
+def train_flops_per_image(model: torch.nn.Module, device: torch.device, n: int = 4,
+                          size: tuple[int, int] = SQUARE) -> float:
+    """FLOPs of one training step (forward + backward) per image, counted on n images of ``size``."""
+    x = torch.randn(n, 3, *size, device=device)
     with FlopCounterMode(display=False) as counter:
         _, logits = model(x)
         F.cross_entropy(logits, torch.zeros(n, dtype=torch.long, device=device)).backward()
@@ -134,7 +147,8 @@ def _training_pair(device: torch.device, iters: int, reps: int, amp: bool) -> tu
 
 
 def _summary(prefix: str, n: int, t_e2e: list[float], t_pure: list[float]) -> dict[str, float]:
-    return {f"{prefix}_ratio": paired_ratio(t_e2e, t_pure),
+    # end-to-end img/s ÷ pure img/s = pure time ÷ end-to-end time, round by round
+    return {f"{prefix}_ratio": paired_ratio(t_pure, t_e2e),
             f"{prefix}_e2e_ips": n / statistics.median(t_e2e), f"{prefix}_pure_ips": n / statistics.median(t_pure),
             f"{prefix}_e2e_best_ips": n / min(t_e2e), f"{prefix}_pure_best_ips": n / min(t_pure)}
 
@@ -148,6 +162,64 @@ def bench_training(device: torch.device, iters: int, reps: int) -> dict[str, flo
     n = BATCH * iters
     return {**facts, **_summary("train", n, t[0], t[1]), **_summary("train16", n, t[2], t[3]),
             "train_bf16_speedup": paired_ratio(t[0], t[2])}
+
+
+def _strong_pair(device: torch.device, iters: int, reps: int, size: tuple[int, int]) -> tuple[Callable, Callable, float]:
+    """(end to end, pure compute) step functions of the stronger recipe at ``size``, warmed up,
+    and the FLOPs of one training step per image."""
+    seed_everything(0)
+    cfg = TrainConfig.strong(epochs=reps + 2, max_iters_per_epoch=iters)  # P=16 × K=4 = 64 a batch
+    data = fake_idloss_set(cfg.p * cfg.k * iters, device, size=size, per_id=cfg.k)  # `iters` P×K batches
+    model = build_model("resnet18", data.num_ids, head="bnneck", input_size=size)
+    run = build_run(model, cfg, data)
+    idx = next(iter(run.recipe.plan()))
+    x = run.recipe.images(idx)  # [64, 3, H, W] float32 channels_last, made in advance
+    ids = run.recipe.ids[idx.to(run.device)]
+
+    def pure() -> None:
+        for _ in range(iters):
+            feats, logits = run.forward(x)
+            loss = id_loss(logits, ids, cfg.label_smoothing) + batch_hard_triplet_loss(feats, ids, cfg.margin)
+            run.optimizer.zero_grad(set_to_none=True)
+            run.scaler.scale(loss).backward()
+            run.scaler.step(run.optimizer)
+            run.scaler.update()
+
+    epoch = iter(range(10**6))
+    train_epoch(run, next(epoch))  # warm-up (allocator, oneDNN/cuDNN kernel choice)
+    pure()
+    return (lambda: train_epoch(run, next(epoch))), pure, train_flops_per_image(run.model, run.device, size=size)
+
+
+def bench_shapes(device: torch.device, iters: int, reps: int) -> dict[str, float | str]:
+    """img/s of the stronger recipe at 128×128 ("sq_*") and 128×64 ("person_*"), end to end
+    and pure compute, alternated; "shape_speedup": 128×64 ÷ 128×128 end to end (median of
+    rounds), "shape_pure_speedup" the same for pure compute, "shape_flops_ratio" from the FLOPs."""
+    e2e_sq, pure_sq, flops_sq = _strong_pair(device, iters, reps, SQUARE)
+    e2e_p, pure_p, flops_p = _strong_pair(device, iters, reps, PERSON)
+    load = os.getloadavg()[0]
+    t = _alternate([e2e_sq, pure_sq, e2e_p, pure_p], reps, device)
+    amp = resolve_amp(device, TrainConfig.strong().amp)
+    n = BATCH * iters
+    return {**_summary("sq", n, t[0], t[1]), **_summary("person", n, t[2], t[3]),
+            "shape_speedup": paired_ratio(t[0], t[2]), "shape_pure_speedup": paired_ratio(t[1], t[3]),
+            "shape_flops_ratio": flops_sq / flops_p, "sq_flops_per_img": flops_sq, "person_flops_per_img": flops_p,
+            "shape_precision": "float32" if amp is None else f"{str(amp).removeprefix('torch.')} autocast",
+            "shape_rounds": reps, "shape_load": load, "shape_threads": torch.get_num_threads()}
+
+
+def shape_markdown(r: dict) -> str:
+    """Markdown table rows of :func:`bench_shapes` (section 1 of BENCHMARKS.md)."""
+    prec = r["shape_precision"]
+    rows = [f"| training, stronger recipe (P×K 16×4, BNNeckNet), {prec}, {h}×{w} {what} (img/s, median of "
+            f"{r['shape_rounds']}) | {r[f'{k}_e2e_ips']:.1f} | {r[f'{k}_pure_ips']:.1f} | **{r[f'{k}_ratio']:.3f}** | "
+            f"{r[f'{k}_e2e_ips'] * r[f'{k}_flops_per_img'] / 1e9:.0f} ({r[f'{k}_flops_per_img'] / 1e9:.2f} GFLOP "
+            f"a training image) |"
+            for k, (h, w), what in (("sq", SQUARE, "(C2's padded square)"), ("person", PERSON, "(the person, unpadded)"))]
+    rows.append(f"| training, stronger recipe: 128×64 ÷ 128×128, end to end (pure compute; FLOPs) | "
+                f"**{r['shape_speedup']:.2f}×** ({r['shape_pure_speedup']:.2f}×; {r['shape_flops_ratio']:.2f}×) | | | "
+                f"{r['shape_threads']} torch threads, load average {r['shape_load']:.1f} |")
+    return "\n".join(rows)
 
 
 def bench_extraction(device: torch.device, n: int, reps: int, batch: int = BATCH) -> dict[str, float]:
@@ -177,16 +249,22 @@ def bench_extraction(device: torch.device, n: int, reps: int, batch: int = BATCH
             "embed_flops_per_img": embed_flops_per_image(model, device)}
 
 
-def main(quick: bool = False) -> dict[str, float | str]:
-    """Run both benchmarks; print markdown rows; return the numbers."""
+def main(quick: bool = False, shape_only: bool = False) -> dict[str, float | str]:
+    """Run the benchmarks (only the input-shape one with ``shape_only``); print markdown rows;
+    return the numbers."""
     device = pick_device()
     iters, reps, n_extract = (1, 2, BATCH) if quick else (1, 5, 2 * BATCH)
     res: dict[str, float | str] = {"device": str(device), "threads": torch.get_num_threads(),
                                    "cpu_bf16": cpu_has_bf16() if device.type == "cpu" else "n/a"}
+    if shape_only:
+        res.update(bench_shapes(device, 2 * iters, reps))
+        print(shape_markdown(res))
+        return res
     res["matmul_gflops"] = matmul_gflops(device)
     res["matmul16_gflops"] = matmul_gflops(device, dtype=torch.bfloat16)
     res.update(bench_training(device, iters, reps))
     res.update(bench_extraction(device, n=n_extract, reps=reps))
+    res.update(bench_shapes(device, 2 * iters, reps))  # 2 P×K batches a timed run
     res["matmul_gflops_end"] = matmul_gflops(device)
     res["matmul16_gflops_end"] = matmul_gflops(device, dtype=torch.bfloat16)
     for key, flops in (("train", "train_flops_per_img"), ("extract", "embed_flops_per_img")):
@@ -214,6 +292,7 @@ def markdown(r: dict) -> str:
                 f"{r[f'{k}_e2e_best_ips'] / r[f'{k}_pure_best_ips']:.3f} | "
                 f"{r[f'{k}_e2e_best_ips'] * r[flops] / 1e9:.0f} |"]
         rows.append(f"| {what}: bfloat16 ÷ float32, end to end | **{r[f'{key}_bf16_speedup']:.2f}×** | | | |")
+    rows.append(shape_markdown(r))
     rows += [
         f"| matmul 2048² (GFLOP/s, best of 8, at start / end): float32 | {r['matmul_gflops']:.0f} / "
         f"{r['matmul_gflops_end']:.0f} | | | |",
@@ -232,4 +311,11 @@ def markdown(r: dict) -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations and repeats")
-    main(parser.parse_args().quick)
+    parser.add_argument("--shape-only", action="store_true",
+                        help="only the stronger recipe at 128x64 against 128x128")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's); 1 is steadier when others load the CPU")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    main(args.quick, args.shape_only)

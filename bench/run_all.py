@@ -1,6 +1,7 @@
 """`make bench`: run the benchmarks in one process and rewrite bench/BENCHMARKS.md.
 
-1. Training and feature-extraction throughput, end to end against pure compute (bench_train).
+1. Training and feature-extraction throughput, end to end against pure compute (bench_train),
+   and the stronger recipe at 128×64 against 128×128.
 2. Market-sized evaluation against a per-query numpy loop (bench_eval).
 3. Time to accuracy: read from the JSONs that `python -m bench.time_to_accuracy` writes
    (`results/market_tta_<recipe>.json`, `results/market_tta_*_*.json`, `results/explore/`);
@@ -125,7 +126,9 @@ def main() -> int:
         "## 1. Training and feature extraction: end to end against pure compute",
         "",
         "`python -m bench.bench_train` — end to end = the real loop (cache → batch → model → loss → step); "
-        "pure compute = the same model, loss and step on a batch made in advance.",
+        "pure compute = the same model, loss and step on a batch made in advance. The stronger-recipe rows "
+        "train at the person's own 128×64 against C2's padded 128×128, side by side in the preset's precision "
+        "(`--shape-only` runs just them).",
         "",
         bench_train.markdown(train),
         "",

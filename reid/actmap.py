@@ -9,7 +9,6 @@ in all three channels; the person is the box of rows and columns holding a non-z
 """
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -19,10 +18,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
-from PIL import Image
 from torch import Tensor, nn
 
-from .plots import denormalize
+from .plots import denormalize, save_png
 
 REGIONS = ("upper", "middle", "lower", "padding")
 
@@ -216,19 +214,3 @@ def show_activation_maps(models: nn.Module | Mapping[str, nn.Module], images: Te
     if path is not None:
         save_png(fig, path, dpi, colors)
     return fig
-
-
-def save_png(fig: Figure, path: str | Path, dpi: int = 72, colors: int | None = 256) -> Path:
-    """Save ``fig`` as PNG; with ``colors``, reduced to a palette of that many colours (PIL's
-    median cut), which keeps photos under heat maps about a third of their full-colour size."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if colors is None:
-        fig.savefig(path, dpi=dpi, bbox_inches="tight", format="png")
-        return path
-    buffer = io.BytesIO()
-    fig.savefig(buffer, dpi=dpi, bbox_inches="tight", format="png")
-    with Image.open(buffer) as rendered:
-        palette = rendered.convert("RGB").quantize(colors, method=Image.Quantize.MEDIANCUT)
-    palette.save(path, format="png", optimize=True)
-    return path

@@ -6,12 +6,20 @@ downstream re-opens image files.
 
 Map of this module:
     reid_transform            C2  ToTensor → Normalize → resize longer side to 128 → zero-pad to 128×128
-    load_image, ImageCache        decode once, keep `[N, 3, 128, 128]` float16 on a device
+    person_transform              ToTensor → Normalize → resize to exactly (H, W), no padding (stronger recipe)
+    image_transform, image_shape  the transform and the `(H, W)` an `image_size` stands for
+    load_image, ImageCache        decode once, keep `[N, 3, H, W]` float16 on a device
     RetrievalDataset          C1  val/test: query image + ground-truth gallery index, get_gallery_imgs()
     retrieval_loader          C3  DataLoader with shuffle=False
     IDLossDataset             C8  train_idloss.csv / val_idloss.csv → (image, id)
     TripletDataset                train_random_triplet.csv → (anchor, positive, negative)
     count_possible_triplets   Q10 ordered triplets a labelled set allows
+
+Input shape: every dataset takes `image_size` once and its cache holds images of that
+shape.  An int (default 128) is the handout's C2 padded square `[3, 128, 128]`; a tuple
+`(H, W)` is the person at their own shape, resized to exactly `[3, H, W]` with no padding
+(the stronger recipe: `(128, 64)` on a CPU, `(256, 128)` as Bag of Tricks and torchreid).
+The shapes quoted below (`[N, 3, 128, 128]`) are the default's; at `(H, W)` read `[N, 3, H, W]`.
 
 Finding the layout and saying which data it is (course, synthetic, pool) is in reid/layout.py.
 """
@@ -42,7 +50,12 @@ UNKNOWN_GT = -1
 SPLITS = ("val", "test")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 CACHE_DTYPE = torch.float16
-"""float16 keeps one 3×128×128 image at 96 KiB (98,304 bytes), within the 100 KB budget."""
+"""float16 keeps one 3×128×128 image at 96 KiB (98,304 bytes), within the 100 KB budget
+(a 3×128×64 one at 48 KiB)."""
+PERSON_SIZE = (128, 64)
+"""`(H, W)` of the stronger recipe's input on a CPU: the person's own 1:2 shape, no padding."""
+ImageSize = int | tuple[int, int]
+"""An int: the C2 padded square of that side; a tuple `(H, W)`: the person resized to exactly H×W."""
 
 
 # --------------------------------------------------------------------------- errors
@@ -102,6 +115,45 @@ def reid_transform(size: int = IMAGE_SIZE) -> Callable[[Image.Image], Tensor]:
     ])
 
 
+def person_transform(size: tuple[int, int] = PERSON_SIZE) -> Callable[[Image.Image], Tensor]:
+    """The person at their own shape, as Bag of Tricks feeds them: ToTensor → Normalize → resize.
+
+    ToTensor and Normalize are C2's; the resize makes the image exactly `size` = (H, W)
+    (antialiased bilinear) with no padding, so a crop that is not H:W (Market's are 1:2,
+    some course crops are not) is stretched to the recipe's shape rather than padded.
+
+    Returns:
+        A callable taking an RGB PIL image and returning a float32 tensor `[3, H, W]`.
+    """
+    h, w = image_shape(size)
+    return transforms.Compose([
+        transforms.ToTensor(),
+        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        v2.Resize(size=[h, w], antialias=True),
+    ])
+
+
+def image_shape(image_size: ImageSize) -> tuple[int, int]:
+    """`(H, W)` of the images an `image_size` gives: `128` → (128, 128), `(128, 64)` → (128, 64).
+
+    Raises ValueError for anything but a positive int or a pair of positive ints."""
+    if isinstance(image_size, (tuple, list)) and len(image_size) == 2:
+        h, w = image_size
+    else:
+        h = w = image_size
+    if any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in (h, w)):
+        raise ValueError(f"image_size: expected a positive int (C2's padded square) or a pair (H, W) "
+                         f"of positive ints (the person transform), got {image_size!r}")
+    return int(h), int(w)
+
+
+def image_transform(image_size: ImageSize = IMAGE_SIZE) -> Callable[[Image.Image], Tensor]:
+    """The transform an `image_size` stands for: an int → `reid_transform(image_size)` (C2,
+    padded square); a pair (H, W) → `person_transform((H, W))` (no padding)."""
+    h, w = image_shape(image_size)
+    return reid_transform(h) if isinstance(image_size, int) else person_transform((h, w))
+
+
 def to_rgb(img: Image.Image) -> Image.Image:
     """Any PIL mode (L, LA, RGBA, P, CMYK, I;16, I, F, 1) → RGB; alpha is composited on black."""
     if img.mode == "RGB":
@@ -151,14 +203,15 @@ def single_thread() -> Iterator[None]:
 
 
 class ImageCache:
-    """Every image of a dataset, decoded and transformed once: `images` is `[N, 3, 128, 128]` float16.
+    """Every image of a dataset, decoded and transformed once: `images` is `[N, 3, H, W]` float16
+    (`[N, 3, 128, 128]` for C2's padded square, `[N, 3, 128, 64]` for the person at 128×64).
 
     The cache lives on `device` (the GPU when there is one), so epochs and evaluation
-    only index it: `batch(idx)` returns `[B, 3, 128, 128]` float32 on the same device.
+    only index it: `batch(idx)` returns `[B, 3, H, W]` float32 on the same device.
     """
 
     def __init__(self, paths: Sequence[Path], images: Tensor, device: str | torch.device | None = None) -> None:
-        """`paths`: the N files the rows came from; `images`: their decoded tensors `[N, 3, 128, 128]`
+        """`paths`: the N files the rows came from; `images`: their decoded tensors `[N, 3, H, W]`
         (float16, made by `_decode_checked`); `device`: where to keep them (default: where they are)."""
         if len(paths) != len(images):
             raise ValueError(f"ImageCache got {len(paths)} paths but {len(images)} images")
@@ -169,15 +222,21 @@ class ImageCache:
     def device(self) -> torch.device:
         return self.images.device
 
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """`(H, W)` of the cached images: (128, 128) for C2, (128, 64) for the person at 128×64."""
+        h, w = self.images.shape[-2:]
+        return int(h), int(w)
+
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> Tensor:
-        """One image, `[3, 128, 128]` float32."""
+        """One image, `[3, H, W]` float32."""
         return self.images[i].float()
 
     def batch(self, idx: Tensor) -> Tensor:
-        """Images at `idx` (LongTensor `[B]`), `[B, 3, 128, 128]` float32 on the cache's device."""
+        """Images at `idx` (LongTensor `[B]`), `[B, 3, H, W]` float32 on the cache's device."""
         return self.images[idx.to(self.images.device)].float()
 
     def to(self, device: str | torch.device) -> "ImageCache":
@@ -189,17 +248,19 @@ class ImageCache:
 
 
 def _decode_checked(paths: Sequence[Path], where: Sequence[str], skip_bad: bool,
-                    device: str | torch.device, skippable: bool = True) -> tuple[ImageCache, list[int], list[str]]:
-    """Decode `paths` into a cache; returns (cache, kept row positions, skipped messages).
+                    device: str | torch.device, skippable: bool = True,
+                    image_size: ImageSize = IMAGE_SIZE) -> tuple[ImageCache, list[int], list[str]]:
+    """Decode `paths` into a cache of `[N, 3, H, W]` images (`image_transform(image_size)`);
+    returns (cache, kept row positions, skipped messages).
 
     A file that cannot be decoded raises ImageDecodeError naming the CSV row, unless
     `skip_bad`, in which case it is left out and counted; leaving out every file is an error.
     `skippable`: whether the caller offers `skip_bad` (the error then suggests it).
     """
-    transform = reid_transform()
+    transform = image_transform(image_size)
     kept, skipped = [], []
     # Filled in place: torch.stack of float16 tensors is ~50× slower on the CPU.
-    images = torch.empty((len(paths), 3, IMAGE_SIZE, IMAGE_SIZE), dtype=CACHE_DTYPE)
+    images = torch.empty((len(paths), 3, *image_shape(image_size)), dtype=CACHE_DTYPE)
     with single_thread():
         for i, (path, loc) in enumerate(zip(paths, where)):
             try:
@@ -346,14 +407,16 @@ class IDLossDataset(Dataset):
         device: where the image cache lives.
         num_ids: if given, every id must lie in 0..num_ids-1.
         skip_bad: leave out (and count) images that cannot be decoded instead of raising.
+        image_size: 128 (C2's padded square) or (H, W) (the person transform), see `image_transform`.
 
     Attributes:
-        cache: ImageCache `[N, 3, 128, 128]`;  ids: LongTensor `[N]`;  num_ids: max id + 1.
+        cache: ImageCache `[N, 3, H, W]` (`[N, 3, 128, 128]` by default);  ids: LongTensor `[N]`;
+        num_ids: max id + 1.
     """
 
     def __init__(self, csv_path: str | Path, root: str | Path | None = None,
                  device: str | torch.device = "cpu", num_ids: int | None = None,
-                 skip_bad: bool = False) -> None:
+                 skip_bad: bool = False, image_size: ImageSize = IMAGE_SIZE) -> None:
         self.csv = Path(csv_path)
         self.root = Path(root) if root is not None else self.csv.parent
         table = read_csv(self.csv, ("filepath", "id"))
@@ -364,7 +427,7 @@ class IDLossDataset(Dataset):
         where = [_where(self.csv, line) for line in table.lines]
         paths = [resolve_path(p, self.root, split_dir, w) for p, w in zip(table.column("filepath"), where)]
         _check_listed_once(paths, ids, table.lines, self.csv)
-        self.cache, kept, self.skipped = _decode_checked(paths, where, skip_bad, device)
+        self.cache, kept, self.skipped = _decode_checked(paths, where, skip_bad, device, image_size=image_size)
         self.paths = self.cache.paths
         self.ids = torch.tensor([ids[i] for i in kept], dtype=torch.long)
         self.num_ids = num_ids if num_ids is not None else int(max(ids)) + 1
@@ -379,12 +442,13 @@ class IDLossDataset(Dataset):
 class TripletDataset(Dataset):
     """(anchor, positive, negative) images from `train_random_triplet.csv`.
 
-    Each distinct file is decoded once into `cache`; `triplets` is a LongTensor `[T, 3]`
+    Each distinct file is decoded once into `cache` (`[N, 3, H, W]` for `image_size`, see
+    `image_transform`; `[N, 3, 128, 128]` by default); `triplets` is a LongTensor `[T, 3]`
     of indices into it.
     """
 
     def __init__(self, csv_path: str | Path, root: str | Path | None = None,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", image_size: ImageSize = IMAGE_SIZE) -> None:
         self.csv = Path(csv_path)
         self.root = Path(root) if root is not None else self.csv.parent
         table = read_csv(self.csv, ("anchor", "positive", "negative"))
@@ -402,7 +466,8 @@ class TripletDataset(Dataset):
                 raise DataError(f"{loc}: the negative is the same file as the anchor or positive")
             triplets.append(trip)
         paths = list(index)
-        self.cache, _, _ = _decode_checked(paths, [where_of[p] for p in paths], False, device, skippable=False)
+        self.cache, _, _ = _decode_checked(paths, [where_of[p] for p in paths], False, device, skippable=False,
+                                           image_size=image_size)
         self.triplets = torch.tensor(triplets, dtype=torch.long)
         self.ids: Tensor | None = None  # [N] identity of each cache image, set by label_from
 
@@ -472,16 +537,19 @@ def _gallery_index(raw: str, gallery: list[Path], root: Path, split: str, where:
 class RetrievalDataset(Dataset):
     """C1: the val or test retrieval set.
 
-    `__getitem__(i)` → (query image `[3, 128, 128]`, index of its ground-truth gallery image);
+    `__getitem__(i)` → (query image `[3, H, W]`, index of its ground-truth gallery image);
     for `test` the ground truth is unknown and the index is `UNKNOWN_GT` (-1).
-    `get_gallery_imgs()` → all gallery images `[G, 3, 128, 128]`, row k = `gallery/k.jpg`.
+    `get_gallery_imgs()` → all gallery images `[G, 3, H, W]`, row k = `gallery/k.jpg`.
+    `(H, W)` follows `image_size` (see `image_transform`): (128, 128), C2's padded square,
+    by default; (128, 64) for the stronger recipe's person at their own shape.
 
     The queries come from `val/gt.csv` (val) or `test/pred.csv` (test) in file order, which
     `write_predictions` keeps.  `query_paths` / `gallery_paths` hold the paths in the CSV's
     form (`val/query/…`, `val/gallery/3.jpg`).
     """
 
-    def __init__(self, root: str | Path, split: str, device: str | torch.device = "cpu") -> None:
+    def __init__(self, root: str | Path, split: str, device: str | torch.device = "cpu",
+                 image_size: ImageSize = IMAGE_SIZE) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         self.root, self.split = Path(root), split
@@ -503,8 +571,8 @@ class RetrievalDataset(Dataset):
         self.query_paths = table.column("query")
         self.gt = torch.tensor(gt, dtype=torch.long)
         gwhere = [f"{self.root / split / 'gallery'}, image {p.name}" for p in gallery]
-        self.gallery, _, _ = _decode_checked(gallery, gwhere, False, device, skippable=False)
-        self.queries, _, _ = _decode_checked(queries, where, False, device, skippable=False)
+        self.gallery, _, _ = _decode_checked(gallery, gwhere, False, device, False, image_size)
+        self.queries, _, _ = _decode_checked(queries, where, False, device, False, image_size)
 
     def __len__(self) -> int:
         return len(self.queries)
@@ -513,7 +581,7 @@ class RetrievalDataset(Dataset):
         return self.queries[i], int(self.gt[i])
 
     def get_gallery_imgs(self) -> Tensor:
-        """All gallery images, `[G, 3, 128, 128]` float32, ordered by gallery index."""
+        """All gallery images, `[G, 3, H, W]` float32 (`[G, 3, 128, 128]` by default), ordered by gallery index."""
         return self.gallery.images.float()
 
     @property
@@ -522,7 +590,8 @@ class RetrievalDataset(Dataset):
 
 
 def retrieval_loader(dataset: RetrievalDataset, batch_size: int = 128) -> DataLoader:
-    """C3: a DataLoader over the queries in file order (shuffle=False), yielding (images `[B,3,128,128]`, gt `[B]`)."""
+    """C3: a DataLoader over the queries in file order (shuffle=False), yielding (images `[B, 3, H, W]`,
+    `[B, 3, 128, 128]` by default, gt `[B]`)."""
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
 
 

@@ -1,9 +1,15 @@
 """Figures: training curves (Q8, Q11), ranked results (Q9), the gallery grid (handout Figure 2).
 
 Every function returns the matplotlib Figure and, given `path`, also saves it as PNG.
+The image figures take `[N, 3, H, W]` at any shape: C2's padded `128×128` squares or the
+stronger recipe's unpadded `128×64` people; tiles keep the images' aspect. They are drawn
+at `FIGURE_DPI` (what a notebook shows inline too) and saved with a 256-colour palette
+(`save_png`), which keeps a figure of photos around 100 KB.
 """
 from __future__ import annotations
 
+import io
+import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -12,9 +18,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from PIL import Image
 from torch import Tensor
 
 from .data import IMAGENET_MEAN, IMAGENET_STD
+
+FIGURE_DPI = 72
+"""Dots per inch of the image figures, saved and inline: 1 inch of figure = 72 pixels."""
 
 
 def denormalize(images: Tensor) -> np.ndarray:
@@ -30,11 +40,47 @@ def denormalize(images: Tensor) -> np.ndarray:
     return x.movedim(-3, -1).numpy()
 
 
-def _save(fig: Figure, path: str | Path | None, dpi: int = 100) -> Figure:
+def save_png(fig: Figure, path: str | Path, dpi: int = FIGURE_DPI, colors: int | None = 256) -> Path:
+    """Save ``fig`` as PNG; with ``colors``, reduced to a palette of that many colours (PIL's
+    median cut), which keeps photos about a third of their full-colour size.
+
+    In a notebook the saved file is what the cell shows (the figure itself is closed), so the
+    notebook holds the same small picture as the file rather than a full-colour copy."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if colors is None:
+        fig.savefig(path, dpi=dpi, bbox_inches="tight", format="png")
+    else:
+        buffer = io.BytesIO()
+        fig.savefig(buffer, dpi=dpi, bbox_inches="tight", format="png")
+        with Image.open(buffer) as rendered:
+            palette = rendered.convert("RGB").quantize(colors, method=Image.Quantize.MEDIANCUT)
+        palette.save(path, format="png", optimize=True)
+    _show_saved(fig, path)
+    return path
+
+
+def _show_saved(fig: Figure, path: Path) -> None:
+    """Under the notebook's inline backend: display the saved file and close ``fig``."""
+    if "ipykernel" not in sys.modules or "inline" not in matplotlib.get_backend().lower():
+        return
+    from IPython.display import Image as ShownImage, display
+
+    plt.close(fig)
+    display(ShownImage(filename=str(path)))
+
+
+def _save(fig: Figure, path: str | Path | None, dpi: int = 100, colors: int | None = None) -> Figure:
+    """Save ``fig`` at ``path`` (if given) with :func:`save_png`; return it."""
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=dpi, bbox_inches="tight")
+        save_png(fig, path, dpi, colors)
     return fig
+
+
+def _tile_width(images: Tensor, height: float) -> float:
+    """Width in inches of a tile `height` inches high showing `[…, H, W]` images undistorted."""
+    h, w = images.shape[-2:]
+    return height * w / h
 
 
 def _get(history: Any, name: str) -> list[float]:
@@ -84,6 +130,23 @@ def plot_history(histories: Mapping[str, Any], path: str | Path | None = None,
     return _save(fig, path)
 
 
+def _tile_axes(nrows: int, ncols: int, tile_w: float, tile_h: float, title_room: float,
+               title: str | None, gap: float = 0.08) -> tuple[Figure, np.ndarray]:
+    """A figure of nrows × ncols image tiles of tile_w × tile_h inches, `title_room` inches
+    above each for its title, `gap` inches between tiles, and a line for `title` on top;
+    laid out by hand so that the tiles keep their size (axes `[nrows, ncols]`)."""
+    top = 0.3 if title else 0.05
+    cell_w, cell_h = tile_w + gap, tile_h + title_room + gap
+    width, height = ncols * cell_w + gap, nrows * cell_h + top
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False, dpi=FIGURE_DPI)
+    fig.subplots_adjust(left=gap / width, right=1 - gap / width, bottom=gap / height,
+                        top=1 - (top + title_room) / height,
+                        wspace=gap / tile_w, hspace=(title_room + gap) / tile_h)
+    if title:
+        fig.suptitle(title, fontsize=10, y=1 - 0.04 / height, va="top")
+    return fig, axes
+
+
 def _frame(ax: plt.Axes, color: str) -> None:
     for spine in ax.spines.values():
         spine.set_edgecolor(color)
@@ -92,16 +155,22 @@ def _frame(ax: plt.Axes, color: str) -> None:
 
 def plot_ranked_results(query_images: Tensor, gallery_images: Tensor, ranks: Tensor, gt: Tensor,
                         rows: Sequence[int], path: str | Path | None = None,
-                        title: str | None = None) -> Figure:
+                        title: str | None = None, tile_height: float = 0.9, colors: int | None = 128) -> Figure:
     """For each query in `rows`: the query, then its top-k gallery images (k = ranks.shape[1]),
     framed green where the image is the query's ground-truth gallery image, red otherwise.
 
     Args:
-        query_images: `[Q, 3, 128, 128]`;  gallery_images: `[G, 3, 128, 128]`;
+        query_images: `[Q, 3, H, W]`;  gallery_images: `[G, 3, H, W]` (`128×128` padded squares
+            or `128×64` unpadded people);
         ranks: `[Q, k]` gallery indices, nearest first;  gt: `[Q]` true gallery index.
+        tile_height: inches (= `FIGURE_DPI` pixels) per tile; its width follows the images' aspect.
+        colors: palette size of the saved PNG (None: full colour, about 3× larger).
+
+    6 queries × top-10 of Market crops save at about 95 KB at 128×64 and 110 KB at 128×128
+    (the synthetic pedestrians: about 50 KB); shown inline in full colour, about 300 KB.
     """
-    k = ranks.shape[1]
-    fig, axes = plt.subplots(len(rows), k + 1, figsize=(1.25 * (k + 1), 1.45 * len(rows)), squeeze=False)
+    k, tile_w = ranks.shape[1], _tile_width(gallery_images, tile_height)
+    fig, axes = _tile_axes(len(rows), k + 1, tile_w, tile_height, title_room=0.2, title=title)
     for r, q in enumerate(rows):
         ax = axes[r, 0]
         ax.imshow(denormalize(query_images[q]))
@@ -117,32 +186,30 @@ def plot_ranked_results(query_images: Tensor, gallery_images: Tensor, ranks: Ten
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return _save(fig, path, dpi=72)
+    return _save(fig, path, dpi=FIGURE_DPI, colors=colors)
 
 
 def show_gallery_grid(images: Tensor, ncols: int = 20, path: str | Path | None = None,
-                      title: str | None = None) -> Figure:
-    """A grid of padded gallery images `[N, 3, 128, 128]` in gallery order, like the handout's Figure 2."""
+                      title: str | None = None, tile_height: float = 0.6, colors: int | None = 128) -> Figure:
+    """A grid of gallery images `[N, 3, H, W]` in gallery order, like the handout's Figure 2.
+
+    The handout's images are padded squares (`128×128`); the stronger recipe's unpadded people
+    (`128×64`) get tiles half as wide. `tile_height` in inches; saved with a palette of `colors`
+    (100 Market crops in rows of 20: about 80 KB at 128×64, 85 KB at 128×128)."""
     n = len(images)
     nrows = max(1, int(np.ceil(n / ncols)))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(0.75 * ncols, 0.8 * nrows), squeeze=False)
+    fig, axes = _tile_axes(nrows, ncols, _tile_width(images, tile_height), tile_height, title_room=0.14, title=title)
     pics = denormalize(images)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
             ax.imshow(pics[i])
             ax.set_title(str(i), fontsize=6, pad=1)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout(pad=0.2)
-    return _save(fig, path, dpi=72)
+    return _save(fig, path, dpi=FIGURE_DPI, colors=colors)
 
 
 def show_before_after(image: Any, tensor: Tensor, path: str | Path | None = None) -> Figure:
-    """One image as read (PIL) beside the transformed `[3, 128, 128]` tensor shown back in RGB."""
+    """One image as read (PIL) beside the transformed `[3, H, W]` tensor shown back in RGB."""
     fig, axes = plt.subplots(1, 2, figsize=(4.2, 2.6))
     axes[0].imshow(image)
     axes[0].set_title(f"file: {image.size[0]}×{image.size[1]} (w×h)", fontsize=8)
@@ -153,3 +220,20 @@ def show_before_after(image: Any, tensor: Tensor, path: str | Path | None = None
         ax.set_yticks([])
     fig.tight_layout()
     return _save(fig, path)
+
+
+def show_images(images: Tensor, titles: Sequence[str], path: str | Path | None = None,
+                title: str | None = None, tile_height: float = 1.6, colors: int | None = 128) -> Figure:
+    """A row of images ``[N, 3, H, W]`` (normalised, as the datasets serve them) with a title each:
+    samples of IDLossDataset, or a triplet (anchor, positive, negative). Tiles keep the aspect."""
+    if len(images) != len(titles):
+        raise ValueError(f"show_images got {len(images)} images and {len(titles)} titles")
+    fig, axes = _tile_axes(1, len(images), _tile_width(images, tile_height), tile_height, title_room=0.3,
+                           title=title)
+    pics = denormalize(images)
+    for ax, pic, text in zip(axes[0], pics, titles):
+        ax.imshow(pic)
+        ax.set_title(text, fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return _save(fig, path, dpi=FIGURE_DPI, colors=colors)

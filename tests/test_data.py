@@ -14,7 +14,8 @@ from PIL import Image
 from conftest import write_csv, write_jpeg
 from reid.data import (CACHE_DTYPE, IMAGENET_MEAN, IMAGENET_STD, UNKNOWN_GT, DataError, IDLossDataset,
                        ImageDecodeError, RetrievalDataset, TripletDataset, count_possible_triplets, load_image,
-                       read_csv, reid_transform, retrieval_loader, to_rgb)
+                       image_shape, image_transform, person_transform, read_csv, reid_transform,
+                       retrieval_loader, to_rgb)
 from reid.layout import DataInfo, DataLayoutError, find_data_root
 
 MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
@@ -65,6 +66,72 @@ def test_transform_aspect_and_padding_40x100():
     cols = torch.nonzero(content.any(0)).flatten()
     assert cols.min() == 38 and cols.max() == 38 + 51 - 1
     assert content.any(1).all()                      # full height used
+
+
+# ------------------------------------------------------------------ the person at their own shape
+def plain_person_reference(img: Image.Image, h: int = 128, w: int = 64) -> torch.Tensor:
+    """The person transform by hand with PIL: resize to exactly w × h (float, per channel), normalise."""
+    chans = [np.asarray(Image.fromarray(np.asarray(img)[..., c].astype(np.float32) / 255, mode="F")
+                        .resize((w, h), Image.BILINEAR)) for c in range(3)]
+    return (torch.from_numpy(np.stack(chans)) - MEAN) / STD
+
+
+def test_person_transform_keeps_a_1_to_2_crop_exactly_and_unpadded():
+    # A 64×128 crop is already 128×64: every pixel is (x/255 - mean)/std, and there is no padding.
+    arr = np.random.default_rng(0).integers(0, 256, (128, 64, 3), dtype=np.uint8)
+    out = person_transform((128, 64))(Image.fromarray(arr))
+    assert out.shape == (3, 128, 64) and out.dtype == torch.float32
+    expected = (torch.from_numpy(arr).permute(2, 0, 1).float() / 255 - MEAN) / STD
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("size", [(40, 100), (100, 40), (300, 200), (128, 128), (64, 128)])
+def test_person_transform_stretches_any_crop_to_the_shape_without_padding(size):
+    arr = np.random.default_rng(1).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    arr = np.asarray(Image.fromarray(arr).resize(size, Image.NEAREST).filter(__import__("PIL.ImageFilter").ImageFilter.SMOOTH))
+    img = Image.fromarray(arr)
+    out = person_transform((128, 64))(img)
+    assert out.shape == (3, 128, 64)
+    assert not (out == 0).all(0).any()                   # no padding pixel (all three channels 0)
+    assert (out - plain_person_reference(img)).abs().mean() < 0.02
+
+
+def test_person_transform_of_a_square_fills_the_frame_with_its_colour():
+    # A 100×100 single-colour crop becomes 128×64 of that colour: stretched, not padded.
+    out = person_transform((128, 64))(Image.new("RGB", (100, 100), (250, 10, 10)))
+    colour = (torch.tensor([250, 10, 10]).view(3, 1, 1) / 255 - MEAN) / STD
+    torch.testing.assert_close(out, colour.expand(3, 128, 64), atol=1e-5, rtol=0)
+
+
+def test_image_size_names_the_transform_and_the_shape():
+    img = Image.new("RGB", (64, 128), (10, 200, 30))
+    assert image_shape(128) == (128, 128) and image_shape((128, 64)) == (128, 64)
+    assert torch.equal(image_transform(128)(img), reid_transform()(img))              # C2, padded
+    assert torch.equal(image_transform((128, 64))(img), person_transform((128, 64))(img))
+    assert image_transform((256, 128))(img).shape == (3, 256, 128)
+    for bad in (0, -1, (128,), (128, 0), (128, 64, 3), 128.0, True, "128"):
+        with pytest.raises(ValueError, match="image_size: expected a positive int"):
+            image_shape(bad)
+
+
+def test_datasets_at_128x64_cache_the_person_shape(tiny_layout):
+    shape = (128, 64)
+    ids = IDLossDataset(tiny_layout / "train_idloss.csv", image_size=shape)
+    assert ids.cache.images.shape == (6, 3, 128, 64) and ids.cache.image_size == shape
+    assert ids.cache.nbytes / len(ids) == 3 * 128 * 64 * 2                  # 49,152 bytes, half of C2's
+    assert ids.cache.batch(torch.tensor([5, 0])).shape == (2, 3, 128, 64)
+    trip = TripletDataset(tiny_layout / "train_random_triplet.csv", image_size=shape)
+    assert trip.cache.images.shape == (6, 3, 128, 64)
+    assert all(x.shape == (3, 128, 64) for x in trip[0])
+    val = RetrievalDataset(tiny_layout, "val", image_size=shape)
+    g = val.get_gallery_imgs()
+    assert g.shape == (12, 3, 128, 64) and val.queries.images.shape == (4, 3, 128, 64)
+    for k in (0, 10):
+        ref = person_transform(shape)(load_image(tiny_layout / f"val/gallery/{k}.jpg")).to(CACHE_DTYPE).float()
+        assert torch.equal(g[k], ref)
+    img, gt = val[1]
+    assert img.shape == (3, 128, 64) and gt == 10
+    assert RetrievalDataset(tiny_layout, "test", image_size=(256, 128)).get_gallery_imgs().shape == (3, 3, 256, 128)
 
 
 @pytest.mark.reliability

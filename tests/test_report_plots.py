@@ -7,14 +7,16 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from reid.data import IMAGENET_MEAN, reid_transform  # noqa: E402
+from reid.data import IMAGENET_MEAN, person_transform, reid_transform  # noqa: E402
 from reid.plots import denormalize, plot_history, plot_ranked_results, show_before_after, show_gallery_grid  # noqa: E402
 from reid.report import describe_history, pick_examples, save_results  # noqa: E402
+from reid.synthetic import render_image  # noqa: E402
 from reid.train import History, TrainConfig  # noqa: E402
 
 
@@ -64,6 +66,44 @@ def test_figures_are_saved(tmp_path):
     show_before_after(Image.new("RGB", (64, 128)), imgs[0])
 
 
+def pedestrians(shape: str) -> torch.Tensor:
+    """100 synthetic pedestrians (64×128 crops, the notebook's synthetic data) as C2's padded
+    squares `[100, 3, 128, 128]` or as the person at 128×64 `[100, 3, 128, 64]`."""
+    transform = reid_transform() if shape == "square" else person_transform((128, 64))
+    return torch.stack([transform(render_image(0, i // 4, i % 4, i % 3)) for i in range(100)])
+
+
+@pytest.mark.parametrize("shape, aspect", [("square", 1.0), ("person", 0.5)])
+def test_image_figures_keep_the_aspect_and_stay_small(tmp_path, shape, aspect):
+    imgs = pedestrians(shape)
+    ranks = torch.stack([torch.roll(torch.arange(100), -q)[:10] for q in range(6)])  # query q: q, q+1, …
+    gt = torch.tensor([0, 1, 2, 50, 50, 50])
+    figs = {"ranked": plot_ranked_results(imgs, imgs, ranks, gt, range(6), path=tmp_path / "r.png", title="ranked"),
+            "gallery": show_gallery_grid(imgs, ncols=20, path=tmp_path / "g.png", title="gallery (100 images)")}
+    for name, fig in figs.items():
+        fig.canvas.draw()
+        boxes = [ax.get_window_extent() for ax in fig.axes if ax.images]
+        assert len(boxes) == (66 if name == "ranked" else 100)
+        assert all(abs(b.width / b.height - aspect) < 0.03 for b in boxes), name   # tiles as the images
+    for file in ("r.png", "g.png"):
+        with Image.open(tmp_path / file) as png:
+            assert png.mode == "P" and len(png.getcolors()) <= 128           # a palette PNG
+        assert (tmp_path / file).stat().st_size < 100_000, file                # issue 13: about 100 KB
+    full = plot_ranked_results(imgs, imgs, ranks, gt, range(6), path=tmp_path / "full.png", colors=None)
+    assert (tmp_path / "r.png").stat().st_size < 0.6 * (tmp_path / "full.png").stat().st_size
+    assert full.get_size_inches()[0] == pytest.approx(figs["ranked"].get_size_inches()[0])
+    plt.close("all")
+
+
+def test_person_figures_are_about_half_as_wide():
+    square, person = pedestrians("square")[:11], pedestrians("person")[:11]
+    ranks, gt = torch.arange(1, 11).view(1, 10), torch.tensor([1])
+    w_square = plot_ranked_results(square, square, ranks, gt, [0]).get_size_inches()[0]
+    w_person = plot_ranked_results(person, person, ranks, gt, [0]).get_size_inches()[0]
+    assert w_person / w_square == pytest.approx((0.45 + 0.08) / (0.9 + 0.08), abs=0.01)  # tile 0.45 in + gap
+    plt.close("all")
+
+
 def test_save_results_round_trip(tmp_path):
     table = pd.DataFrame({"Rank-1": {"ID loss": 0.5}})
     path = save_results(tmp_path / "r.json", "Data: x", table, {"ID loss": (TrainConfig.handout_id(), history())},
@@ -106,10 +146,17 @@ def test_compare_models_reuses_the_last_validation_and_shows_flip_columns(tiny_l
                               "both": ((plain, flipped), history())})
     m, f = plain.metrics(), flipped.metrics()
     assert table.loc["from history", "Rank-1"] == round(f["rank1"], 3)
-    assert table.loc["given", "Rank-1"] == round(m["rank1"], 3) and table.loc["given", "mINP"] == round(m["mINP"], 3)
+    assert table.loc["given", "Rank-1"] == round(m["rank1"], 3)
     assert table.loc["both", "mAP"] == round(m["mAP"], 3)
     assert table.loc["both", "mAP (with test-time flip)"] == round(f["mAP"], 3)
-    assert list(table.columns[:5]) == ["Rank-1", "Rank-5", "Rank-10", "mAP", "mINP"]
+    # mINP equals mAP with one gallery image per person: left out of the tables
+    assert m["mINP"] == pytest.approx(m["mAP"]) and "mINP" not in table.columns
+    assert list(table.columns[:4]) == ["Rank-1", "Rank-5", "Rank-10", "mAP"]
+    views = R.compare_models({"m": ({"": plain, R.FLIP_LABEL: flipped, R.RERANK_LABEL: plain.rerank(k1=3, k2=2)},
+                                    history())})
+    assert list(views.columns[:12]) == [f"{n}{s}" for s in ("", f" ({R.FLIP_LABEL})", f" ({R.RERANK_LABEL})")
+                                        for n in ("Rank-1", "Rank-5", "Rank-10", "mAP")]
+    assert views.loc["m", "mAP (with re-ranking)"] == round(plain.rerank(k1=3, k2=2).metrics()["mAP"], 3)
 
 
 def test_evaluate_retrieval_is_retrieve_under_the_table_headers(tiny_layout):
@@ -123,3 +170,14 @@ def test_evaluate_retrieval_is_retrieve_under_the_table_headers(tiny_layout):
     assert evaluate_retrieval(MeanColour(), ds) == {"Rank-1": m["rank1"], "Rank-5": m["rank5"], "Rank-10": m["rank10"],
                                                     "mAP": m["mAP"], "mINP": m["mINP"]}
     assert display_metrics({"Rank-1": 0.5}) == {"Rank-1": 0.5}  # older results' headers pass unchanged
+
+
+def test_show_images_titles_each_tile(tmp_path):
+    from reid.plots import show_images
+
+    images = torch.randn(3, 3, 128, 64)
+    fig = show_images(images, ["anchor", "positive", "negative"], path=tmp_path / "t.png", title="a triplet")
+    assert [ax.get_title() for ax in fig.axes] == ["anchor", "positive", "negative"]
+    assert (tmp_path / "t.png").stat().st_size < 100_000
+    with pytest.raises(ValueError, match="3 images and 2 titles"):
+        show_images(images, ["a", "b"])
