@@ -158,9 +158,11 @@ def describe_activation_maps(stats_by_model: Mapping[str, pd.DataFrame]) -> str:
                      f"image{'s' if len(table) != 1 else ''}).")
     if len(means) > 1:
         frame = pd.DataFrame(means).T                                      # models x regions
-        lead = [f"{region} {frame[region].idxmax()} ({100 * frame[region].max():.0f} %)"
+        where = {"upper": "the upper third", "middle": "the middle third", "lower": "the lower third",
+                 "padding": "the padding"}
+        lead = [f"on {where[region]}, {frame[region].idxmax()} ({100 * frame[region].max():.0f} %)"
                 for region in REGIONS]
-        lines.append("Largest share per region: " + ", ".join(lead) + ".")
+        lines.append("Which model puts the most of its map where: " + "; ".join(lead) + ".")
     return "\n".join(lines)
 
 
@@ -189,7 +191,8 @@ def show_activation_maps(models: nn.Module | Mapping[str, nn.Module], images: Te
     models = {"model": models} if isinstance(models, nn.Module) else dict(models)
     maps = dict(maps or {})
     for name, model in models.items():
-        maps.setdefault(name, activation_maps(model, images, batch_size))
+        if name not in maps:  # (not setdefault: that would compute the map even when given)
+            maps[name] = activation_maps(model, images, batch_size)
     pictures, padding = denormalize(images), region_masks(images)["padding"].numpy()
     n, rows = len(images), 1 + len(models)
     fig, axes = plt.subplots(rows, n, figsize=(1.15 * n, 1.25 * rows), squeeze=False)

@@ -127,7 +127,7 @@ def plot_history(histories: Mapping[str, Any], path: str | Path | None = None,
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, colors=64)  # line plots: a small palette loses nothing
 
 
 def _tile_axes(nrows: int, ncols: int, tile_w: float, tile_h: float, title_room: float,

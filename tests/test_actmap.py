@@ -162,8 +162,9 @@ def test_description_comes_from_the_numbers():
         "20 % lower, 4 % on padding (mean of 2 images).",
         "ID loss: 10 % of the map on the upper third of the person, 30 % middle, 50 % lower, "
         "10 % on padding (mean of 1 image).",
-        "Largest share per region: upper stronger recipe (41 %), middle stronger recipe (35 %), "
-        "lower ID loss (50 %), padding ID loss (10 %)."]
+        "Which model puts the most of its map where: on the upper third, stronger recipe (41 %); "
+        "on the middle third, stronger recipe (35 %); on the lower third, ID loss (50 %); "
+        "on the padding, ID loss (10 %)."]
 
 
 def person_like(n: int, seed: int = 0) -> Tensor:
