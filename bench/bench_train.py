@@ -129,11 +129,7 @@ def _training_pair(device: torch.device, iters: int, reps: int, amp: bool) -> tu
     def pure() -> None:
         for _ in range(iters):
             _, logits = run.forward(x)
-            loss = F.cross_entropy(logits, ids)
-            run.optimizer.zero_grad(set_to_none=True)
-            run.scaler.scale(loss).backward()
-            run.scaler.step(run.optimizer)
-            run.scaler.update()
+            _step(run, F.cross_entropy(logits, ids))
 
     epoch = iter(range(10**6))
     train_epoch(run, next(epoch))  # warm-up (allocator, oneDNN/cuDNN kernel choice)
@@ -144,6 +140,14 @@ def _training_pair(device: torch.device, iters: int, reps: int, amp: bool) -> tu
                  memory_format=torch.channels_last), device) for _ in range(20)),
              "train_flops_per_img": train_flops_per_image(run.model, run.device)}
     return (lambda: train_epoch(run, next(epoch))), pure, facts
+
+
+def _step(run, loss: torch.Tensor) -> None:
+    """The optimiser step of train_epoch, without its data path: the "pure compute" side."""
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
 
 
 def _summary(prefix: str, n: int, t_e2e: list[float], t_pure: list[float]) -> dict[str, float]:
@@ -179,11 +183,7 @@ def _strong_pair(device: torch.device, iters: int, reps: int, size: tuple[int, i
     def pure() -> None:
         for _ in range(iters):
             feats, logits = run.forward(x)
-            loss = id_loss(logits, ids, cfg.label_smoothing) + batch_hard_triplet_loss(feats, ids, cfg.margin)
-            run.optimizer.zero_grad(set_to_none=True)
-            run.scaler.scale(loss).backward()
-            run.scaler.step(run.optimizer)
-            run.scaler.update()
+            _step(run, id_loss(logits, ids, cfg.label_smoothing) + batch_hard_triplet_loss(feats, ids, cfg.margin))
 
     epoch = iter(range(10**6))
     train_epoch(run, next(epoch))  # warm-up (allocator, oneDNN/cuDNN kernel choice)
