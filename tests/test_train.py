@@ -200,8 +200,10 @@ def test_validation_passes_each_val_image_once(data, head, flip_test, metric, mo
     assert source is data["val_idloss"].cache  # every val image is in val_idloss.csv
     expected = retrieve(model, data["val"], flip=flip_test, metric=metric).metrics()
     expected_loss = T.validation_loss(model, data["val_idloss"], triplets, 64, torch.device("cpu"), None)
-    passes, real = [], T.extract_features
-    monkeypatch.setattr(T, "extract_features", lambda m, src, *a, **k: passes.append(len(src)) or real(m, src, *a, **k))
+    from reid import validation as V
+
+    passes, real = [], V.extract_features
+    monkeypatch.setattr(V, "extract_features", lambda m, src, *a, **k: passes.append(len(src)) or real(m, src, *a, **k))
     got = T.evaluate_val(run_, data["val"], data["val_idloss"], triplets)
     # one pass over the val images (two with flip_test: the second over their mirror images)
     assert passes == [len(data["val_idloss"].paths)] * (2 if flip_test else 1)
