@@ -2,7 +2,9 @@
 
 1. Training and feature-extraction throughput, end to end against pure compute (bench_train),
    and the stronger recipe at 128×64 against 128×128.
-2. Market-sized evaluation against a per-query numpy loop (bench_eval).
+2. Market-sized evaluation against a per-query numpy loop (bench_eval), and k-reciprocal
+   re-ranking against the per-probe numpy reference (bench_rerank; the reference needs about
+   1.5 minutes and 12 GB at that size).
 3. Time to accuracy: read from the JSONs that `python -m bench.time_to_accuracy` writes
    (`results/market_tta_<recipe>.json`, `results/market_tta_*_*.json`, `results/explore/`);
    those runs take up to 20 minutes each, so they are started by hand (the command is in
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from bench import bench_eval, bench_train
+from bench import bench_eval, bench_rerank, bench_train
 from reid.runs import settings_changed
 
 HERE = Path(__file__).resolve().parent
@@ -115,6 +117,7 @@ def main() -> int:
     load = os.getloadavg()[0]
     train = bench_train.main()
     evaluation = bench_eval.main()
+    rerank = bench_rerank.main()
     doc = [
         "# Benchmarks",
         "",
@@ -146,6 +149,18 @@ def main() -> int:
            evaluation["compiled_markdown"], ""] if evaluation.get("compiled_markdown") else
           ["torchreid's compiled evaluator was not measured in this run (set `REID_TORCHREID_CY` to the "
            "folder of a built `rank_cy` module).", ""]),
+        "## 2b. k-reciprocal re-ranking: Market-sized, against the per-probe numpy reference",
+        "",
+        "`python -m bench.bench_rerank` — `reid.rerank.rerank_distances` (torch: top-k and batched gathers, "
+        "in blocks) beside `reid/reference/rerank.py` (a plain per-probe transcription of the authors' code), "
+        "each in its own process (time, and peak memory = that process's `ru_maxrss`), on the same float32 "
+        "distance matrices of 3,368 queries and 15,913 gallery images; k1 = 20, k2 = 6, λ = 0.3.",
+        "",
+        bench_rerank.markdown(rerank["rows"]),
+        "",
+        f"Load average (1 min) {rerank['load_average_start'][0]:.1f} at the start of this part and "
+        f"{rerank['load_average_end'][0]:.1f} at its end.",
+        "",
         tta_section(),
         "",
     ]
