@@ -110,15 +110,17 @@ def ablation_table(results_dir: str | Path) -> "pd.DataFrame":
 
     rows = []
     for addition, used, with_file, without_file, epoch in ABLATIONS:
-        values = []
+        values, lengths = [], []
         for name in (with_file, without_file):
             path = Path(results_dir) / name
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: a recorded run of the ablation '{addition}' is missing")
             r1 = json.loads(path.read_text())["rank1"]
             values.append(r1[-1] if epoch is None else r1[epoch - 1])
+            lengths.append(len(r1))
         rows.append({"addition": addition, "in": used, "Rank-1 with": values[0], "Rank-1 without": values[1],
                      "difference": values[0] - values[1],
-                     "compared at": "last epoch" if epoch is None else f"epoch {epoch}",
+                     "compared at": (f"epoch {epoch}" if epoch is not None else "last epoch" if lengths[0] == lengths[1]
+                                     else f"last epoch ({lengths[0]} vs {lengths[1]} epochs: not separated)"),
                      "runs": f"{with_file} / {without_file}"})
     return pd.DataFrame(rows).set_index("addition").round(3)

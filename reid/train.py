@@ -162,7 +162,7 @@ class TrainConfig:
         * batch-hard triplet (margin 0.3, pre-BN feature) + CE with label smoothing 0.1: the two
           losses of Bag of Tricks, each on its side of the BNNeck;
         * random flip and shift of up to 8 px: Bag of Tricks' flip and pad-and-crop;
-        * Adam 1e-3 / 5e-4, 5 warm-up epochs, cosine decay over 60 epochs (an epoch is only ~35
+        * Adam 1e-3 / 5e-4, 5 warm-up epochs, cosine decay over 60 epochs (an epoch is only ~28
           P×K batches): lr 1e-3 rather than Bag of Tricks' 3.5e-4 because we train from scratch
           in minutes; no random erasing (erase=True turns it on), which did not pay here;
         * cosine distance on the BN-normalised feature, test-time flip: as Bag of Tricks ranks;
@@ -444,7 +444,7 @@ def _checkpoint_state(run: TrainRun, history: History, epochs_done: int) -> dict
 # epochs (or a budget) continue a finished run; another device (a Colab runtime that came back
 # without a GPU) may bring another batch size or precision.
 _RESUMABLE_CHANGES = {"epochs", "time_budget_s", "device", "eval_batch_size", "batch_size", "amp",
-                      "max_iters_per_epoch"}
+                      "max_iters_per_epoch", "warmup_epochs"}  # (the strong preset's warm-up follows its epochs)
 
 
 def _restore(run: TrainRun, state: dict[str, Any], path: Path) -> History:
@@ -466,7 +466,8 @@ def _restore(run: TrainRun, state: dict[str, Any], path: Path) -> History:
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
     _continue_schedule(run, int(state["epoch"]))
-    run.scaler.load_state_dict(state["scaler"])
+    if run.scaler.is_enabled() and state["scaler"]:  # a run without a scaler (CPU, bfloat16) resumed
+        run.scaler.load_state_dict(state["scaler"])    # under float16 starts with a fresh one
     set_rng_state(state["rng"], run.generator)
     return History.from_dict(state["history"])
 

@@ -25,6 +25,10 @@ def _val_images(val_set: Any, val_idloss: Any) -> tuple[Any, Tensor, Tensor]:
     When val_idloss.csv lists every val query and gallery image (the course's layout) that is all;
     otherwise (or without val_idloss) the val set's own queries and gallery follow."""
     if val_idloss is not None:
+        mine, theirs = getattr(val_idloss.cache, "image_size", None), getattr(val_set.queries, "image_size", None)
+        if mine is not None and theirs is not None and tuple(mine) != tuple(theirs):
+            raise ValueError(f"val_idloss holds {tuple(mine)} images but the val set {tuple(theirs)}: make both "
+                             f"with the same image_size")
         row = {Path(p): i for i, p in enumerate(val_idloss.paths)}
         try:
             return (val_idloss.cache, torch.tensor([row[Path(p)] for p in val_set.queries.paths]),

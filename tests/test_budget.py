@@ -140,3 +140,26 @@ def test_strong_input_size_keeps_a_checkpoints_shape(tmp_path):
     assert strong_input_size(tmp_path, "cpu") == (256, 128)   # a GPU run resumed on a CPU keeps 256×128
     (tmp_path / "last.pt").write_bytes(b"not a checkpoint")
     assert strong_input_size(tmp_path, "cpu") == (128, 64)    # train_model reports the broken file
+
+
+@pytest.mark.reliability
+def test_resume_under_float16_from_a_run_without_a_scaler(data, tmp_path, monkeypatch):
+    """A CPU (or bfloat16) checkpoint stores a disabled GradScaler's empty state; resumed where
+    float16 turns the scaler on (a Colab T4) it starts with a fresh scaler instead of failing."""
+    from reid import train as T
+
+    run(data, "id", tmp_path, time_budget_s=0.0)
+    assert load_checkpoint(tmp_path / "last.pt")["scaler"] == {}
+    monkeypatch.setattr(T, "make_grad_scaler", lambda device, dtype: torch.amp.GradScaler("cpu", enabled=True))
+    resumed = run(data, "id", tmp_path, resume=True)
+    assert resumed.epochs_done == 2
+
+
+@pytest.mark.reliability
+def test_strong_resume_with_another_budget_changes_only_run_settings(data, tmp_path):
+    """The strong preset's warm-up follows its epochs (a quarter of a short run): a run resumed on
+    another device with another epoch budget is not refused for it."""
+    first = run(data, "strong", tmp_path, epochs=2, warmup_epochs=0.5, time_budget_s=0.0)
+    assert first.epochs_done == 1
+    resumed = run(data, "strong", tmp_path, resume=True, epochs=3, warmup_epochs=0.75)
+    assert resumed.epochs_done == 3
