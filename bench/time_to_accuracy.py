@@ -30,12 +30,14 @@ from reid.runs import PRESETS, SettingError, parse_setting
 from reid.train import History, train_model
 
 
-def load_data(root: Path, recipe: str, device: str) -> tuple[object, object, object, int]:
-    """(train set for the recipe, val RetrievalDataset, val IDLossDataset, number of train ids)."""
-    id_set = IDLossDataset(root / "train_idloss.csv", root, device=device)
-    train = TripletDataset(root / "train_random_triplet.csv", root, device=device).label_from(id_set) \
+def load_data(root: Path, recipe: str, device: str, image_size: object = 128) -> tuple[object, object, object, int]:
+    """(train set for the recipe, val RetrievalDataset, val IDLossDataset, number of train ids), their
+    images at ``image_size`` (128: the handout's padded square; (H, W): the person at that shape)."""
+    kw = dict(device=device, image_size=image_size)
+    id_set = IDLossDataset(root / "train_idloss.csv", root, **kw)
+    train = TripletDataset(root / "train_random_triplet.csv", root, **kw).label_from(id_set) \
         if recipe == "triplet" else id_set
-    return train, RetrievalDataset(root, "val", device=device), IDLossDataset(root / "val_idloss.csv", root, device=device), id_set.num_ids
+    return train, RetrievalDataset(root, "val", **kw), IDLossDataset(root / "val_idloss.csv", root, **kw), id_set.num_ids
 
 
 def _setting(text: str) -> tuple[str, object]:
@@ -77,11 +79,14 @@ def main(argv: list[str] | None = None) -> History:
     cfg = PRESETS[args.recipe](**overrides)
     device = str(pick_device(args.device))
     t0 = time.perf_counter()
-    train_set, val_set, val_idloss, num_ids = load_data(args.data_root, args.recipe, device)
+    size = tuple(cfg.input_size) if cfg.input_size is not None else (128, 128)
+    image_size = 128 if size == (128, 128) else size  # the handout's padded square, or the person's shape
+    train_set, val_set, val_idloss, num_ids = load_data(args.data_root, args.recipe, device, image_size)
     print(f"Decoded the data into the {device} cache in {time.perf_counter() - t0:.1f} s "
           f"({num_ids} train ids, {len(val_set.queries)} val queries, {len(val_set.gallery)} val gallery).")
     seed_everything(cfg.seed)  # the weights' initialisation depends on the seed too
-    model = build_model("resnet18", num_ids, head="bnneck" if args.recipe == "strong" else "reid")
+    model = build_model("resnet18", num_ids, head="bnneck" if args.recipe == "strong" else "reid",
+                        input_size=size)
     print(f"Recipe {args.recipe}: {cfg}")
     history = train_model(model, cfg, train_set, val_set, val_idloss, checkpoint_dir=args.checkpoint_dir,
                           resume=args.checkpoint_dir is not None, progress=not args.quiet)

@@ -9,6 +9,7 @@ in all three channels; the person is the box of rows and columns holding a non-z
 """
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -146,23 +147,19 @@ def activation_stats(maps: Tensor, images: Tensor) -> pd.DataFrame:
 
 
 def describe_activation_maps(stats_by_model: Mapping[str, pd.DataFrame]) -> str:
-    """One sentence per model from :func:`activation_stats` tables, averaged over images, e.g.
-    ``stronger recipe: 41 % of the map on the upper third of the person, 35 % middle,
-    20 % lower, 4 % on padding (mean of 8 images).``, then the model leaning most on each third."""
-    lines, means = [], {}
+    """One sentence per model from :func:`activation_stats` tables, averaged over images: the share
+    of the map on the padding, and how the part on the person splits over its thirds (shares of
+    the person part, so that models with and without padding compare), e.g.
+    ``stronger recipe: 0 % of the map on padding; of the part on the person, 41 % on its upper third,
+    35 % middle, 24 % lower (mean of 8 images).``"""
+    lines = []
     for name, table in stats_by_model.items():
-        mean = means[name] = table[list(REGIONS)].mean()
-        lines.append(f"{name}: {100 * mean['upper']:.0f} % of the map on the upper third of the "
-                     f"person, {100 * mean['middle']:.0f} % middle, {100 * mean['lower']:.0f} % "
-                     f"lower, {100 * mean['padding']:.0f} % on padding (mean of {len(table)} "
-                     f"image{'s' if len(table) != 1 else ''}).")
-    if len(means) > 1:
-        frame = pd.DataFrame(means).T                                      # models x regions
-        where = {"upper": "the upper third", "middle": "the middle third", "lower": "the lower third",
-                 "padding": "the padding"}
-        lead = [f"on {where[region]}, {frame[region].idxmax()} ({100 * frame[region].max():.0f} %)"
-                for region in REGIONS]
-        lines.append("Which model puts the most of its map where: " + "; ".join(lead) + ".")
+        mean = table[list(REGIONS)].mean()
+        person = max(1e-12, float(mean["upper"] + mean["middle"] + mean["lower"]))
+        share = {r: 100 * float(mean[r]) / person for r in ("upper", "middle", "lower")}
+        lines.append(f"{name}: {100 * mean['padding']:.0f} % of the map on padding; of the part on the person, "
+                     f"{share['upper']:.0f} % on its upper third, {share['middle']:.0f} % middle, "
+                     f"{share['lower']:.0f} % lower (mean of {len(table)} image{'s' if len(table) != 1 else ''}).")
     return "\n".join(lines)
 
 
@@ -206,7 +203,7 @@ def show_activation_maps(models: nn.Module | Mapping[str, nn.Module], images: Te
         scaled = ((m - low) / (m.amax(dim=(1, 2), keepdim=True) - low).clamp(min=1e-12)).numpy()
         for j in range(n):
             _overlay(axes[i, j], pictures[j], scaled[j], padding[j], alpha)
-        axes[i, 0].set_ylabel(name, fontsize=8)
+        axes[i, 0].set_ylabel(textwrap.fill(name, 14), fontsize=7)
     axes[0, 0].set_ylabel("image", fontsize=8)
     for ax in axes.flat:
         ax.set_xticks([])

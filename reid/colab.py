@@ -333,6 +333,10 @@ class Workspace:
         if done == 0:
             print(check_line(False, f"{nb} as saved has no executed cell: save the notebook (Ctrl+S) "
                                     f"and run this cell again"))
+        elif done < total - 1:  # every cell but this one should have run in the saved copy
+            print(check_line(None, f"{nb} as saved has {done} of its {total} code cells run (the copy on disk "
+                                   f"is older than this session's outputs): save the notebook (Ctrl+S) and "
+                                   f"run this cell again before handing the zip in"))
         members = {nb.name: nb, "pred.csv": pred, **{f"figures/{p.name}": p for p in figures}}
         zip_path = write_zip(self.submission_zip, members)
         print(check_line(True, f"submission: {zip_path} — {nb.name} as saved ({done} of {total} code cells "

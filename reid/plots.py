@@ -103,7 +103,7 @@ def plot_history(histories: Mapping[str, Any], path: str | Path | None = None,
     Args:
         histories: {label: History or its dict}; each has iter_loss, val_loss, rank1, rank5, rank10.
     """
-    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(16.5, 3.8))
     colors = matplotlib.colormaps["tab10"].colors
     for i, (label, h) in enumerate(histories.items()):
         c = colors[i % 10]
@@ -122,8 +122,11 @@ def plot_history(histories: Mapping[str, Any], path: str | Path | None = None,
     axes[2].set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02), title="Val Rank-1 / 5 / 10 per epoch")
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
         ax.xaxis.get_major_locator().set_params(integer=True)
+    axes[0].legend(fontsize=7, loc="best")
+    axes[1].legend(fontsize=7, loc="best")
+    # nine Rank-k lines: their legend goes beside the panel, where it covers no curve
+    axes[2].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

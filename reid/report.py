@@ -16,8 +16,8 @@ from .evaluate import Retrieval, retrieve
 # The only place the code's metric names become table headers ("Rank-1", ...).  Tables and
 # results/*.json written from them keep these headers, so older files read the same.
 DISPLAY_NAMES = {"rank1": "Rank-1", "rank5": "Rank-5", "rank10": "Rank-10", "mAP": "mAP", "mINP": "mINP"}
-FLIP_LABEL = "with test-time flip"
-RERANK_LABEL = "with re-ranking"
+FLIP_LABEL = "beyond: test-time flip"
+RERANK_LABEL = "beyond: re-ranking"
 # mINP is left out of the tables: with one gallery image per person (the assignment's val set)
 # AP and INP of a query are both 1 / (rank of its match), so mINP equals mAP by construction.
 TABLE_METRICS = ("rank1", "rank5", "rank10", "mAP")
@@ -49,7 +49,36 @@ def describe_history(history: Any) -> str:
     parts.append(f"Val Rank-1: {r1[0]:.3f} after epoch 1 → {r1[-1]:.3f} after the last epoch "
                  f"(best {r1[best]:.3f} at epoch {best + 1}); Rank-5 {history.rank5[-1]:.3f}, "
                  f"Rank-10 {history.rank10[-1]:.3f}, mAP {history.mAP[-1]:.3f} at the end.")
+    parts.append(verdict(history))
     return "\n".join(parts)
+
+
+def verdict(history: Any, window: int = 3, tolerance: float = 0.01) -> str:
+    """One sentence on where a run stands, from its numbers: val Rank-1 still rising (its best in
+    the last ``window`` epochs and above the epochs before them by more than ``tolerance``),
+    levelled off, or past its peak; with the training and validation loss of the last epochs."""
+    r1 = [v for v in history.rank1 if v is not None]
+    if len(r1) < 2:
+        return "Too few epochs to tell whether the curves have levelled off."
+    n = len(r1)
+    best = max(range(n), key=r1.__getitem__)
+    recent, before = r1[-window:], r1[:-window] or r1[:1]
+    if best >= n - window and max(recent) > max(before) + tolerance:
+        state = ("val Rank-1 is still rising in the last epochs: the model is short of training — more "
+                 "epochs would help")
+    elif r1[best] - r1[-1] > 3 * tolerance and best < n - window:
+        state = (f"val Rank-1 peaked at epoch {best + 1} and has fallen by {r1[best] - r1[-1]:.3f} since: "
+                 "the model has started to overfit its training images")
+    else:
+        state = f"val Rank-1 has levelled off (within {max(recent) - min(recent):.3f} over the last {len(recent)} epochs)"
+    losses = [v for v in history.epoch_train_loss if v is not None]
+    if len(losses) >= 2:
+        trend = "still falling" if losses[-1] < losses[-2] - 1e-4 else "flat or rising"
+        state += f"; the training loss is {trend} ({losses[-2]:.3f} → {losses[-1]:.3f} over the last two epochs)"
+    vl = [v for v in history.val_loss if v is not None]
+    if len(vl) >= 2:
+        state += f", the validation loss {'still falling' if vl[-1] < min(vl[:-1]) else 'no longer falling'}"
+    return "Verdict: " + state + "."
 
 
 def display_metrics(metrics: Mapping[str, float], suffix: str = "") -> dict[str, float]:
@@ -92,7 +121,7 @@ def compare_models(models: Mapping[str, tuple[Any, ...]], dataset: RetrievalData
     Args:
         models: {name: (measured, history[, cfg])}. ``measured`` is what was computed: a
             :class:`Retrieval` (its metrics are the row's headline); a pair (plain Retrieval,
-            Retrieval with test-time flip), which adds columns labelled "(with test-time flip)";
+            Retrieval with test-time flip), which adds columns labelled "(beyond: test-time flip)";
             or a mapping {label: Retrieval} whose first entry (label "") is the headline and each
             other adds columns "(label)" (e.g. ``{"": plain, FLIP_LABEL: flipped,
             RERANK_LABEL: plain.rerank()}``). ``measured`` may also be a model: then the History's

@@ -38,6 +38,11 @@ def parse_setting(text: str) -> tuple[str, object]:
     kind, low = fields[name], value.strip().lower()
     if low == "none" and "None" in kind:
         return name, None
+    if "tuple" in kind:  # an (H, W) size written HxW
+        h, sep, w = low.partition("x")
+        if not (sep and h.isdigit() and w.isdigit()):
+            raise SettingError(f"--set {name}= expects a size HxW such as 128x64, got {value!r}")
+        return name, (int(h), int(w))
     try:
         if "bool" in kind:
             if low not in ("true", "false", "1", "0"):

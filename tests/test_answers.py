@@ -87,8 +87,9 @@ def test_results_table_matches_saved_run(source):
         assert table_row(name, values) in text, f"answers.md lacks the {source} row for {name}"
 
 
-@pytest.mark.parametrize("recipe,name", [("id", "ID loss"), ("triplet", "triplet loss"),
-                                         ("strong", "stronger recipe")])
+@pytest.mark.parametrize("recipe,name", [("id", "ID loss + label smoothing, test-time flip (earlier preset)"),
+                                         ("triplet", "triplet loss, batch-all triplets (earlier preset)"),
+                                         ("strong", "stronger recipe at 128×128 (earlier preset)")])
 def test_market_results_match_saved_runs(recipe, name):
     path = ROOT / "results" / f"market_tta_{recipe}.json"
     if not path.is_file():

@@ -148,7 +148,7 @@ def test_compare_models_reuses_the_last_validation_and_shows_flip_columns(tiny_l
     assert table.loc["from history", "Rank-1"] == round(f["rank1"], 3)
     assert table.loc["given", "Rank-1"] == round(m["rank1"], 3)
     assert table.loc["both", "mAP"] == round(m["mAP"], 3)
-    assert table.loc["both", "mAP (with test-time flip)"] == round(f["mAP"], 3)
+    assert table.loc["both", f"mAP ({R.FLIP_LABEL})"] == round(f["mAP"], 3)
     # mINP equals mAP with one gallery image per person: left out of the tables
     assert m["mINP"] == pytest.approx(m["mAP"]) and "mINP" not in table.columns
     assert list(table.columns[:4]) == ["Rank-1", "Rank-5", "Rank-10", "mAP"]
@@ -156,7 +156,7 @@ def test_compare_models_reuses_the_last_validation_and_shows_flip_columns(tiny_l
                                     history())})
     assert list(views.columns[:12]) == [f"{n}{s}" for s in ("", f" ({R.FLIP_LABEL})", f" ({R.RERANK_LABEL})")
                                         for n in ("Rank-1", "Rank-5", "Rank-10", "mAP")]
-    assert views.loc["m", "mAP (with re-ranking)"] == round(plain.rerank(k1=3, k2=2).metrics()["mAP"], 3)
+    assert views.loc["m", f"mAP ({R.RERANK_LABEL})"] == round(plain.rerank(k1=3, k2=2).metrics()["mAP"], 3)
 
 
 def test_evaluate_retrieval_is_retrieve_under_the_table_headers(tiny_layout):
@@ -181,3 +181,17 @@ def test_show_images_titles_each_tile(tmp_path):
     assert (tmp_path / "t.png").stat().st_size < 100_000
     with pytest.raises(ValueError, match="3 images and 2 titles"):
         show_images(images, ["a", "b"])
+
+
+@pytest.mark.parametrize("rank1, words", [
+    ([0.1, 0.2, 0.3, 0.4, 0.5], "still rising"),
+    ([0.1, 0.5, 0.6, 0.5, 0.45, 0.4], "peaked at epoch 3 and has fallen by 0.200"),
+    ([0.1, 0.5, 0.6, 0.605, 0.6, 0.6], "levelled off (within 0.005 over the last 3 epochs)"),
+])
+def test_verdict_reads_the_curve(rank1, words):
+    from reid.report import verdict
+
+    h = History(recipe="id", rank1=rank1, epoch_train_loss=[3.0 - 0.1 * i for i in range(len(rank1))],
+                val_loss=[1.0] * len(rank1))
+    text = verdict(h)
+    assert words in text and "the training loss is still falling" in text and "no longer falling" in text

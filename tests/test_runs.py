@@ -48,3 +48,10 @@ def test_settings_changed_names_only_what_differs_from_the_preset():
     mined = TrainConfig.handout_triplet(epochs=4, mining="batch_all", p=8, k=4, batch_size=7).to_dict()
     assert settings_changed(mined) == "p=8, mining=batch_all"
     assert settings_changed({**TrainConfig.strong(epochs=4).to_dict(), "input_size": [128, 64]}) == "preset"
+
+
+def test_set_reads_an_input_size():
+    assert parse_setting("input_size=128x64") == ("input_size", (128, 64))
+    assert parse_setting("input_size=none") == ("input_size", None)
+    with pytest.raises(SettingError, match="HxW"):
+        parse_setting("input_size=128")
