@@ -9,7 +9,7 @@ Map (handout words → code):
   * random triplets ............. random_triplets: one (anchor, positive, negative) per image,
                                   used for the fixed validation triplets
 
-Every distance matrix comes from :func:`reid.evaluate.pairwise_distance` (with gradients where
+Every distance matrix comes from :func:`reid.distance.pairwise_distance` (with gradients where
 the loss needs them); the per-triplet distances of the handout's loss are nn.TripletMarginLoss's own.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .evaluate import pairwise_distance
+from .distance import pairwise_distance
 
 __all__ = ["HANDOUT_MARGIN", "id_loss", "handout_triplet_loss", "batch_hard_triplet_loss",
            "mined_triplet_loss", "batch_all_triplet_loss", "random_triplets"]

@@ -42,7 +42,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from reid.evaluate import pairwise_distance
+from reid.distance import pairwise_distance
 
 BLOCK_ELEMS = 1 << 23  # elements in one dense working block (8M: 32-64 MB)
 _TERMS = 8  # sparse work (about 8 int64 / float temporaries an item) takes BLOCK_ELEMS // _TERMS items

@@ -36,7 +36,7 @@ from .batching import PKSampler, random_erasing, random_flip, random_shift, shuf
 from .checkpoints import (CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, rng_state, save_checkpoint,
                           set_rng_state)
 from .device import autocast, make_grad_scaler, pick_device, resolve_amp, seed_everything
-from .evaluate import METRICS
+from .distance import METRICS
 from .losses import (HANDOUT_MARGIN, batch_all_triplet_loss, batch_hard_triplet_loss, handout_triplet_loss,
                      id_loss, mined_triplet_loss, random_triplets)
 from .validation import _triplet_value, _val_images, evaluate_val, validation_loss  # noqa: F401
