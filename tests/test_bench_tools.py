@@ -48,7 +48,7 @@ def tta_text(tmp_path_factory) -> str:
 def test_tta_section_puts_20_minute_runs_first(tta_text):
     main, others = tta_text.split("### Other recorded runs")
     # epochs end at 10, 20 and 30 minutes: the third is past the 20-minute mark
-    assert "| handout ID loss (`market_tta_id.json`) | preset | float32 | 3 | 30.0 | 25.0 | 0.100, 0.300, 0.250 | " \
+    assert "| ID-loss recipe (`market_tta_id.json`) | preset | float32 | 3 | 30.0 | 25.0 | 0.100, 0.300, 0.250 | " \
            "0.250 / 0.500 / 0.700 | 0.400 | 0.300 (epoch 2) | 0.300 | ≥ 0.45 |" in main
     assert "| 0.700 (epoch 3) | 0.200 | ≥ 0.60 |" in main  # 0.7 came after 20 minutes
     assert main.index("market_tta_id.json") < main.index("market_tta_strong.json")
