@@ -88,6 +88,14 @@ def fake_colab(monkeypatch) -> types.SimpleNamespace:
     return calls
 
 
+@pytest.fixture(autouse=True)
+def no_reid_variables(monkeypatch):
+    """`make test` runs pytest with REID_DATA / REID_RUNS / REID_QUICK set for the notebook; the
+    simulated runtimes start without them (a test that wants one sets it)."""
+    for var in ("REID_DATA", "REID_RUNS", "REID_QUICK", "REID_EPOCHS"):
+        monkeypatch.delenv(var, raising=False)
+
+
 @pytest.fixture
 def runtime(tmp_path, archive, fake_colab, monkeypatch) -> types.SimpleNamespace:
     """A fresh Colab runtime: Drive at tmp/drive with the project in MyDrive/FOLDERNAME, the local
