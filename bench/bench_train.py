@@ -172,7 +172,7 @@ def _strong_pair(device: torch.device, iters: int, reps: int, size: tuple[int, i
     """(end to end, pure compute) step functions of the stronger recipe at ``size``, warmed up,
     and the FLOPs of one training step per image."""
     seed_everything(0)
-    cfg = TrainConfig.strong(epochs=reps + 2, max_iters_per_epoch=iters)  # P=16 × K=4 = 64 a batch
+    cfg = TrainConfig.strong(epochs=reps + 2, max_iters_per_epoch=iters, input_size=size)  # P=16 × K=4 = 64 a batch
     data = fake_idloss_set(cfg.p * cfg.k * iters, device, size=size, per_id=cfg.k)  # `iters` P×K batches
     model = build_model("resnet18", data.num_ids, head="bnneck", input_size=size)
     run = build_run(model, cfg, data)
