@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from reid.batching import PKSampler
+from reid.train import Recipe
 
 IMAGE_BUDGET = {"cpu": 31_000, "cuda": 124_000}  # 128×128-image equivalents per model
 MIN_EPOCHS = 2
@@ -38,16 +38,11 @@ def images_per_epoch(cfg: Any, train_set: Any) -> int:
     "id": ⌊N / batch⌋ batches of ``batch_size`` images; "triplet" (listed rows): ⌊T / batch⌋
     batches of ``batch_size`` rows × 3 images, or the P×K sampler's batches when mined;
     "strong": the P×K sampler's batches of ``p·k`` images."""
-    if cfg.recipe == "strong" or (cfg.recipe == "triplet" and cfg.mining in ("batch_hard", "batch_all")):
-        ids = train_set.ids.cpu()
-        if cfg.recipe == "triplet":
-            ids = ids[train_set.triplets.cpu()[:, 0]]
-        batches = len(PKSampler(ids, cfg.p, cfg.k, torch.Generator().manual_seed(0)))
-        per_batch = cfg.p * cfg.k
-    else:
-        rows = len(train_set.triplets) if cfg.recipe == "triplet" else len(train_set)
-        batches, per_batch = max(1, rows // cfg.batch_size), min(rows, cfg.batch_size)
-    return batches * per_batch * (3 if cfg.recipe == "triplet" else 1)
+    # The batches are the training loop's own plan (Recipe), so the count cannot drift from it.
+    recipe = Recipe(train_set, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+    rows = len(recipe.triplets) if recipe.triplets is not None else len(train_set.ids)
+    per_batch = cfg.p * cfg.k if recipe.sampler is not None else min(rows, cfg.batch_size)
+    return recipe.num_batches() * per_batch * (3 if cfg.recipe == "triplet" else 1)
 
 
 def image_cost(train_set: Any) -> float:
