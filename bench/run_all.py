@@ -15,6 +15,11 @@
     python -m bench.run_all --tta-only       # rewrite section 3 of BENCHMARKS.md
     python -m bench.run_all --tta-section [RESULTS_DIR]   # print section 3 made of RESULTS_DIR
     python -m bench.run_all --check          # exit 1 unless BENCHMARKS.md holds section 3 of results/
+    python -m bench.run_all --section N [RESULTS_DIR]   # print section N (3-6) made of RESULTS_DIR
+
+4. Training budgets (results/budget/), 5. the stronger recipe's input shape at equal wall time
+   (results/shape/), 6. re-ranking on the Market layout (results/rerank_market.json): made of
+   recorded runs too, and rewritten with section 3.
 """
 from __future__ import annotations
 
@@ -86,13 +91,19 @@ def tta_section(results: Path = ROOT / "results") -> str:
     ])
 
 
+def recorded_sections(results: Path = ROOT / "results") -> str:
+    """Sections 3–6, the ones made of recorded runs in ``results``."""
+    return "\n\n".join([tta_section(results), budget_section(results / "budget"), shape_section(results / "shape"),
+                        rerank_section(results / "rerank_market.json")])
+
+
 def rewrite_tta_section(path: Path = HERE / "BENCHMARKS.md") -> None:
-    """Replace sections 3 and 4 of an existing BENCHMARKS.md (after a time-to-accuracy or budget
-    run), leaving the timed sections 1 and 2 as they were measured."""
+    """Replace sections 3–6 of an existing BENCHMARKS.md (after a time-to-accuracy, budget, shape or
+    re-ranking run), leaving the timed sections 1 and 2 as they were measured."""
     text = path.read_text()
     start = text.index("## 3. Time to accuracy")
-    path.write_text(text[:start] + tta_section() + "\n\n" + budget_section() + "\n")
-    print(f"rewrote sections 3 and 4 of {path}")
+    path.write_text(text[:start] + recorded_sections() + "\n")
+    print(f"rewrote sections 3-6 of {path}")
 
 
 BUDGET_LAYOUTS = (("m40_s0", "40 ids, seed 0"), ("m40_s1", "40 ids, seed 1"), ("m40_s2", "40 ids, seed 2"),
@@ -139,8 +150,104 @@ def budget_section(results: Path = ROOT / "results" / "budget") -> str:
     return "\n".join(lines)
 
 
+SHAPE_LAYOUTS = (("market_s0", "230 ids, Market seed 0"),
+                 ("market_s1", "230 ids, Market seed 1 (about 2/3 of its identities shared with seed 0)"),
+                 ("m40_s0", "40 ids, seed 0"), ("m40_s1", "40 ids, seed 1"), ("m40_s2", "40 ids, seed 2"))
+SHAPES = (("128x64", "128×64, the person"), ("128x128", "128×128, C2's padded square"))
+
+
+def shape_section(results: Path = ROOT / "results" / "shape") -> str:
+    """Section 5: the stronger recipe at 128×64 against itself at 128×128, the two runs of a layout
+    side by side (one thread each) with schedules of about equal wall time, from
+    results/shape/<layout>_<H>x<W>.json."""
+    lines = ["## 5. The stronger recipe's input shape: 128×64 against 128×128 at equal wall time",
+             "",
+             "Each pair ran side by side on the 2-core CPU, one torch thread each, from random weights "
+             "(`OMP_NUM_THREADS=1 python -m bench.time_to_accuracy DIR --recipe strong --epochs E "
+             "--set input_size=HxW`); the 128×64 run's schedule has 5/3 the epochs of the 128×128 run's "
+             "(the throughput ratio of section 1), so the two take about the same wall time — the minutes "
+             "column says what each took. Layouts: `python make_data.py pool ../shared/data/market1501-train "
+             "DIR --seed S` (230 / 49 / 100 identities) and `--train-ids 40 --val-ids 10 --test-ids 20` for "
+             "the 40-identity ones. The seed-1 Market layout draws its identities from the same pool of 751, "
+             "so it shares about two thirds of them with seed 0 (in a different split); the 40-identity "
+             "layouts are smaller draws from that pool.",
+             "",
+             "| layout | input | epochs | minutes | final Rank-1 | final mAP | best Rank-1 (epoch) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    finals: dict[str, list[tuple[float, float]]] = {key: [] for key, _ in SHAPES}
+    wins, pairs = 0, 0
+    for layout, label in SHAPE_LAYOUTS:
+        got = {}
+        for key, shown in SHAPES:
+            path = results / f"{layout}_{key}.json"
+            if not path.is_file():
+                lines.append(f"| {label} | {shown} | not recorded | | | | |")
+                continue
+            h = json.loads(path.read_text())
+            best = max(range(len(h["rank1"])), key=h["rank1"].__getitem__)
+            got[key] = (h["rank1"][-1], h["mAP"][-1])
+            lines.append(f"| {label} | {shown} | {len(h['rank1'])} | {h['elapsed_seconds'][-1] / 60:.1f} | "
+                         f"{h['rank1'][-1]:.3f} | {h['mAP'][-1]:.3f} | {h['rank1'][best]:.3f} ({best + 1}) |")
+            if layout.startswith("m40"):
+                finals[key].append(got[key])
+        if len(got) == 2:
+            pairs += 1
+            wins += got["128x64"][0] > got["128x128"][0]
+    for key, shown in SHAPES:
+        if len(finals[key]) == 3:
+            lines.append(f"| 40 ids, mean of 3 seeds | {shown} | | | {sum(v[0] for v in finals[key]) / 3:.3f} | "
+                         f"{sum(v[1] for v in finals[key]) / 3:.3f} | |")
+    lines += ["", f"128×64 ends ahead of 128×128 in final val Rank-1 on {wins} of {pairs} layouts."]
+    return "\n".join(lines)
+
+
+def rerank_section(path: Path = ROOT / "results" / "rerank_market.json") -> str:
+    """Section 6: every trained Market model with and without k-reciprocal re-ranking, from the JSON
+    `python -m bench.rerank_market` writes."""
+    lines = ["## 6. k-reciprocal re-ranking on the Market layout", ""]
+    if not path.is_file():
+        return "\n".join(lines + ["(not recorded yet: `python -m bench.rerank_market`)"])
+    r = json.loads(path.read_text())
+    k1, k2, lam = r["chosen_on_val"]
+    d1, d2, dl = r["defaults"]
+    lines += ["`python -m bench.rerank_market DATA NAME=CHECKPOINT ...` on the models of section 3's runs, "
+              "kept as checkpoints outside git. Each model is measured as it was validated (its metric and "
+              f"test-time flip, at its input size) on val ({r['sizes']['val']['gallery']} gallery images, "
+              f"{r['sizes']['val']['queries']} queries) and on test ({r['sizes']['test']['gallery']} gallery images, "
+              f"{r['sizes']['test']['queries']} queries, scored with the built layout's `test_gt.csv`). Re-ranking is transductive: "
+              "it uses all queries of a split at once. Parameters: the defaults "
+              f"(k1 = {d1}, k2 = {d2}, λ = {dl}) and, chosen on val as the point of a grid (k1 ∈ "
+              f"{r['grid']['k1']}, k2 ∈ {r['grid']['k2']}, λ ∈ {r['grid']['lambda_value']}) with the highest "
+              f"mean val mAP over the models, k1 = {k1}, k2 = {k2}, λ = {lam}: mean val mAP "
+              f"{r['val_mean_mAP']['chosen']:.3f} against {r['val_mean_mAP']['defaults']:.3f}, and on test "
+              f"{r['test_mean_mAP_gain']:+.3f} mAP against the defaults. "
+              + ("It replaces the defaults." if r["replace_defaults"] else
+                 f"The defaults stay (a choice must gain more than {r['margin']} val mAP and hold on test)."),
+              "",
+              "| model | split | plain Rank-1 / 5 / 10 | plain mAP | re-ranked (defaults) Rank-1 / 5 / 10 | "
+              "re-ranked mAP | re-ranked (chosen on val) Rank-1 / mAP |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, m in r["models"].items():
+        size = "×".join(str(v) for v in m["input_size"])
+        shown = f"{name} ({size}, {m['metric']}{', flip' if m['flip_test'] else ''}, {m['epochs']} epochs)"
+        for split in ("val", "test"):
+            p, d = m[split]["plain"], m[split]["defaults"]
+            c = m["test"]["chosen"] if split == "test" else m["val"]["grid"][f"{k1},{k2},{lam}"]
+            lines.append(f"| {shown} | {split} | {p['rank1']:.3f} / {p['rank5']:.3f} / {p['rank10']:.3f} | "
+                         f"{p['mAP']:.3f} | {d['rank1']:.3f} / {d['rank5']:.3f} / {d['rank10']:.3f} | {d['mAP']:.3f} | "
+                         f"{c['rank1']:.3f} / {c['mAP']:.3f} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     args = sys.argv[1:]
+    if args[:1] == ["--section"] and len(args) in (2, 3) and args[1] in ("3", "4", "5", "6"):
+        results = Path(args[2]) if len(args) == 3 else ROOT / "results"
+        make = {"3": lambda: tta_section(results), "4": lambda: budget_section(results / "budget"),
+                "5": lambda: shape_section(results / "shape"),
+                "6": lambda: rerank_section(results / "rerank_market.json")}[args[1]]
+        print(make())
+        return 0
     if args == ["--tta-only"]:
         rewrite_tta_section()
         return 0
@@ -157,7 +264,8 @@ def main() -> int:
               "rewrite it with `python -m bench.run_all --tta-only`", file=sys.stderr)
         return 1
     if args:
-        print(f"usage: python -m bench.run_all [--tta-only | --tta-section [RESULTS_DIR] | --check]; got {args}",
+        print(f"usage: python -m bench.run_all [--tta-only | --tta-section [RESULTS_DIR] | --section 3-6 [RESULTS_DIR] "
+              f"| --check]; got {args}",
               file=sys.stderr)
         return 2
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -208,9 +316,7 @@ def main() -> int:
         f"Load average (1 min) {rerank['load_average_start'][0]:.1f} at the start of this part and "
         f"{rerank['load_average_end'][0]:.1f} at its end.",
         "",
-        tta_section(),
-        "",
-        budget_section(),
+        recorded_sections(),
         "",
     ]
     out = HERE / "BENCHMARKS.md"

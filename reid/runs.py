@@ -97,7 +97,7 @@ ABLATIONS = (
     ("random shifts of up to 8 px (ID loss + flips + label smoothing)", "handout ID model (augmentation), stronger recipe",
      "market_tta_id.json", "market_tta_id_24ep_noshift.json", None),
     ("random shifts of up to 8 px (stronger recipe)", "stronger recipe",
-     "market_tta_strong.json", "market_tta_strong_26ep_noshift.json", None),
+     "market_tta_strong_26ep_128x128.json", "market_tta_strong_26ep_noshift.json", None),
     ("random flips + label smoothing 0.1 (ID loss, float32, 12 epochs)",
      "flips: all three models; label smoothing: stronger recipe",
      "market_tta_id_12ep_float32.json", "market_tta_id_12ep.json", None),

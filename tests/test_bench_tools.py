@@ -1,14 +1,17 @@
 """bench/ as its users run it (`python -m bench.…` in a subprocess; tests import nothing from bench/):
 the time-to-accuracy section of BENCHMARKS.md made from run JSONs, the --set errors of
-time_to_accuracy, and bench_eval's check of torchreid's compiled evaluator."""
+time_to_accuracy, bench_eval's check of torchreid's compiled evaluator, sections 5 and 6 (input shape,
+re-ranking) and the re-ranking measurement on checkpoints (bench.rerank_market)."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from reid.train import TrainConfig
 
@@ -96,3 +99,103 @@ def test_bench_edits_no_import_path():
     """bench/ runs as a package: no file in it edits sys.path."""
     edits = [p.name for p in (ROOT / "bench").glob("*.py") if "sys.path" in p.read_text()]
     assert edits == []
+
+
+def _shape_run(path: Path, rank1: list[float], mAP: float, minutes: float) -> None:
+    n = len(rank1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"rank1": rank1, "mAP": [mAP] * n,
+                                "elapsed_seconds": [minutes * 60 * (i + 1) / n for i in range(n)]}))
+
+
+def test_shape_section_pairs_each_layout_and_averages_the_40_id_seeds(tmp_path):
+    """Section 5: one row per layout and shape, the 40-identity means, and the count of layouts on
+    which 128×64 ends ahead (a layout missing a run is named and not counted)."""
+    shape = tmp_path / "shape"
+    _shape_run(shape / "market_s0_128x64.json", [0.2, 0.6, 0.7], 0.8, 10.0)
+    _shape_run(shape / "market_s0_128x128.json", [0.2, 0.65], 0.7, 10.5)
+    for s, (a, b) in enumerate([(0.5, 0.4), (0.3, 0.35), (0.7, 0.6)]):
+        _shape_run(shape / f"m40_s{s}_128x64.json", [0.1, a], 0.5, 4.0)
+        _shape_run(shape / f"m40_s{s}_128x128.json", [0.1, b], 0.4, 4.0)
+    done = run_module("bench.run_all", "--section", "5", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    assert "| 230 ids, Market seed 0 | 128×64, the person | 3 | 10.0 | 0.700 | 0.800 | 0.700 (3) |" in text
+    assert "| 230 ids, Market seed 0 | 128×128, C2's padded square | 2 | 10.5 | 0.650 | 0.700 | 0.650 (2) |" in text
+    assert "Market seed 1 (about 2/3 of its identities shared with seed 0) | 128×64, the person | not recorded" in text
+    assert "| 40 ids, mean of 3 seeds | 128×64, the person | | | 0.500 | 0.500 | |" in text
+    assert "| 40 ids, mean of 3 seeds | 128×128, C2's padded square | | | 0.450 | 0.400 | |" in text
+    assert "128×64 ends ahead of 128×128 in final val Rank-1 on 3 of 4 layouts." in text
+
+
+@pytest.fixture(scope="module")
+def rerank_run(tmp_path_factory, data) -> dict:
+    """`python -m bench.rerank_market` on a checkpoint of a (barely) trained ResNet-18 ReIDNet."""
+    from make_data import build_synthetic
+    from reid.model import build_model
+    from reid.train import train_model
+
+    tmp = tmp_path_factory.mktemp("rerank")
+    root = build_synthetic(tmp / "d", seed=0, train_ids=8, val_ids=5, test_ids=5, per_id=4)
+    torch.manual_seed(0)
+    model = build_model("resnet18", num_ids=data["id"].num_ids)
+    cfg = TrainConfig.handout_id(epochs=1, batch_size=8, max_iters_per_epoch=1, amp=False)
+    train_model(model, cfg, data["id"], data["val"], data["val_idloss"], checkpoint_dir=tmp / "ckpt", progress=False)
+    out = tmp / "results" / "rerank_market.json"
+    done = run_module("bench.rerank_market", str(root), f"handout ID={tmp / 'ckpt' / 'last.pt'}", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    return {"root": root, "ckpt": tmp / "ckpt" / "last.pt", "out": out, "json": json.loads(out.read_text()),
+            "stdout": done.stdout}
+
+
+def test_rerank_market_measures_the_checkpoint_as_it_was_validated(rerank_run):
+    """The plain val and test numbers are retrieve()'s on the model rebuilt from the checkpoint (test
+    ground truth from test_gt.csv); the re-ranked ones are Retrieval.rerank's; the choice is the grid
+    point with the best mean val mAP."""
+    from reid.data import RetrievalDataset
+    from reid.evaluate import retrieve
+    from reid.model import build_model
+    from reid.predict import _query_key
+
+    r, root = rerank_run["json"], rerank_run["root"]
+    state = torch.load(rerank_run["ckpt"], map_location="cpu", weights_only=True)
+    model = build_model("resnet18", num_ids=state["model"]["classifier.weight"].shape[0])
+    model.load_state_dict(state["model"])
+    model.eval()
+    val, test = RetrievalDataset(root, "val"), RetrievalDataset(root, "test")
+    gt_rows = [line.split(",") for line in (root / "test_gt.csv").read_text().splitlines()[1:]]
+    gallery_of = {_query_key(q): int(Path(g).stem) for q, g in gt_rows}
+    test.gt = torch.tensor([gallery_of[_query_key(q)] for q in test.query_paths])
+    with torch.no_grad():
+        rv, rt = retrieve(model, val), retrieve(model, test)
+    m = r["models"]["handout ID"]
+    assert m["recipe"] == "id" and m["input_size"] == [128, 128] and m["metric"] == "euclidean"
+    for split, got in (("val", rv), ("test", rt)):
+        want = got.metrics()
+        assert m[split]["plain"] == {k: round(want[k], 4) for k in ("rank1", "rank5", "rank10", "mAP")}
+        reranked = got.rerank().metrics()
+        assert m[split]["defaults"]["mAP"] == round(reranked["mAP"], 4)
+    grid = m["val"]["grid"]
+    assert len(grid) == 5 * 3 * 4
+    best = max(grid, key=lambda key: grid[key]["mAP"])
+    assert grid[best]["mAP"] == grid[",".join(str(v) for v in r["chosen_on_val"])]["mAP"]
+    assert r["sizes"] == {"val": {"queries": len(val.queries), "gallery": len(val.gallery)},
+                          "test": {"queries": len(test.queries), "gallery": len(test.gallery)}}
+
+
+def test_rerank_section_reads_the_recorded_run(rerank_run):
+    done = run_module("bench.run_all", "--section", "6", str(rerank_run["out"].parent))
+    assert done.returncode == 0, done.stderr
+    m = rerank_run["json"]["models"]["handout ID"]
+    p = m["val"]["plain"]
+    assert (f"| handout ID (128×128, euclidean, 1 epochs) | val | {p['rank1']:.3f} / {p['rank5']:.3f} / "
+            f"{p['rank10']:.3f} | {p['mAP']:.3f} |") in done.stdout
+    assert ("It replaces the defaults." in done.stdout) == rerank_run["json"]["replace_defaults"]
+
+
+def test_rerank_market_names_a_layout_without_test_ground_truth(rerank_run, tmp_path):
+    root = tmp_path / "d"
+    shutil.copytree(rerank_run["root"], root)
+    (root / "test_gt.csv").unlink()
+    done = run_module("bench.rerank_market", str(root), f"a={rerank_run['ckpt']}", "--out", str(tmp_path / "o.json"))
+    assert done.returncode != 0 and f"{root / 'test_gt.csv'}: no test ground truth" in done.stderr
