@@ -2,11 +2,21 @@
 
 A fixed epoch count gives a small layout few optimiser steps (40 identities × 10 images are
 6 batches of 64 an epoch) and a large one many, and the same count does not suit a 2-core CPU
-and a GPU. So the budget is a number of training images each model sees, counted at the cost
+and a GPU. So the budget is a number of training samples each model sees, counted at the cost
 of the handout's 128×128 input (an H×W image counts H·W/128² of one, so the stronger
 recipe's 128×64 images cost half), and the epochs follow from the data:
 
-    epochs = ceil(budget / images per epoch),   at least MIN_EPOCHS.
+    epochs = ceil(budget / samples per epoch),   at least MIN_EPOCHS.
+
+A sample is an image for the ID and stronger recipes and a row of the triplet file (an anchor
+with its positive and negative) for the triplet recipe, so the triplet model gets as many
+passes over its rows as the ID model over its images, at three times the images. Counting the
+triplet model's three images instead gave it a third of the epochs, and its val curve was still
+rising when they ran out. Measured with the literal preset (bench/BENCHMARKS.md, section 4): on
+the synthetic layout 5 epochs ended at val Rank-1 0.180, still rising, and 14 at 0.332 (0.336 at
+epoch 13, the last three epochs within 0.004 of each other, though above the earlier ones by 0.02,
+so ``reid.report.verdict`` still calls the curve rising); on the Market layout 14 epochs levelled
+off at 0.318 (best 0.335 at epoch 11).
 
 CPU: 31,000 images per model, the budget the full notebook run has had on the 2-core CPU (the
 ID model's 14 epochs of 35 batches of 64 on the 2,300 training images: about 8 minutes under
@@ -27,7 +37,7 @@ import torch
 
 from reid.train import Recipe
 
-IMAGE_BUDGET = {"cpu": 31_000, "cuda": 124_000}  # 128×128-image equivalents per model
+IMAGE_BUDGET = {"cpu": 31_000, "cuda": 124_000}  # samples per model, in 128×128-image equivalents
 MIN_EPOCHS = 2
 EPOCHS_ENV = "REID_EPOCHS"
 
@@ -45,6 +55,13 @@ def images_per_epoch(cfg: Any, train_set: Any) -> int:
     return recipe.num_batches() * per_batch * (3 if cfg.recipe == "triplet" else 1)
 
 
+def samples_per_epoch(cfg: Any, train_set: Any) -> int:
+    """What the budget counts in one epoch of ``cfg``'s recipe: :func:`images_per_epoch`, with a
+    triplet row (three images) counted once (see the module docstring)."""
+    images = images_per_epoch(cfg, train_set)
+    return images // 3 if cfg.recipe == "triplet" else images
+
+
 def image_cost(train_set: Any) -> float:
     """Cost of one training image relative to a 128×128 one: H·W / 128² of the cached images."""
     h, w = train_set.cache.images.shape[-2:]
@@ -52,10 +69,10 @@ def image_cost(train_set: Any) -> float:
 
 
 def default_epochs(cfg: Any, train_set: Any, device: torch.device | str) -> int:
-    """Epochs that give ``cfg``'s recipe the device's image budget on ``train_set``
+    """Epochs that give ``cfg``'s recipe the device's budget of samples on ``train_set``
     (see the module docstring); devices other than CUDA get the CPU budget."""
     kind = "cuda" if torch.device(device).type == "cuda" else "cpu"
-    per_epoch = images_per_epoch(cfg, train_set) * image_cost(train_set)
+    per_epoch = samples_per_epoch(cfg, train_set) * image_cost(train_set)
     return max(MIN_EPOCHS, math.ceil(IMAGE_BUDGET[kind] / per_epoch))
 
 
@@ -93,10 +110,11 @@ def choose_epochs(cfg: Any, train_set: Any, device: torch.device | str, quick: b
     if epochs != default or os.environ.get(EPOCHS_ENV, "").strip():
         return epochs, f"{epochs} epochs ({EPOCHS_ENV}; the default here would be {default})"
     kind = "cuda" if torch.device(device).type == "cuda" else "cpu"
-    per_epoch = images_per_epoch(cfg, train_set)
+    per_epoch = samples_per_epoch(cfg, train_set)
     cost = image_cost(train_set)
-    counted = f"{per_epoch:,} images an epoch" + (f" × {cost:g} of a 128×128 image's cost" if cost != 1 else "")
-    return epochs, (f"{epochs} epochs: the {kind.upper()} budget of {IMAGE_BUDGET[kind]:,} training images "
+    unit = "triplet rows (three images each)" if cfg.recipe == "triplet" else "images"
+    counted = f"{per_epoch:,} {unit} an epoch" + (f" × {cost:g} of a 128×128 image's cost" if cost != 1 else "")
+    return epochs, (f"{epochs} epochs: the {kind.upper()} budget of {IMAGE_BUDGET[kind]:,} training samples "
                     f"÷ {counted} (reid/budget.py)")
 
 

@@ -11,7 +11,7 @@ import torch
 from conftest import CONFIGS, run, tiny_model, without_timing
 from reid import budget
 from reid.budget import (IMAGE_BUDGET, MIN_EPOCHS, default_epochs, default_input_size, epochs_from_env,
-                         image_cost, images_per_epoch)
+                         image_cost, images_per_epoch, samples_per_epoch)
 from reid.checkpoints import load_checkpoint
 from reid.model import build_model
 from reid.train import TrainConfig, build_run
@@ -48,7 +48,12 @@ def test_default_epochs_fit_the_data_and_the_device():
     assert default_epochs(TrainConfig.handout_id(), course, "cpu") == 14 == math.ceil(31_000 / 2240)
     # ... and the same number of images (so about the same steps and minutes) on 400 images
     assert default_epochs(TrainConfig.handout_id(), small, "cpu") == math.ceil(31_000 / (400 // 64 * 64)) == 81
-    assert default_epochs(TrainConfig.handout_triplet(), course, "cpu") == math.ceil(31_000 / 6816) == 5
+    # a triplet row is one sample (three images): as many epochs as the ID model, not a third
+    assert samples_per_epoch(TrainConfig.handout_triplet(), course) == 2300 // 32 * 32 == 2272
+    assert default_epochs(TrainConfig.handout_triplet(), course, "cpu") == math.ceil(31_000 / 2272) == 14
+    mined = TrainConfig.handout_triplet(mining="batch_all", p=8, k=4)
+    assert samples_per_epoch(mined, course) == images_per_epoch(mined, course) // 3 == (230 * 2 // 8) * 32
+    assert samples_per_epoch(TrainConfig.handout_id(), course) == images_per_epoch(TrainConfig.handout_id(), course)
     # the stronger recipe's 128×64 images cost half a 128×128 one, so it gets twice the images
     half = sized(230, 10, (128, 64))
     assert image_cost(half) == 0.5
@@ -57,6 +62,21 @@ def test_default_epochs_fit_the_data_and_the_device():
     assert default_epochs(TrainConfig.handout_id(), course, torch.device("meta")) == 14  # not CUDA: CPU budget
     huge = sized(2000, 100)
     assert default_epochs(TrainConfig.handout_id(), huge, "cpu") == MIN_EPOCHS
+
+
+def test_choose_epochs_says_how_it_counted(monkeypatch):
+    monkeypatch.delenv(budget.EPOCHS_ENV, raising=False)
+    course = sized(230, 10)
+    assert budget.choose_epochs(TrainConfig.handout_triplet(), course, "cpu") == (
+        14, "14 epochs: the CPU budget of 31,000 training samples ÷ 2,272 triplet rows (three images each) "
+            "an epoch (reid/budget.py)")
+    assert budget.choose_epochs(TrainConfig.strong(), sized(230, 10, (128, 64)), "cpu")[1] == (
+        "35 epochs: the CPU budget of 31,000 training samples ÷ 1,792 images an epoch × 0.5 of a 128×128 "
+        "image's cost (reid/budget.py)")
+    assert budget.choose_epochs(TrainConfig.handout_id(), course, "cpu", quick=True) == (2, "2 epochs (quick mode)")
+    monkeypatch.setenv(budget.EPOCHS_ENV, "3")
+    assert budget.choose_epochs(TrainConfig.handout_id(), course, "cpu") == (
+        3, "3 epochs (REID_EPOCHS; the default here would be 14)")
 
 
 def test_default_input_size():
