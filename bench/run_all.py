@@ -220,15 +220,18 @@ def shape_section(results: Path = ROOT / "results" / "shape") -> str:
             lines.append(f"| {label} | {shown} | not recorded | | | | |")
             continue
         best = _best(h)
-        got.setdefault(layout, {})[key] = h["rank1"][-1]
+        got.setdefault(layout, {})[key] = (h["rank1"][-1], h["mAP"][-1])
         lines.append(f"| {label} | {shown} | {len(h['rank1'])} | {h['elapsed_seconds'][-1] / 60:.1f} | "
                      f"{h['rank1'][-1]:.3f} | {h['mAP'][-1]:.3f} | {h['rank1'][best]:.3f} ({best + 1}) |")
         if layout.startswith("m40"):
             finals[key].append((h["rank1"][-1], h["mAP"][-1]))
     lines += _means_of_3(finals, SHAPES, "| {shown} | | | {r1:.3f} | {m:.3f} | |")
     pairs = [r for r in got.values() if len(r) == 2]
-    wins = sum(r["128x64"] > r["128x128"] for r in pairs)
-    lines += ["", f"128×64 ends ahead of 128×128 in final val Rank-1 on {wins} of {len(pairs)} layouts."]
+    count = {(i, sign): sum((r["128x64"][i] > r["128x128"][i]) - (r["128x64"][i] < r["128x128"][i]) == sign
+                            for r in pairs) for i in (0, 1) for sign in (1, 0, -1)}
+    lines += ["", f"128×64 against 128×128, final val Rank-1: ahead on {count[0, 1]} of {len(pairs)} layouts, "
+                  f"level on {count[0, 0]}, behind on {count[0, -1]}; final mAP: ahead on {count[1, 1]}, level on "
+                  f"{count[1, 0]}, behind on {count[1, -1]}."]
     return "\n".join(lines)
 
 

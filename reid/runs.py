@@ -89,7 +89,8 @@ def settings_changed(cfg: dict) -> str:
 # What each addition of the stronger recipes measured: pairs of recorded runs on the Market-1501
 # layout (results/, bench/BENCHMARKS.md section 3) that differ in that addition only, from random
 # weights on the 2-core CPU. (addition, used by, run with it, run without it, epoch compared:
-# None = each run's last epoch).
+# None = each run's last epoch; "time" = each run's last epoch, the two schedules planned to take
+# the same wall time).
 ABLATIONS = (
     ("batch-all triplets of the CSV's rows (P=8 × K=4) instead of the listed triplets",
      "not used (the stronger recipe mines batch-hard triplets of P×K images)",
@@ -105,6 +106,8 @@ ABLATIONS = (
      "market_tta_strong_26ep_noshift.json", "market_tta_strong_26ep_euclidean.json", None),
     ("random erasing (stronger recipe, no shifts)", "not used",
      "market_tta_strong_34ep_erase.json", "market_tta_strong_26ep_noshift.json", None),
+    ("the person at 128×64 instead of C2's padded 128×128 (stronger recipe, runs side by side)",
+     "stronger recipe", "shape/market_s0_128x64.json", "shape/market_s0_128x128.json", "time"),
 )
 
 
@@ -115,17 +118,25 @@ def ablation_table(results_dir: str | Path) -> "pd.DataFrame":
 
     rows = []
     for addition, used, with_file, without_file, epoch in ABLATIONS:
-        values, lengths = [], []
+        values, lengths, minutes = [], [], []
         for name in (with_file, without_file):
             path = Path(results_dir) / name
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: a recorded run of the ablation '{addition}' is missing")
-            r1 = json.loads(path.read_text())["rank1"]
-            values.append(r1[-1] if epoch is None else r1[epoch - 1])
+            run = json.loads(path.read_text())
+            r1 = run["rank1"]
+            values.append(r1[epoch - 1] if isinstance(epoch, int) else r1[-1])
             lengths.append(len(r1))
+            minutes.append(run["elapsed_seconds"][-1] / 60)
+        if epoch == "time":
+            at = (f"last epoch, equal wall time ({lengths[0]} epochs in {minutes[0]:.1f} min vs "
+                  f"{lengths[1]} in {minutes[1]:.1f})")
+        elif epoch is not None:
+            at = f"epoch {epoch}"
+        else:
+            at = ("last epoch" if lengths[0] == lengths[1]
+                  else f"last epoch ({lengths[0]} vs {lengths[1]} epochs: not separated)")
         rows.append({"addition": addition, "in": used, "Rank-1 with": values[0], "Rank-1 without": values[1],
-                     "difference": values[0] - values[1],
-                     "compared at": (f"epoch {epoch}" if epoch is not None else "last epoch" if lengths[0] == lengths[1]
-                                     else f"last epoch ({lengths[0]} vs {lengths[1]} epochs: not separated)"),
+                     "difference": values[0] - values[1], "compared at": at,
                      "runs": f"{with_file} / {without_file}"})
     return pd.DataFrame(rows).set_index("addition").round(3)

@@ -125,7 +125,8 @@ def test_shape_section_pairs_each_layout_and_averages_the_40_id_seeds(tmp_path):
     assert "Market seed 1 (about 2/3 of its identities shared with seed 0) | 128×64, the person | not recorded" in text
     assert "| 40 ids, mean of 3 seeds | 128×64, the person | | | 0.500 | 0.500 | |" in text
     assert "| 40 ids, mean of 3 seeds | 128×128, C2's padded square | | | 0.450 | 0.400 | |" in text
-    assert "128×64 ends ahead of 128×128 in final val Rank-1 on 3 of 4 layouts." in text
+    assert ("128×64 against 128×128, final val Rank-1: ahead on 3 of 4 layouts, level on 0, behind on 1; "
+            "final mAP: ahead on 4, level on 0, behind on 0.") in text
 
 
 @pytest.fixture(scope="module")

@@ -55,3 +55,31 @@ def test_set_reads_an_input_size():
     assert parse_setting("input_size=none") == ("input_size", None)
     with pytest.raises(SettingError, match="HxW"):
         parse_setting("input_size=128")
+
+
+def test_ablation_table_reads_each_pair_of_recorded_runs(tmp_path, monkeypatch):
+    """One row per ablation, Rank-1 with and without at the epoch it names: an epoch number, each
+    run's last epoch, or the last epoch of two runs planned for equal wall time (their minutes
+    shown); a missing run is named."""
+    import json
+
+    from reid import runs
+
+    def write(name: str, rank1: list[float], minutes: float) -> None:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(json.dumps({"rank1": rank1, "elapsed_seconds": [minutes * 60] * len(rank1)}))
+
+    write("a.json", [0.1, 0.5, 0.6], 9.0)
+    write("b.json", [0.2, 0.3], 10.0)
+    monkeypatch.setattr(runs, "ABLATIONS", (("x", "used", "a.json", "b.json", 2),
+                                            ("y", "used", "a.json", "b.json", None),
+                                            ("z", "used", "a.json", "b.json", "time")))
+    table = runs.ablation_table(tmp_path)
+    assert table.loc["x", "Rank-1 with"] == 0.5 and table.loc["x", "Rank-1 without"] == 0.3
+    assert table.loc["x", "compared at"] == "epoch 2"
+    assert table.loc["y", "difference"] == 0.3
+    assert table.loc["y", "compared at"] == "last epoch (3 vs 2 epochs: not separated)"
+    assert table.loc["z", "compared at"] == "last epoch, equal wall time (3 epochs in 9.0 min vs 2 in 10.0)"
+    monkeypatch.setattr(runs, "ABLATIONS", (("w", "used", "a.json", "missing.json", None),))
+    with pytest.raises(FileNotFoundError, match="missing.json: a recorded run of the ablation 'w' is missing"):
+        runs.ablation_table(tmp_path)
