@@ -5,7 +5,8 @@
 
 Each CHECKPOINT is a ``last.pt`` written by ``train_model`` (``python -m bench.time_to_accuracy
 ... --checkpoint-dir DIR`` keeps one per run, outside git). Each model is measured as it was
-validated (its recorded ``flip_test`` and ``metric``, at its recorded input size), on two
+validated (its recorded ``flip_test`` and ``metric``, at its recorded input size, with features in
+the precision its validation used: bfloat16 autocast where ``resolve_amp`` turns it on), on two
 splits of the layout:
 
 * val (``val/gt.csv``): plain, re-ranked with the defaults (k1=20, k2=6, λ=0.3), and re-ranked
@@ -13,10 +14,10 @@ splits of the layout:
 * test, scored against the layout's ``test_gt.csv`` (a built layout has one; the course's has
   not): plain, re-ranked with the defaults, and re-ranked with the grid point chosen on val.
 
-The choice: the grid point with the highest mean val mAP over the models. It replaces the
-defaults only if it beats them on val by more than ``MARGIN`` (mAP) and is not worse on test
-(a split that played no part in choosing it). The JSON holds every number; ``bench.run_all``
-turns it into BENCHMARKS.md's re-ranking section.
+The choice is made on val: the grid point with the highest mean val mAP over the models. Test
+then checks it: it replaces the defaults only if it beats them by more than ``MARGIN`` (mean
+mAP) on val and again on test. The JSON holds every number unrounded; ``bench.run_all`` turns it
+into BENCHMARKS.md's re-ranking section.
 """
 from __future__ import annotations
 
@@ -30,14 +31,15 @@ import torch
 
 from reid.checkpoints import load_checkpoint
 from reid.data import RetrievalDataset
+from reid.device import pick_device, resolve_amp
 from reid.evaluate import Retrieval, retrieve
 from reid.model import build_model
 from reid.predict import _query_key
 from reid.train import TrainConfig
 
 DEFAULTS = (20, 6, 0.3)
-GRID = {"k1": (5, 10, 15, 20, 30), "k2": (1, 3, 6), "lambda_value": (0.1, 0.3, 0.5, 0.8)}
-MARGIN = 0.005  # val mAP a grid point must gain over the defaults before it replaces them
+GRID = {"k1": (3, 5, 10, 15, 20, 30), "k2": (1, 3, 6), "lambda_value": (0.0, 0.1, 0.3, 0.5, 0.8)}
+MARGIN = 0.005  # mean mAP a grid point must gain over the defaults, on val and on test, to replace them
 
 
 def load_model(path: Path) -> tuple[torch.nn.Module, TrainConfig]:
@@ -65,8 +67,34 @@ def test_ground_truth(root: Path, test: RetrievalDataset) -> torch.Tensor:
 
 
 def measure(r: Retrieval, params: tuple[int, int, float] | None) -> dict[str, float]:
+    """Rank-1/5/10 and mAP of ``r``, re-ranked with ``params`` (k1, k2, λ) unless None; unrounded."""
     out = (r if params is None else r.rerank(*params)).metrics()
-    return {k: round(out[k], 4) for k in ("rank1", "rank5", "rank10", "mAP")}
+    return {k: out[k] for k in ("rank1", "rank5", "rank10", "mAP")}
+
+
+def grid_key(params: tuple[int, int, float]) -> str:
+    return ",".join(str(v) for v in params)
+
+
+def choose(models: dict, margin: float = MARGIN) -> dict:
+    """The grid point with the highest mean val mAP over ``models`` (each ``{"val": {"grid": {key:
+    metrics}, "defaults": metrics}, "test": {"defaults": metrics, "chosen": metrics}}``; "test" may
+    be missing), as (k1, k2, λ); the mean val mAP with it and with the defaults; and, once every
+    model has its test numbers, the mean test mAP gain and whether it replaces the defaults (a gain
+    above ``margin`` on val and on test)."""
+    n = len(models)
+    keys = next(iter(models.values()))["val"]["grid"]
+    mean_map = {key: sum(m["val"]["grid"][key]["mAP"] for m in models.values()) / n for key in keys}
+    best = max(mean_map, key=mean_map.get)
+    out = {"params": tuple(type(d)(v) for d, v in zip(DEFAULTS, best.split(","))),
+           "val_mean_mAP": {"chosen": mean_map[best],
+                            "defaults": sum(m["val"]["defaults"]["mAP"] for m in models.values()) / n}}
+    if all("chosen" in m.get("test", {}) for m in models.values()):
+        gain = sum(m["test"]["chosen"]["mAP"] - m["test"]["defaults"]["mAP"] for m in models.values()) / n
+        out["test_mean_mAP_gain"] = gain
+        val_gain = out["val_mean_mAP"]["chosen"] - out["val_mean_mAP"]["defaults"]
+        out["replace_defaults"] = val_gain > margin and gain > margin
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -74,57 +102,56 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("data_root", type=Path)
     ap.add_argument("models", nargs="+", metavar="NAME=CHECKPOINT")
     ap.add_argument("--out", type=Path, default=Path("results/rerank_market.json"))
+    ap.add_argument("--device", default=None)
     args = ap.parse_args(argv)
     torch.manual_seed(0)
+    device = pick_device(args.device)
     splits: dict[tuple, tuple[RetrievalDataset, RetrievalDataset]] = {}
     grid = list(itertools.product(GRID["k1"], GRID["k2"], GRID["lambda_value"]))
-    models = {}
+    models, tests = {}, {}
     for spec in args.models:
         name, _, path = spec.partition("=")
         if not path:
             ap.error(f"{spec!r}: expected NAME=CHECKPOINT")
         model, cfg = load_model(Path(path))
+        model.to(device)
+        amp_dtype = resolve_amp(device, cfg.amp)
         size = tuple(cfg.input_size) if cfg.input_size is not None else (128, 128)
         if size not in splits:
             image_size = 128 if size == (128, 128) else size
-            val = RetrievalDataset(args.data_root, "val", image_size=image_size)
-            test = RetrievalDataset(args.data_root, "test", image_size=image_size)
+            val = RetrievalDataset(args.data_root, "val", device=device, image_size=image_size)
+            test = RetrievalDataset(args.data_root, "test", device=device, image_size=image_size)
             test.gt = test_ground_truth(args.data_root, test)
             splits[size] = (val, test)
         val, test = splits[size]
         t0 = time.perf_counter()
         with torch.no_grad():
-            rv = retrieve(model, val, flip=cfg.flip_test, metric=cfg.metric)
-            rt = retrieve(model, test, flip=cfg.flip_test, metric=cfg.metric)
+            kw = dict(flip=cfg.flip_test, metric=cfg.metric, batch_size=cfg.eval_batch_size, amp_dtype=amp_dtype)
+            rv, tests[name] = retrieve(model, val, **kw), retrieve(model, test, **kw)
         models[name] = {"checkpoint": str(path), "recipe": cfg.recipe, "input_size": list(size),
+                        "precision": str(amp_dtype or torch.float32).removeprefix("torch."),
                         "flip_test": cfg.flip_test, "metric": cfg.metric, "epochs": cfg.epochs,
                         "val": {"plain": measure(rv, None), "defaults": measure(rv, DEFAULTS),
-                                "grid": {f"{k1},{k2},{lam}": measure(rv, (k1, k2, lam)) for k1, k2, lam in grid}},
-                        "_test": rt}
-        print(f"{name}: measured in {time.perf_counter() - t0:.1f} s; val plain {models[name]['val']['plain']}, "
-              f"re-ranked {models[name]['val']['defaults']}")
-    mean_map = {key: sum(m["val"]["grid"][key]["mAP"] for m in models.values()) / len(models)
-                for key in models[next(iter(models))]["val"]["grid"]}
-    best_key = max(mean_map, key=mean_map.get)
-    k1, k2, lam = best_key.split(",")
-    best = (int(k1), int(k2), float(lam))
-    default_key = ",".join(str(v) for v in DEFAULTS)
-    for m in models.values():
-        rt = m.pop("_test")
-        m["test"] = {"plain": measure(rt, None), "defaults": measure(rt, DEFAULTS), "chosen": measure(rt, best)}
-    test_gain = sum(m["test"]["chosen"]["mAP"] - m["test"]["defaults"]["mAP"] for m in models.values()) / len(models)
-    replace = mean_map[best_key] - mean_map[default_key] > MARGIN and test_gain >= 0
+                                "grid": {grid_key(params): measure(rv, params) for params in grid}}}
+        print(f"{name}: measured in {time.perf_counter() - t0:.1f} s; val Rank-1 {models[name]['val']['plain']['rank1']:.3f} "
+              f"plain, {models[name]['val']['defaults']['rank1']:.3f} re-ranked")
+    best = choose(models)["params"]
+    for name, m in models.items():
+        m["test"] = {"plain": measure(tests[name], None), "defaults": measure(tests[name], DEFAULTS),
+                     "chosen": measure(tests[name], best)}
+    choice = choose(models)
     val, test = next(iter(splits.values()))
-    sizes = {name: {"queries": len(ds.queries), "gallery": len(ds.gallery)} for name, ds in (("val", val), ("test", test))}
-    result = {"data_root": str(args.data_root), "sizes": sizes, "grid": GRID, "defaults": list(DEFAULTS), "margin": MARGIN,
-              "chosen_on_val": list(best), "val_mean_mAP": {"chosen": round(mean_map[best_key], 4),
-                                                             "defaults": round(mean_map[default_key], 4)},
-              "test_mean_mAP_gain": round(test_gain, 4), "replace_defaults": replace, "models": models}
+    sizes = {split: {"queries": len(ds.queries), "gallery": len(ds.gallery)} for split, ds in (("val", val), ("test", test))}
+    result = {"data_root": str(args.data_root), "sizes": sizes, "grid": GRID, "defaults": list(DEFAULTS),
+              "margin": MARGIN, "chosen_on_val": list(best), "val_mean_mAP": choice["val_mean_mAP"],
+              "test_mean_mAP_gain": choice["test_mean_mAP_gain"], "replace_defaults": choice["replace_defaults"],
+              "models": models}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
-    print(f"chosen on val: k1={best[0]}, k2={best[1]}, λ={best[2]} (mean val mAP {mean_map[best_key]:.4f} against "
-          f"{mean_map[default_key]:.4f} with the defaults; test mAP {test_gain:+.4f}); "
-          f"{'replaces' if replace else 'keeps'} the defaults. Written to {args.out}.")
+    print(f"chosen on val: k1={best[0]}, k2={best[1]}, λ={best[2]} (mean val mAP {choice['val_mean_mAP']['chosen']:.4f} "
+          f"against {choice['val_mean_mAP']['defaults']:.4f} with the defaults; on test "
+          f"{choice['test_mean_mAP_gain']:+.4f}); {'replaces' if choice['replace_defaults'] else 'keeps'} the defaults. "
+          f"Written to {args.out}.")
     return result
 
 

@@ -87,8 +87,9 @@ def settings_changed(cfg: dict) -> str:
 
 
 # What each addition of the stronger recipes measured: pairs of recorded runs on the Market-1501
-# layout (results/, bench/BENCHMARKS.md section 3) that differ in that addition only, from random
-# weights on the 2-core CPU. (addition, used by, run with it, run without it, epoch compared:
+# layout (results/; bench/BENCHMARKS.md section 3, section 5 for the input shape) that differ in
+# that addition only (and, for the input shape, in the epochs that fit the same wall time), from
+# random weights on the 2-core CPU. (addition, used by, run with it, run without it, epoch compared:
 # None = each run's last epoch; "time" = each run's last epoch, the two schedules planned to take
 # the same wall time).
 ABLATIONS = (
@@ -128,6 +129,8 @@ def ablation_table(results_dir: str | Path) -> "pd.DataFrame":
             values.append(r1[epoch - 1] if isinstance(epoch, int) else r1[-1])
             lengths.append(len(r1))
             minutes.append(run["elapsed_seconds"][-1] / 60)
+        if not (epoch is None or epoch == "time" or isinstance(epoch, int)):
+            raise ValueError(f"ABLATIONS entry '{addition}': compare at an epoch number, None or 'time', not {epoch!r}")
         if epoch == "time":
             at = (f"last epoch, equal wall time ({lengths[0]} epochs in {minutes[0]:.1f} min vs "
                   f"{lengths[1]} in {minutes[1]:.1f})")

@@ -83,3 +83,16 @@ def test_ablation_table_reads_each_pair_of_recorded_runs(tmp_path, monkeypatch):
     monkeypatch.setattr(runs, "ABLATIONS", (("w", "used", "a.json", "missing.json", None),))
     with pytest.raises(FileNotFoundError, match="missing.json: a recorded run of the ablation 'w' is missing"):
         runs.ablation_table(tmp_path)
+
+
+def test_ablation_table_of_the_recorded_runs():
+    """The notebook's ablation table: every run ABLATIONS names is in results/, the input-shape line
+    is compared at equal wall time."""
+    from pathlib import Path
+
+    from reid.runs import ABLATIONS, ablation_table
+
+    table = ablation_table(Path(__file__).resolve().parent.parent / "results")
+    assert len(table) == len(ABLATIONS)
+    shape = next(a for a in table.index if a.startswith("the person at 128×64"))
+    assert table.loc[shape, "compared at"].startswith("last epoch, equal wall time (30 epochs in ")
