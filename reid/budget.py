@@ -37,7 +37,7 @@ import torch
 
 from reid.train import Recipe
 
-IMAGE_BUDGET = {"cpu": 31_000, "cuda": 124_000}  # samples per model, in 128×128-image equivalents
+IMAGE_BUDGET = {"cpu": 31_000, "cuda": 124_000}  # samples (images; triplet rows) per model, a 128×64 image counting half
 MIN_EPOCHS = 2
 EPOCHS_ENV = "REID_EPOCHS"
 
