@@ -97,3 +97,30 @@ def test_market_results_match_saved_runs(run, name):
     h = json.loads(path.read_text())
     values = [h["rank1"][-1], h["rank5"][-1], h["rank10"][-1], h["mAP"][-1]]
     assert table_row(name, values) in section("Results")
+
+
+def test_readme_rerank_table_is_the_recorded_market_run():
+    """README's Market re-ranking table: each model's val and test Rank-1 / mAP, plain and re-ranked
+    with the defaults, as results/rerank_market.json recorded them."""
+    readme = (ROOT / "README.md").read_text()
+    run = json.loads((ROOT / "results" / "rerank_market.json").read_text())
+    for name, m in run["models"].items():
+        cells = [f"{m[split][kind]['rank1']:.3f} / {m[split][kind]['mAP']:.3f}"
+                 for split in ("val", "test") for kind in ("plain", "defaults")]
+        row = next((line for line in readme.splitlines() if line.startswith(f"| {name},")), None)
+        assert row is not None, f"README.md has no re-ranking row for {name}"
+        assert [c.strip().strip("*") for c in row.split("|")[2:6]] == cells, row
+
+
+def test_readme_input_shape_numbers_are_the_recorded_runs():
+    """The equal-wall-time figures the README quotes for Market seed 0 and the 40-identity mean."""
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    shape = ROOT / "results" / "shape"
+
+    def final(name: str, key: str) -> float:
+        return json.loads((shape / f"{name}.json").read_text())[key][-1]
+
+    assert (f"{final('market_s0_128x64', 'rank1'):.3f} against {final('market_s0_128x128', 'rank1'):.3f} "
+            f"on this layout (mAP {final('market_s0_128x64', 'mAP'):.3f} / {final('market_s0_128x128', 'mAP'):.3f})") in readme
+    mean = {s: sum(final(f"m40_s{i}_{s}", "rank1") for i in range(3)) / 3 for s in ("128x64", "128x128")}
+    assert f"{mean['128x64']:.3f} against {mean['128x128']:.3f} averaged over three 40-identity layouts" in readme
