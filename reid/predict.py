@@ -147,7 +147,9 @@ def write_predictions(model: Ranker, root: str | Path, dataset: RetrievalDataset
     raise PredictionWriteError(f"{pred_csv} is read-only and no fallback file could be written", pred_csv)
 
 
-def _query_key(cell: str) -> str:
+def query_key(cell: str) -> str:
+    """How a query cell of a pred.csv / gt.csv is matched: its file name (so "test/query/7.jpg",
+    "C:\\data\\test\\query\\7.jpg" and "7.jpg" are the same query)."""
     return Path(cell.replace("\\", "/")).name
 
 
@@ -162,7 +164,7 @@ def score_predictions(pred_csv: str | Path, gt_csv: str | Path) -> dict[str, flo
     """
     def table(path: str | Path) -> dict[str, str]:
         t = read_csv(path, ("query", "gallery"))
-        return {_query_key(q): Path(g.replace("\\", "/")).stem for q, g in zip(t.column("query"), t.column("gallery"))}
+        return {query_key(q): Path(g.replace("\\", "/")).stem for q, g in zip(t.column("query"), t.column("gallery"))}
 
     pred, gt = table(pred_csv), table(gt_csv)
     missing = sum(1 for q in gt if not pred.get(q))

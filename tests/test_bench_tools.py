@@ -174,7 +174,7 @@ def test_rerank_market_measures_the_checkpoint_as_it_was_validated(rerank_run):
     from reid.data import RetrievalDataset
     from reid.evaluate import retrieve
     from reid.model import build_model
-    from reid.predict import _query_key
+    from reid.predict import query_key
 
     r, root = rerank_run["json"], rerank_run["root"]
     state = torch.load(rerank_run["ckpt"], map_location="cpu", weights_only=True)
@@ -183,8 +183,8 @@ def test_rerank_market_measures_the_checkpoint_as_it_was_validated(rerank_run):
     model.eval()
     val, test = RetrievalDataset(root, "val"), RetrievalDataset(root, "test")
     gt_rows = [line.split(",") for line in (root / "test_gt.csv").read_text().splitlines()[1:]]
-    gallery_of = {_query_key(q): int(Path(g).stem) for q, g in gt_rows}
-    test.gt = torch.tensor([gallery_of[_query_key(q)] for q in test.query_paths])
+    gallery_of = {query_key(q): int(Path(g).stem) for q, g in gt_rows}
+    test.gt = torch.tensor([gallery_of[query_key(q)] for q in test.query_paths])
     with torch.no_grad():
         rv, rt = retrieve(model, val), retrieve(model, test)
     m = r["models"]["handout ID"]
