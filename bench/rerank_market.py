@@ -34,7 +34,7 @@ from reid.data import RetrievalDataset
 from reid.device import pick_device, resolve_amp
 from reid.evaluate import Retrieval, retrieve
 from reid.model import build_model
-from reid.predict import query_key
+from reid.predict import query_key, read_answers
 from reid.train import TrainConfig
 
 DEFAULTS = (20, 6, 0.3)
@@ -58,12 +58,11 @@ def test_ground_truth(root: Path, test: RetrievalDataset) -> torch.Tensor:
     gt_csv = root / "test_gt.csv"
     if not gt_csv.is_file():
         raise FileNotFoundError(f"{gt_csv}: no test ground truth (only a built layout has one)")
-    rows = [line.split(",") for line in gt_csv.read_text().splitlines()[1:] if line.strip()]
-    gallery_of = {query_key(q): int(Path(g).stem) for q, g in rows}
-    missing = [q for q in test.query_paths if query_key(q) not in gallery_of]
+    gallery_of = read_answers(gt_csv)
+    missing = [q for q in test.query_paths if not gallery_of.get(query_key(q))]
     if missing:
         raise ValueError(f"{gt_csv}: no ground truth for {len(missing)} test queries, e.g. {missing[0]}")
-    return torch.tensor([gallery_of[query_key(q)] for q in test.query_paths])
+    return torch.tensor([int(gallery_of[query_key(q)]) for q in test.query_paths])
 
 
 def measure(r: Retrieval, params: tuple[int, int, float] | None) -> dict[str, float]:

@@ -153,6 +153,13 @@ def query_key(cell: str) -> str:
     return Path(cell.replace("\\", "/")).name
 
 
+def read_answers(path: str | Path) -> dict[str, str]:
+    """A query → gallery table (pred.csv, gt.csv, test_gt.csv) as {query_key(query): gallery number
+    as text ("" where the cell is empty)}; read_csv's errors name the file."""
+    t = read_csv(path, ("query", "gallery"))
+    return {query_key(q): Path(g.replace("\\", "/")).stem for q, g in zip(t.column("query"), t.column("gallery"))}
+
+
 def score_predictions(pred_csv: str | Path, gt_csv: str | Path) -> dict[str, float]:
     """Top-1 accuracy of a filled pred.csv against a ground truth with the same columns (test_gt.csv).
 
@@ -162,11 +169,7 @@ def score_predictions(pred_csv: str | Path, gt_csv: str | Path) -> dict[str, flo
         {"accuracy": share of ground-truth queries predicted right, "n": number of queries,
          "missing": queries of the ground truth with no (or an empty) prediction}.
     """
-    def table(path: str | Path) -> dict[str, str]:
-        t = read_csv(path, ("query", "gallery"))
-        return {query_key(q): Path(g.replace("\\", "/")).stem for q, g in zip(t.column("query"), t.column("gallery"))}
-
-    pred, gt = table(pred_csv), table(gt_csv)
+    pred, gt = read_answers(pred_csv), read_answers(gt_csv)
     missing = sum(1 for q in gt if not pred.get(q))
     correct = sum(1 for q, g in gt.items() if pred.get(q) == g)
     return {"accuracy": correct / len(gt), "n": float(len(gt)), "missing": float(missing)}
