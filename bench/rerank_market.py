@@ -46,9 +46,9 @@ def load_model(path: Path) -> tuple[torch.nn.Module, TrainConfig]:
     """The model a checkpoint holds, built at its recorded input size, in eval mode."""
     state = load_checkpoint(path)
     cfg = TrainConfig.from_dict(state["cfg"])
-    size = tuple(cfg.input_size) if cfg.input_size is not None else (128, 128)
     num_ids = state["model"]["classifier.weight"].shape[0]
-    model = build_model("resnet18", num_ids, head="bnneck" if cfg.recipe == "strong" else "reid", input_size=size)
+    model = build_model("resnet18", num_ids, head="bnneck" if cfg.recipe == "strong" else "reid",
+                        input_size=cfg.model_shape())
     model.load_state_dict(state["model"])
     return model.eval(), cfg
 
@@ -115,11 +115,10 @@ def main(argv: list[str] | None = None) -> dict:
         model, cfg = load_model(Path(path))
         model.to(device)
         amp_dtype = resolve_amp(device, cfg.amp)
-        size = tuple(cfg.input_size) if cfg.input_size is not None else (128, 128)
+        size = cfg.model_shape()
         if size not in splits:
-            image_size = 128 if size == (128, 128) else size
-            val = RetrievalDataset(args.data_root, "val", device=device, image_size=image_size)
-            test = RetrievalDataset(args.data_root, "test", device=device, image_size=image_size)
+            val = RetrievalDataset(args.data_root, "val", device=device, image_size=cfg.image_size())
+            test = RetrievalDataset(args.data_root, "test", device=device, image_size=cfg.image_size())
             test.gt = test_ground_truth(args.data_root, test)
             splits[size] = (val, test)
         val, test = splits[size]

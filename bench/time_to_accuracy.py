@@ -79,14 +79,12 @@ def main(argv: list[str] | None = None) -> History:
     cfg = PRESETS[args.recipe](**overrides)
     device = str(pick_device(args.device))
     t0 = time.perf_counter()
-    size = tuple(cfg.input_size) if cfg.input_size is not None else (128, 128)
-    image_size = 128 if size == (128, 128) else size  # the handout's padded square, or the person's shape
-    train_set, val_set, val_idloss, num_ids = load_data(args.data_root, args.recipe, device, image_size)
+    train_set, val_set, val_idloss, num_ids = load_data(args.data_root, args.recipe, device, cfg.image_size())
     print(f"Decoded the data into the {device} cache in {time.perf_counter() - t0:.1f} s "
           f"({num_ids} train ids, {len(val_set.queries)} val queries, {len(val_set.gallery)} val gallery).")
     seed_everything(cfg.seed)  # the weights' initialisation depends on the seed too
     model = build_model("resnet18", num_ids, head="bnneck" if args.recipe == "strong" else "reid",
-                        input_size=size)
+                        input_size=cfg.model_shape())
     print(f"Recipe {args.recipe}: {cfg}")
     history = train_model(model, cfg, train_set, val_set, val_idloss, checkpoint_dir=args.checkpoint_dir,
                           resume=args.checkpoint_dir is not None, progress=not args.quiet)

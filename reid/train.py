@@ -179,6 +179,16 @@ class TrainConfig:
             overrides["warmup_epochs"] = min(base.warmup_epochs, overrides["epochs"] / 4)
         return dataclasses.replace(base, **overrides)
 
+    def model_shape(self) -> tuple[int, int]:
+        """(H, W) the backbone is built for: ``input_size``, or C2's 128×128 when it is None."""
+        return tuple(self.input_size) if self.input_size is not None else (128, 128)
+
+    def image_size(self) -> int | tuple[int, int]:
+        """What the datasets' ``image_size`` is for this config: 128, C2's padded square, when the
+        model's shape is 128×128; else (H, W), the person resized to that shape, unpadded."""
+        shape = self.model_shape()
+        return 128 if shape == (128, 128) else shape
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -84,6 +84,11 @@ def test_default_input_size():
     assert default_input_size("strong", "cpu") == (128, 64)
     assert default_input_size("strong", "cuda") == (256, 128)
     assert TrainConfig.strong().input_size == (128, 64) and TrainConfig.handout_id().input_size is None
+    # the model's shape and the datasets' image_size a config stands for
+    assert TrainConfig.handout_id().model_shape() == (128, 128) and TrainConfig.handout_id().image_size() == 128
+    assert TrainConfig.strong(input_size=(128, 128)).image_size() == 128       # C2's padded square
+    assert TrainConfig.strong().model_shape() == TrainConfig.strong().image_size() == (128, 64)
+    assert TrainConfig.strong(input_size=[256, 128]).image_size() == (256, 128)  # a JSON list reads the same
 
 
 @pytest.mark.parametrize("raw, expected", [(None, 7), ("", 7), ("40", 40), (" 3 ", 3)])
