@@ -181,8 +181,8 @@ def budget_section(results: Path = ROOT / "results" / "budget") -> str:
         if not path.is_file():
             lines.append(f"| {label} | not recorded | | | | | |")
             continue
-        h = History.from_dict(json.loads(path.read_text()))
-        best = max(range(len(h.rank1)), key=h.rank1.__getitem__)
+        run = json.loads(path.read_text())
+        h, best = History.from_dict(run), _best(run)
         state = verdict(h).removeprefix("Verdict: ").split(";")[0]
         lines.append(f"| {label} | {len(h.rank1)} | {', '.join(f'{v:.3f}' for v in h.rank1)} | {h.rank1[-1]:.3f} | "
                      f"{h.mAP[-1]:.3f} | {h.rank1[best]:.3f} ({best + 1}) | {state} |")
