@@ -34,7 +34,7 @@ from reid.data import RetrievalDataset
 from reid.device import pick_device, resolve_amp
 from reid.evaluate import Retrieval, retrieve
 from reid.model import build_model
-from reid.predict import query_key, read_answers
+from reid.predict import test_ground_truth
 from reid.train import TrainConfig
 
 DEFAULTS = (20, 6, 0.3)
@@ -51,18 +51,6 @@ def load_model(path: Path) -> tuple[torch.nn.Module, TrainConfig]:
                         input_size=cfg.model_shape())
     model.load_state_dict(state["model"])
     return model.eval(), cfg
-
-
-def test_ground_truth(root: Path, test: RetrievalDataset) -> torch.Tensor:
-    """``[Q]`` gallery index of each test query (in ``test/pred.csv``'s order) from ``test_gt.csv``."""
-    gt_csv = root / "test_gt.csv"
-    if not gt_csv.is_file():
-        raise FileNotFoundError(f"{gt_csv}: no test ground truth (only a built layout has one)")
-    gallery_of = read_answers(gt_csv)
-    missing = [q for q in test.query_paths if not gallery_of.get(query_key(q))]
-    if missing:
-        raise ValueError(f"{gt_csv}: no ground truth for {len(missing)} test queries, e.g. {missing[0]}")
-    return torch.tensor([int(gallery_of[query_key(q)]) for q in test.query_paths])
 
 
 def measure(r: Retrieval, params: tuple[int, int, float] | None) -> dict[str, float]:

@@ -2,7 +2,7 @@
 
     python -m bench.time_to_accuracy DATA_ROOT --recipe id|triplet|strong --minutes 20 \
         --out runs/tta_<recipe>.json [--epochs N] [--set lr=1e-3 --set flip=true ...] [--seed 0] \
-        [--device cuda] [--checkpoint-dir DIR]
+        [--device cuda] [--checkpoint-dir DIR] [--test]
 
 The model is ModifiedResNet18 with random weights (no ImageNet): ReIDNet for "id" and
 "triplet", BNNeckNet for "strong". The preset (TrainConfig.handout_id / handout_triplet /
@@ -12,7 +12,10 @@ loop with its per-epoch validation (History.elapsed_seconds); decoding the image
 the cache happens before and is reported on its own line. ``--set FIELD=VALUE`` overrides
 any other TrainConfig field; the JSON written holds the history and, under "config", every
 setting of the run, and "precision" the one it trained in ("bfloat16" under autocast,
-else "float32"; amp=None turns bfloat16 on where the CPU has it in hardware).
+else "float32"; amp=None turns bfloat16 on where the CPU has it in hardware). ``--test`` then
+scores the last epoch's model on the layout's test split against its ``test_gt.csv`` (a layout
+built by make_data.py has one), as validation scores val (its metric, test-time flip and
+precision), and adds the numbers under "test": a second, larger split to judge a run by.
 """
 from __future__ import annotations
 
@@ -25,7 +28,9 @@ import torch
 
 from reid.data import IDLossDataset, RetrievalDataset, TripletDataset
 from reid.device import pick_device, resolve_amp, seed_everything
+from reid.evaluate import retrieve
 from reid.model import build_model
+from reid.predict import test_ground_truth
 from reid.runs import PRESETS, SettingError, parse_setting
 from reid.train import History, train_model
 
@@ -38,6 +43,20 @@ def load_data(root: Path, recipe: str, device: str, image_size: object = 128) ->
     train = TripletDataset(root / "train_random_triplet.csv", root, **kw).label_from(id_set) \
         if recipe == "triplet" else id_set
     return train, RetrievalDataset(root, "val", **kw), IDLossDataset(root / "val_idloss.csv", root, **kw), id_set.num_ids
+
+
+def score_test(model: torch.nn.Module, cfg: object, root: Path, device: str) -> dict[str, float]:
+    """Rank-1/5/10 and mAP of ``model`` on ``root``'s test split against ``test_gt.csv``, ranked as
+    validation ranks (``cfg``'s metric, flip_test and precision, at its image size), with the
+    number of queries and gallery images; unrounded."""
+    test = RetrievalDataset(root, "test", device=device, image_size=cfg.image_size())
+    test.gt = test_ground_truth(root, test)
+    with torch.no_grad():
+        r = retrieve(model, test, flip=cfg.flip_test, metric=cfg.metric, batch_size=cfg.eval_batch_size,
+                     amp_dtype=resolve_amp(pick_device(cfg.device), cfg.amp))
+    m = r.metrics()
+    return {**{k: m[k] for k in ("rank1", "rank5", "rank10", "mAP")},
+            "queries": len(test.queries), "gallery": len(test.gallery)}
 
 
 def _setting(text: str) -> tuple[str, object]:
@@ -70,7 +89,12 @@ def main(argv: list[str] | None = None) -> History:
     ap.add_argument("--device", default=None)
     ap.add_argument("--checkpoint-dir", type=Path, default=None, help="checkpoint each epoch; resume if present")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument("--test", action="store_true",
+                    help="score the last epoch's model on the test split (the layout's test_gt.csv)")
     args = ap.parse_args(argv)
+    if args.test and not (args.data_root / "test_gt.csv").is_file():
+        ap.error(f"--test: {args.data_root / 'test_gt.csv'} does not exist (only a layout built by make_data.py has "
+                 "test ground truth)")
 
     overrides = {"time_budget_s": args.minutes * 60, "seed": args.seed, "device": args.device}
     if args.epochs is not None:
@@ -91,8 +115,15 @@ def main(argv: list[str] | None = None) -> History:
     out = args.out if args.out is not None else Path("runs") / f"tta_{args.recipe}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     precision = str(resolve_amp(pick_device(cfg.device), cfg.amp) or torch.float32).removeprefix("torch.")
-    out.write_text(json.dumps({"config": cfg.to_dict(), "precision": precision, **history.to_dict()}, indent=1))
+    record = {"config": cfg.to_dict(), "precision": precision, **history.to_dict()}
+    if args.test:
+        record["test"] = score_test(model, cfg, args.data_root, device)
+    out.write_text(json.dumps(record, indent=1))
     print(rank1_table(history))
+    if args.test:
+        t = record["test"]
+        print(f"Test (last epoch, {t['queries']} queries, {t['gallery']} gallery images): Rank-1 {t['rank1']:.3f}, "
+              f"mAP {t['mAP']:.3f}.")
     best = max(range(len(history.rank1)), key=lambda i: history.rank1[i], default=None)
     if best is not None:
         print(f"Best val Rank-1 {history.rank1[best]:.3f} at epoch {best + 1} "

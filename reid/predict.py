@@ -160,6 +160,20 @@ def read_answers(path: str | Path) -> dict[str, str]:
     return {query_key(q): Path(g.replace("\\", "/")).stem for q, g in zip(t.column("query"), t.column("gallery"))}
 
 
+def test_ground_truth(root: str | Path, test: RetrievalDataset) -> torch.Tensor:
+    """``[Q]`` gallery index of each query of ``test`` (a RetrievalDataset over ``root``'s test split,
+    queries in ``test/pred.csv``'s order) from ``root/test_gt.csv``, which only a layout built by
+    make_data.py has (the course's test answers are withheld). Errors name the file."""
+    gt_csv = Path(root) / "test_gt.csv"
+    if not gt_csv.is_file():
+        raise FileNotFoundError(f"{gt_csv}: no test ground truth (only a built layout has one)")
+    gallery_of = read_answers(gt_csv)
+    missing = [q for q in test.query_paths if not gallery_of.get(query_key(q))]
+    if missing:
+        raise ValueError(f"{gt_csv}: no ground truth for {len(missing)} test queries, e.g. {missing[0]}")
+    return torch.tensor([int(gallery_of[query_key(q)]) for q in test.query_paths])
+
+
 def score_predictions(pred_csv: str | Path, gt_csv: str | Path) -> dict[str, float]:
     """Top-1 accuracy of a filled pred.csv against a ground truth with the same columns (test_gt.csv).
 

@@ -251,3 +251,39 @@ def test_rerank_market_names_a_layout_without_test_ground_truth(rerank_run, tmp_
     (root / "test_gt.csv").unlink()
     done = run_module("bench.rerank_market", str(root), f"a={rerank_run['ckpt']}", "--out", str(tmp_path / "o.json"))
     assert done.returncode != 0 and f"{root / 'test_gt.csv'}: no test ground truth" in done.stderr
+
+
+def test_time_to_accuracy_scores_the_last_model_on_test(rerank_run, tmp_path):
+    """--test: the last epoch's model (the checkpoint it wrote) scored on the test split against
+    test_gt.csv, as validation ranks (the stronger recipe: 128×64, cosine, test-time flip)."""
+    from reid.data import RetrievalDataset
+    from reid.evaluate import retrieve
+    from reid.model import build_model
+    from reid.predict import test_ground_truth
+
+    root, out = rerank_run["root"], tmp_path / "tta.json"
+    done = run_module("bench.time_to_accuracy", str(root), "--recipe", "strong", "--epochs", "1", "--quiet",
+                      "--set", "p=4", "--set", "k=2", "--set", "warmup_epochs=0", "--set", "max_iters_per_epoch=1",
+                      "--set", "amp=false", "--set", "input_size=128x64", "--checkpoint-dir", str(tmp_path / "ck"),
+                      "--test", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    got = json.loads(out.read_text())["test"]
+    state = torch.load(tmp_path / "ck" / "last.pt", map_location="cpu", weights_only=True)
+    model = build_model("resnet18", num_ids=state["model"]["classifier.weight"].shape[0], head="bnneck",
+                        input_size=(128, 64))
+    model.load_state_dict(state["model"])
+    test = RetrievalDataset(root, "test", image_size=(128, 64))
+    test.gt = test_ground_truth(root, test)
+    with torch.no_grad():
+        want = retrieve(model.eval(), test, flip=True, metric="cosine").metrics()
+    assert got == pytest.approx({**{k: want[k] for k in ("rank1", "rank5", "rank10", "mAP")},
+                                 "queries": len(test.queries), "gallery": len(test.gallery)}, abs=1e-9)
+    assert f"Test (last epoch, {len(test.queries)} queries" in done.stdout
+
+
+def test_time_to_accuracy_test_needs_test_ground_truth(rerank_run, tmp_path):
+    root = tmp_path / "d"
+    shutil.copytree(rerank_run["root"], root)
+    (root / "test_gt.csv").unlink()
+    done = run_module("bench.time_to_accuracy", str(root), "--recipe", "strong", "--test")
+    assert done.returncode == 2 and f"{root / 'test_gt.csv'} does not exist" in done.stderr
