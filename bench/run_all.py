@@ -189,49 +189,88 @@ def budget_section(results: Path = ROOT / "results" / "budget") -> str:
     return "\n".join(lines)
 
 
-SHAPE_LAYOUTS = (("market_s0", "230 ids, Market seed 0"),
-                 ("market_s1", "230 ids, Market seed 1 (about 2/3 of its identities shared with seed 0)"),
-                 ("m40_s0", "40 ids, seed 0"), ("m40_s1", "40 ids, seed 1"), ("m40_s2", "40 ids, seed 2"))
+SHAPE_LAYOUTS = (("market_s0", "230 ids, Market layout seed 0"),
+                 ("market_s1", "230 ids, Market layout seed 1 (about 2/3 of its identities shared with seed 0)"),
+                 ("m40_s0", "40 ids, layout seed 0"), ("m40_s1", "40 ids, layout seed 1"),
+                 ("m40_s2", "40 ids, layout seed 2"))
 SHAPES = (("128x64", "128×64, the person"), ("128x128", "128×128, C2's padded square"))
 
 
+TRAINING_SEEDS = (0, 1, 2)  # results/shape/<layout>_<shape>.json is seed 0, <layout>_<shape>_seed<S>.json the others
+
+
+def _shape_runs(results: Path, layout: str, key: str) -> list[dict]:
+    """The recorded runs of one layout and input shape, one per training seed found (seed order)."""
+    names = [f"{layout}_{key}.json" if seed == 0 else f"{layout}_{key}_seed{seed}.json" for seed in TRAINING_SEEDS]
+    return [json.loads((results / n).read_text()) for n in names if (results / n).is_file()]
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
 def shape_section(results: Path = ROOT / "results" / "shape") -> str:
-    """Section 5: the stronger recipe at 128×64 against itself at 128×128, the two runs of a layout
-    side by side (one thread each) with schedules of about equal wall time, from
-    results/shape/<layout>_<H>x<W>.json."""
+    """Section 5: the stronger recipe at 128×64 against itself at 128×128, the two runs of a pair
+    side by side (one thread each) with schedules of about equal wall time, each pair trained with
+    several seeds; per layout and shape the mean over the seeds of the last epoch's val and (where
+    recorded, ``--test``) test numbers, and the count of layouts on which 128×64 is ahead. Reads
+    results/shape/<layout>_<H>x<W>.json (seed 0) and <layout>_<H>x<W>_seed<S>.json."""
     lines = ["## 5. The stronger recipe's input shape: 128×64 against 128×128 at equal wall time",
              "",
              "Each pair ran side by side on the 2-core CPU, one torch thread each, from random weights "
-             "(`OMP_NUM_THREADS=1 python -m bench.time_to_accuracy DIR --recipe strong --epochs E "
-             "--set input_size=HxW`); the 128×64 run's schedule has 5/3 the epochs of the 128×128 run's "
+             "(`OMP_NUM_THREADS=1 python -m bench.time_to_accuracy DIR --recipe strong --epochs E --seed S "
+             "--set input_size=HxW --test`); the 128×64 run's schedule has 5/3 the epochs of the 128×128 run's "
              "(the throughput ratio of section 1), so the two take about the same wall time — the minutes "
-             "column says what each took. Layouts: `python make_data.py pool ../shared/data/market1501-train "
-             "DIR --seed S` (230 / 49 / 100 identities) and `--train-ids 40 --val-ids 10 --test-ids 20` for "
-             "the 40-identity ones. The seed-1 Market layout draws its identities from the same pool of 751, "
-             "so it shares about two thirds of them with seed 0 (in a different split); the 40-identity "
-             "layouts are smaller draws from that pool.",
+             "column says what they took. Each pair was trained with each of the seeds listed (the seed sets "
+             "the initial weights and the batches); the numbers are the last epoch's, averaged over those "
+             "seeds. Val is the layout's val split; test is its test split, scored against the layout's "
+             "`test_gt.csv` (`--test`), about twice as many queries as val and never used to choose "
+             "anything. Layouts: `python make_data.py pool ../shared/data/market1501-train DIR --seed S` "
+             "(230 / 49 / 100 identities) and `--train-ids 40 --val-ids 10 --test-ids 20` for the "
+             "40-identity ones (a layout seed draws the identities, a training seed the run). The seed-1 Market layout draws its identities from the same pool of 751, so it "
+             "shares about two thirds of them with seed 0 (in a different split); the 40-identity layouts are "
+             "smaller draws from that pool.",
              "",
-             "| layout | input | epochs | minutes | final Rank-1 | final mAP | best Rank-1 (epoch) |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    finals: dict[str, list[tuple[float, float]]] = {key: [] for key, _ in SHAPES}
-    got: dict[str, dict[str, float]] = {}
-    for layout, label, key, shown, h in _recorded(results, SHAPE_LAYOUTS, SHAPES):
-        if h is None:
-            lines.append(f"| {label} | {shown} | not recorded | | | | |")
-            continue
-        best = _best(h)
-        got.setdefault(layout, {})[key] = (h["rank1"][-1], h["mAP"][-1])
-        lines.append(f"| {label} | {shown} | {len(h['rank1'])} | {h['elapsed_seconds'][-1] / 60:.1f} | "
-                     f"{h['rank1'][-1]:.3f} | {h['mAP'][-1]:.3f} | {h['rank1'][best]:.3f} ({best + 1}) |")
-        if layout.startswith("m40"):
-            finals[key].append((h["rank1"][-1], h["mAP"][-1]))
-    lines += _means_of_3(finals, SHAPES, "| {shown} | | | {r1:.3f} | {m:.3f} | |")
+             "| layout | input | epochs | minutes | training seeds | val Rank-1, each seed | val Rank-1 | val mAP | "
+             "test Rank-1 | test mAP (queries) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    got: dict[str, dict[str, dict[str, float]]] = {}
+    for layout, label in SHAPE_LAYOUTS:
+        for key, shown in SHAPES:
+            runs = _shape_runs(results, layout, key)
+            if not runs:
+                lines.append(f"| {label} | {shown} | not recorded | | | | | | | |")
+                continue
+            m = {"val Rank-1": _mean([h["rank1"][-1] for h in runs]), "val mAP": _mean([h["mAP"][-1] for h in runs])}
+            tested = [h["test"] for h in runs if "test" in h]
+            if len(tested) == len(runs):
+                m["test Rank-1"] = _mean([t["rank1"] for t in tested])
+                m["test mAP"] = _mean([t["mAP"] for t in tested])
+                test_cells = f"{m['test Rank-1']:.3f} | {m['test mAP']:.3f} ({tested[0]['queries']})"
+            else:
+                test_cells = f"not recorded for {len(runs) - len(tested)} of {len(runs)} |"
+            got.setdefault(layout, {})[key] = {**m, "seeds": len(runs)}
+            each = ", ".join(f"{h['rank1'][-1]:.3f}" for h in runs)
+            epochs = sorted({len(h["rank1"]) for h in runs})
+            lines.append(f"| {label} | {shown} | {', '.join(map(str, epochs))} | "
+                         f"{_mean([h['elapsed_seconds'][-1] for h in runs]) / 60:.1f} | {len(runs)} | {each} | "
+                         f"{m['val Rank-1']:.3f} | {m['val mAP']:.3f} | {test_cells} |")
+    small = [got[layout] for layout, _ in SHAPE_LAYOUTS if layout.startswith("m40") and layout in got]
+    for key, shown in SHAPES:
+        if len(small) == 3 and all(key in r for r in small):
+            cells = [f"{_mean([r[key][k] for r in small]):.3f}" if all(k in r[key] for r in small) else ""
+                     for k in ("val Rank-1", "val mAP", "test Rank-1", "test mAP")]
+            lines.append(f"| 40 ids, mean of the 3 layouts | {shown} | | | | | {' | '.join(cells)} |")
     pairs = [r for r in got.values() if len(r) == 2]
-    count = {(i, sign): sum((r["128x64"][i] > r["128x128"][i]) - (r["128x64"][i] < r["128x128"][i]) == sign
-                            for r in pairs) for i in (0, 1) for sign in (1, 0, -1)}
-    lines += ["", f"128×64 against 128×128, final val Rank-1: ahead on {count[0, 1]} of {len(pairs)} layouts, "
-                  f"level on {count[0, 0]}, behind on {count[0, -1]}; final mAP: ahead on {count[1, 1]}, level on "
-                  f"{count[1, 0]}, behind on {count[1, -1]}."]
+    lines.append("")
+    for measure in ("val Rank-1", "val mAP", "test Rank-1", "test mAP"):
+        both = [r for r in pairs if measure in r["128x64"] and measure in r["128x128"]]
+        if not both:
+            continue
+        sign = [round(r["128x64"][measure] - r["128x128"][measure], 3) for r in both]
+        lines.append(f"- 128×64 against 128×128, {measure} (mean over seeds): ahead on "
+                     f"{sum(d > 0 for d in sign)} of {len(both)} layouts, level on {sum(d == 0 for d in sign)}, "
+                     f"behind on {sum(d < 0 for d in sign)}; by {min(sign):+.3f} to {max(sign):+.3f}.")
     return "\n".join(lines)
 
 

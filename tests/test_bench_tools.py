@@ -108,32 +108,41 @@ def test_bench_edits_no_import_path():
     assert edits == []
 
 
-def _shape_run(path: Path, rank1: list[float], mAP: float, minutes: float) -> None:
+def _shape_run(path: Path, rank1: list[float], mAP: float, minutes: float, test: dict | None = None) -> None:
     n = len(rank1)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"rank1": rank1, "mAP": [mAP] * n,
-                                "elapsed_seconds": [minutes * 60 * (i + 1) / n for i in range(n)]}))
+                                "elapsed_seconds": [minutes * 60 * (i + 1) / n for i in range(n)],
+                                **({"test": test} if test else {})}))
 
 
 def test_shape_section_pairs_each_layout_and_averages_the_40_id_seeds(tmp_path):
-    """Section 5: one row per layout and shape, the 40-identity means, and the count of layouts on
-    which 128×64 ends ahead (a layout missing a run is named and not counted)."""
+    """Section 5: one row per layout and shape, the mean over the training seeds recorded (seed 0 in
+    <layout>_<shape>.json, others in _seed<S>.json), test numbers where every seed has them, the
+    40-identity means, and the count of layouts on which 128×64 is ahead per measure (a layout
+    missing a run is named and not counted)."""
     shape = tmp_path / "shape"
-    _shape_run(shape / "market_s0_128x64.json", [0.2, 0.6, 0.7], 0.8, 10.0)
-    _shape_run(shape / "market_s0_128x128.json", [0.2, 0.65], 0.7, 10.5)
+    _shape_run(shape / "market_s0_128x64.json", [0.2, 0.6, 0.7], 0.8, 10.0, {"rank1": 0.5, "mAP": 0.6, "queries": 700})
+    _shape_run(shape / "market_s0_128x64_seed1.json", [0.2, 0.6, 0.6], 0.7, 11.0, {"rank1": 0.4, "mAP": 0.5, "queries": 700})
+    _shape_run(shape / "market_s0_128x128.json", [0.2, 0.65], 0.7, 10.5, {"rank1": 0.45, "mAP": 0.5, "queries": 700})
+    _shape_run(shape / "market_s0_128x128_seed1.json", [0.2, 0.65], 0.75, 10.5)  # no test numbers
     for s, (a, b) in enumerate([(0.5, 0.4), (0.3, 0.35), (0.7, 0.7)]):
         _shape_run(shape / f"m40_s{s}_128x64.json", [0.1, a], 0.5, 4.0)
         _shape_run(shape / f"m40_s{s}_128x128.json", [0.1, b], 0.4, 4.0)
     done = run_module("bench.run_all", "--section", "5", str(tmp_path))
     assert done.returncode == 0, done.stderr
     text = done.stdout
-    assert "| 230 ids, Market seed 0 | 128×64, the person | 3 | 10.0 | 0.700 | 0.800 | 0.700 (3) |" in text
-    assert "| 230 ids, Market seed 0 | 128×128, C2's padded square | 2 | 10.5 | 0.650 | 0.700 | 0.650 (2) |" in text
-    assert "Market seed 1 (about 2/3 of its identities shared with seed 0) | 128×64, the person | not recorded" in text
-    assert "| 40 ids, mean of 3 seeds | 128×64, the person | | | 0.500 | 0.500 | |" in text
-    assert "| 40 ids, mean of 3 seeds | 128×128, C2's padded square | | | 0.483 | 0.400 | |" in text
-    assert ("128×64 against 128×128, final val Rank-1: ahead on 2 of 4 layouts, level on 1, behind on 1; "
-            "final mAP: ahead on 4, level on 0, behind on 0.") in text
+    assert "| 230 ids, Market layout seed 0 | 128×64, the person | 3 | 10.5 | 2 | 0.700, 0.600 | 0.650 | 0.750 | " \
+           "0.450 | 0.550 (700) |" in text
+    assert "| 230 ids, Market layout seed 0 | 128×128, C2's padded square | 2 | 10.5 | 2 | 0.650, 0.650 | 0.650 | " \
+           "0.725 | not recorded for 1 of 2 | |" in text
+    assert "Market layout seed 1 (about 2/3 of its identities shared with seed 0) | 128×64, the person | not recorded" in text
+    assert "| 40 ids, mean of the 3 layouts | 128×64, the person | | | | | 0.500 | 0.500 |  |  |" in text
+    assert "| 40 ids, mean of the 3 layouts | 128×128, C2's padded square | | | | | 0.483 | 0.400 |  |  |" in text
+    assert ("- 128×64 against 128×128, val Rank-1 (mean over seeds): ahead on 1 of 4 layouts, level on 2, behind on 1; "
+            "by -0.050 to +0.100.") in text
+    assert "val mAP (mean over seeds): ahead on 4 of 4 layouts, level on 0, behind on 0; by +0.025 to +0.100." in text
+    assert "test Rank-1" not in text.split("|")[-1]  # no layout has test numbers for both shapes
 
 
 @pytest.fixture(scope="module")
