@@ -129,7 +129,7 @@ def strong_input_size(checkpoint_dir: str | os.PathLike, device: torch.device | 
     path = Path(checkpoint_dir) / "last.pt"
     if path.is_file():
         try:
-            recorded = load_checkpoint(path)["cfg"].get("input_size")
+            recorded = load_checkpoint(path, mmap=True)["cfg"].get("input_size")  # the config, not the weights
         except CheckpointError:
             recorded = None  # train_model will say what is wrong with the file
         if recorded:

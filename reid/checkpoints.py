@@ -62,13 +62,15 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint`; CheckpointError naming the file
     if it is truncated, corrupt or not one of ours. Tensors land on the CPU by default (RNG
-    states must; load_state_dict copies weights and optimiser state to the model's device)."""
+    states must; load_state_dict copies weights and optimiser state to the model's device).
+    ``mmap=True`` maps the tensors from the file instead of reading them, for a caller that
+    only wants the small entries (the recorded config)."""
     path = Path(path)
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except FileNotFoundError:
         raise
     except Exception as e:  # zip/pickle errors vary with how the file was damaged

@@ -651,3 +651,17 @@ def test_ctrl_c_while_writing_pred_csv_leaves_it_intact(layout, monkeypatch):
         write_predictions(MeanColour(), layout)
     assert pred.read_bytes() == before
     assert sorted(p.name for p in pred.parent.iterdir()) == ["gallery", "pred.csv", "query"]
+
+
+@pytest.mark.parametrize("cut", ["empty", "half"])
+def test_mapped_read_of_a_checkpoint_is_the_same_and_names_a_broken_one(data, tmp_path, cut):
+    """load_checkpoint(mmap=True) (strong_input_size reads only the config that way) gives the same
+    entries as a full read, and a broken file is the same CheckpointError naming it."""
+    run(data, "id", tmp_path, epochs=1)
+    path = tmp_path / "last.pt"
+    full, mapped = load_checkpoint(path), load_checkpoint(path, mmap=True)
+    assert mapped["cfg"] == full["cfg"] and mapped["model"].keys() == full["model"].keys()
+    assert all(torch.equal(mapped["model"][k], v) for k, v in full["model"].items())
+    good = path.read_bytes()
+    path.write_bytes(b"" if cut == "empty" else good[: len(good) // 2])
+    expect_data_error(lambda: load_checkpoint(path, mmap=True), str(path), "truncated or corrupt", cls=CheckpointError)
