@@ -235,6 +235,7 @@ def shape_section(results: Path = ROOT / "results" / "shape") -> str:
              "test Rank-1 | test mAP (queries) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     got: dict[str, dict[str, dict[str, float]]] = {}
+    spreads: list[float] = []  # max − min of the last val Rank-1 over a layout and shape's training seeds
     for layout, label in SHAPE_LAYOUTS:
         for key, shown in SHAPES:
             runs = _shape_runs(results, layout, key)
@@ -250,6 +251,8 @@ def shape_section(results: Path = ROOT / "results" / "shape") -> str:
             else:
                 test_cells = f"not recorded for {len(runs) - len(tested)} of {len(runs)} |"
             got.setdefault(layout, {})[key] = {**m, "seeds": len(runs)}
+            if len(runs) > 1:
+                spreads.append(max(h["rank1"][-1] for h in runs) - min(h["rank1"][-1] for h in runs))
             each = ", ".join(f"{h['rank1'][-1]:.3f}" for h in runs)
             epochs = sorted({len(h["rank1"]) for h in runs})
             lines.append(f"| {label} | {shown} | {', '.join(map(str, epochs))} | "
@@ -271,6 +274,10 @@ def shape_section(results: Path = ROOT / "results" / "shape") -> str:
         lines.append(f"- 128×64 against 128×128, {measure} (mean over seeds): ahead on "
                      f"{sum(d > 0 for d in sign)} of {len(both)} layouts, level on {sum(d == 0 for d in sign)}, "
                      f"behind on {sum(d < 0 for d in sign)}; by {min(sign):+.3f} to {max(sign):+.3f}.")
+    if spreads:
+        lines.append(f"- The same layout, shape and schedule with another training seed: final val Rank-1 differs by "
+                     f"{min(spreads):.3f} to {max(spreads):.3f} (max − min over the seeds, {len(spreads)} layout × shape "
+                     "cells with more than one seed).")
     return "\n".join(lines)
 
 

@@ -143,6 +143,7 @@ def test_shape_section_pairs_each_layout_and_averages_the_40_id_seeds(tmp_path):
             "by -0.050 to +0.100.") in text
     assert "val mAP (mean over seeds): ahead on 4 of 4 layouts, level on 0, behind on 0; by +0.025 to +0.100." in text
     assert "test Rank-1" not in text.split("|")[-1]  # no layout has test numbers for both shapes
+    assert "another training seed: final val Rank-1 differs by 0.000 to 0.100 (max − min over the seeds, 2 layout" in text
 
 
 @pytest.fixture(scope="module")
