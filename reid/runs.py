@@ -91,7 +91,9 @@ def settings_changed(cfg: dict) -> str:
 # that addition only (and, for the input shape, in the epochs that fit the same wall time), from
 # random weights on the 2-core CPU. (addition, used by, run with it, run without it, epoch compared:
 # None = each run's last epoch; "time" = each run's last epoch, the two schedules planned to take
-# the same wall time).
+# the same wall time). A run may be a tuple of files, the same run with different training seeds:
+# its Rank-1 is then their mean.
+SHAPE_SEEDS = tuple(f"shape/market_s0_{{}}{suffix}.json" for suffix in ("", "_seed1"))
 ABLATIONS = (
     ("batch-all triplets of the CSV's rows (P=8 × K=4) instead of the listed triplets",
      "not used (the stronger recipe mines batch-hard triplets of P×K images)",
@@ -108,29 +110,46 @@ ABLATIONS = (
     ("random erasing (stronger recipe, no shifts)", "not used",
      "market_tta_strong_34ep_erase.json", "market_tta_strong_26ep_noshift.json", None),
     ("the person at 128×64 instead of C2's padded 128×128 (stronger recipe, runs side by side)",
-     "stronger recipe", "shape/market_s0_128x64.json", "shape/market_s0_128x128.json", "time"),
+     "stronger recipe", tuple(f.format("128x64") for f in SHAPE_SEEDS),
+     tuple(f.format("128x128") for f in SHAPE_SEEDS), "time"),
 )
+
+
+def _files(run: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (run,) if isinstance(run, str) else tuple(run)
+
+
+def _shown(run: str | tuple[str, ...]) -> str:
+    """A run as the table names it: its file, or its first file and how many more seeds."""
+    first, *more = _files(run)
+    return first if not more else f"{first} and {len(more)} more training seed{'s' if len(more) > 1 else ''}"
 
 
 def ablation_table(results_dir: str | Path) -> "pd.DataFrame":
     """One row per entry of ABLATIONS: val Rank-1 with and without the addition, read from the
-    recorded runs' JSON (``rank1`` per epoch) in ``results_dir``; a missing file is named."""
+    recorded runs' JSON (``rank1`` per epoch) in ``results_dir`` (a run of several training seeds:
+    the mean over them, and the minutes their mean); a missing file is named."""
     import pandas as pd
 
     rows = []
-    for addition, used, with_file, without_file, epoch in ABLATIONS:
-        values, lengths, minutes = [], [], []
-        for name in (with_file, without_file):
-            path = Path(results_dir) / name
-            if not path.is_file():
-                raise FileNotFoundError(f"{path}: a recorded run of the ablation '{addition}' is missing")
-            run = json.loads(path.read_text())
-            r1 = run["rank1"]
-            values.append(r1[epoch - 1] if isinstance(epoch, int) else r1[-1])
-            lengths.append(len(r1))
-            minutes.append(run["elapsed_seconds"][-1] / 60)
+    for addition, used, with_run, without_run, epoch in ABLATIONS:
         if not (epoch is None or epoch == "time" or isinstance(epoch, int)):
             raise ValueError(f"ABLATIONS entry '{addition}': compare at an epoch number, None or 'time', not {epoch!r}")
+        values, lengths, minutes = [], [], []
+        for run_files in (_files(with_run), _files(without_run)):
+            r1s, mins = [], []
+            for name in run_files:
+                path = Path(results_dir) / name
+                if not path.is_file():
+                    raise FileNotFoundError(f"{path}: a recorded run of the ablation '{addition}' is missing")
+                run = json.loads(path.read_text())
+                r1 = run["rank1"]
+                r1s.append(r1[epoch - 1] if isinstance(epoch, int) else r1[-1])
+                mins.append(run["elapsed_seconds"][-1] / 60)
+            values.append(sum(r1s) / len(r1s))
+            lengths.append(len(r1))
+            minutes.append(sum(mins) / len(mins))
+        seeds = len(_files(with_run))
         if epoch == "time":
             at = (f"last epoch, equal wall time ({lengths[0]} epochs in {minutes[0]:.1f} min vs "
                   f"{lengths[1]} in {minutes[1]:.1f})")
@@ -139,7 +158,10 @@ def ablation_table(results_dir: str | Path) -> "pd.DataFrame":
         else:
             at = ("last epoch" if lengths[0] == lengths[1]
                   else f"last epoch ({lengths[0]} vs {lengths[1]} epochs: not separated)")
+        if seeds > 1:
+            at += f", mean of {seeds} training seeds"
+        shown = [_shown(r) for r in (with_run, without_run)]
         rows.append({"addition": addition, "in": used, "Rank-1 with": values[0], "Rank-1 without": values[1],
                      "difference": values[0] - values[1], "compared at": at,
-                     "runs": f"{with_file} / {without_file}"})
+                     "runs": f"{shown[0]} / {shown[1]}"})
     return pd.DataFrame(rows).set_index("addition").round(3)

@@ -80,6 +80,13 @@ def test_ablation_table_reads_each_pair_of_recorded_runs(tmp_path, monkeypatch):
     assert table.loc["y", "difference"] == 0.3
     assert table.loc["y", "compared at"] == "last epoch (3 vs 2 epochs: not separated)"
     assert table.loc["z", "compared at"] == "last epoch, equal wall time (3 epochs in 9.0 min vs 2 in 10.0)"
+    write("a_seed1.json", [0.1, 0.4, 0.4], 11.0)
+    write("b_seed1.json", [0.2, 0.5], 12.0)
+    monkeypatch.setattr(runs, "ABLATIONS", (("s", "used", ("a.json", "a_seed1.json"), ("b.json", "b_seed1.json"), "time"),))
+    row = runs.ablation_table(tmp_path).loc["s"]              # several training seeds: their mean
+    assert (row["Rank-1 with"], row["Rank-1 without"]) == (0.5, 0.4)
+    assert row["compared at"] == "last epoch, equal wall time (3 epochs in 10.0 min vs 2 in 11.0), mean of 2 training seeds"
+    assert row["runs"] == "a.json and 1 more training seed / b.json and 1 more training seed"
     monkeypatch.setattr(runs, "ABLATIONS", (("w", "used", "a.json", "missing.json", None),))
     with pytest.raises(FileNotFoundError, match="missing.json: a recorded run of the ablation 'w' is missing"):
         runs.ablation_table(tmp_path)
@@ -96,3 +103,4 @@ def test_ablation_table_of_the_recorded_runs():
     assert len(table) == len(ABLATIONS)
     shape = next(a for a in table.index if a.startswith("the person at 128×64"))
     assert table.loc[shape, "compared at"].startswith("last epoch, equal wall time (30 epochs in ")
+    assert table.loc[shape, "compared at"].endswith(", mean of 2 training seeds")
