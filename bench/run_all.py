@@ -273,7 +273,8 @@ def shape_section(results: Path = ROOT / "results" / "shape") -> str:
         sign = [round(r["128x64"][measure] - r["128x128"][measure], 3) for r in both]
         lines.append(f"- 128×64 against 128×128, {measure} (mean over seeds): ahead on "
                      f"{sum(d > 0 for d in sign)} of {len(both)} layouts, level on {sum(d == 0 for d in sign)}, "
-                     f"behind on {sum(d < 0 for d in sign)}; by {min(sign):+.3f} to {max(sign):+.3f}.")
+                     f"behind on {sum(d < 0 for d in sign)}; by {min(sign):+.3f} to {max(sign):+.3f} "
+                     f"(mean {_mean([r['128x64'][measure] - r['128x128'][measure] for r in both]):+.3f}).")
     if spreads:
         lines.append(f"- The same layout, shape and schedule with another training seed: final val Rank-1 differs by "
                      f"{min(spreads):.3f} to {max(spreads):.3f} (max − min over the seeds, {len(spreads)} layout × shape "

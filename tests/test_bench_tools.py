@@ -140,8 +140,8 @@ def test_shape_section_pairs_each_layout_and_averages_the_40_id_seeds(tmp_path):
     assert "| 40 ids, mean of the 3 layouts | 128×64, the person | | | | | 0.500 | 0.500 |  |  |" in text
     assert "| 40 ids, mean of the 3 layouts | 128×128, C2's padded square | | | | | 0.483 | 0.400 |  |  |" in text
     assert ("- 128×64 against 128×128, val Rank-1 (mean over seeds): ahead on 1 of 4 layouts, level on 2, behind on 1; "
-            "by -0.050 to +0.100.") in text
-    assert "val mAP (mean over seeds): ahead on 4 of 4 layouts, level on 0, behind on 0; by +0.025 to +0.100." in text
+            "by -0.050 to +0.100 (mean +0.012).") in text
+    assert "val mAP (mean over seeds): ahead on 4 of 4 layouts, level on 0, behind on 0; by +0.025 to +0.100 (mean +0.081)." in text
     assert "test Rank-1" not in text.split("|")[-1]  # no layout has test numbers for both shapes
     assert "another training seed: final val Rank-1 differs by 0.000 to 0.100 (max − min over the seeds, 2 layout" in text
 
