@@ -34,7 +34,7 @@ import torch
 
 from bench import bench_eval, bench_rerank, bench_train
 from reid.report import verdict
-from reid.runs import settings_changed
+from reid.runs import settings_changed, shape_run_files
 from reid.train import History
 
 HERE = Path(__file__).resolve().parent
@@ -196,45 +196,54 @@ SHAPE_LAYOUTS = (("market_s0", "230 ids, Market layout seed 0"),
 SHAPES = (("128x64", "128×64, the person"), ("128x128", "128×128, C2's padded square"))
 
 
-TRAINING_SEEDS = (0, 1, 2)  # results/shape/<layout>_<shape>.json is seed 0, <layout>_<shape>_seed<S>.json the others
-
-
-def _shape_runs(results: Path, layout: str, key: str) -> list[dict]:
-    """The recorded runs of one layout and input shape, one per training seed found (seed order)."""
-    names = [f"{layout}_{key}.json" if seed == 0 else f"{layout}_{key}_seed{seed}.json" for seed in TRAINING_SEEDS]
-    return [json.loads((results / n).read_text()) for n in names if (results / n).is_file()]
+def _shape_runs(results: Path, layout: str, key: str) -> dict[int, dict]:
+    """The recorded runs of one layout and input shape, {training seed: run JSON} in seed order
+    (``reid.runs.shape_run_files``)."""
+    return {seed: json.loads(path.read_text()) for seed, path in shape_run_files(results, layout, key).items()}
 
 
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
+def _shape_means(runs: list[dict]) -> dict[str, float]:
+    """Mean over training seeds of the last epoch's val Rank-1 / mAP and, if every run has them, its
+    test Rank-1 / mAP."""
+    m = {"val Rank-1": _mean([h["rank1"][-1] for h in runs]), "val mAP": _mean([h["mAP"][-1] for h in runs])}
+    if all("test" in h for h in runs):
+        m.update({"test Rank-1": _mean([h["test"]["rank1"] for h in runs]),
+                  "test mAP": _mean([h["test"]["mAP"] for h in runs])})
+    return m
+
+
 def shape_section(results: Path = ROOT / "results" / "shape") -> str:
     """Section 5: the stronger recipe at 128×64 against itself at 128×128, the two runs of a pair
     side by side (one thread each) with schedules of about equal wall time, each pair trained with
     several seeds; per layout and shape the mean over the seeds of the last epoch's val and (where
-    recorded, ``--test``) test numbers, and the count of layouts on which 128×64 is ahead. Reads
-    results/shape/<layout>_<H>x<W>.json (seed 0) and <layout>_<H>x<W>_seed<S>.json."""
+    recorded, ``--test``) test numbers, and the count of layouts on which 128×64 is ahead (over the
+    training seeds both shapes have). Reads results/shape/<layout>_<H>x<W>.json (training seed 0)
+    and <layout>_<H>x<W>_seed<S>.json."""
     lines = ["## 5. The stronger recipe's input shape: 128×64 against 128×128 at equal wall time",
              "",
              "Each pair ran side by side on the 2-core CPU, one torch thread each, from random weights "
-             "(`OMP_NUM_THREADS=1 python -m bench.time_to_accuracy DIR --recipe strong --epochs E --seed S "
-             "--set input_size=HxW --test`); the 128×64 run's schedule has 5/3 the epochs of the 128×128 run's "
-             "(the throughput ratio of section 1), so the two take about the same wall time — the minutes "
-             "column says what they took. Each pair was trained with each of the seeds listed (the seed sets "
-             "the initial weights and the batches); the numbers are the last epoch's, averaged over those "
-             "seeds. Val is the layout's val split; test is its test split, scored against the layout's "
-             "`test_gt.csv` (`--test`), about twice as many queries as val and never used to choose "
-             "anything. Layouts: `python make_data.py pool ../shared/data/market1501-train DIR --seed S` "
-             "(230 / 49 / 100 identities) and `--train-ids 40 --val-ids 10 --test-ids 20` for the "
-             "40-identity ones (a layout seed draws the identities, a training seed the run). The seed-1 Market layout draws its identities from the same pool of 751, so it "
-             "shares about two thirds of them with seed 0 (in a different split); the 40-identity layouts are "
+             "(`OMP_NUM_THREADS=1 python -m bench.time_to_accuracy DIR --recipe strong --epochs E --seed T "
+             "--set input_size=HxW --test`, T the training seed: the initial weights and the batches); the "
+             "128×64 run's schedule has 5/3 the epochs of the 128×128 run's (the throughput ratio of section 1), "
+             "so the two take about the same wall time — the minutes column is their mean over the training "
+             "seeds. The numbers are the last epoch's, averaged over the training seeds (the column before "
+             "them gives each seed's val Rank-1 as seed: value). Val is the layout's val split; test is its "
+             "test split, scored against the layout's `test_gt.csv` (`--test`), about twice as many queries "
+             "as val and never used to choose anything. Layouts: `python make_data.py pool "
+             "../shared/data/market1501-train DIR --seed L` (L the layout seed: which identities; 230 / 49 / "
+             "100 identities) and `--train-ids 40 --val-ids 10 --test-ids 20` for the 40-identity ones. The "
+             "layout-seed-1 Market layout draws its identities from the same pool of 751, so it shares about "
+             "two thirds of them with layout seed 0 (in a different split); the 40-identity layouts are "
              "smaller draws from that pool.",
              "",
              "| layout | input | epochs | minutes | training seeds | val Rank-1, each seed | val Rank-1 | val mAP | "
              "test Rank-1 | test mAP (queries) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    got: dict[str, dict[str, dict[str, float]]] = {}
+    got: dict[str, dict[str, dict[int, dict]]] = {}
     spreads: list[float] = []  # max − min of the last val Rank-1 over a layout and shape's training seeds
     for layout, label in SHAPE_LAYOUTS:
         for key, shown in SHAPES:
@@ -242,39 +251,44 @@ def shape_section(results: Path = ROOT / "results" / "shape") -> str:
             if not runs:
                 lines.append(f"| {label} | {shown} | not recorded | | | | | | | |")
                 continue
-            m = {"val Rank-1": _mean([h["rank1"][-1] for h in runs]), "val mAP": _mean([h["mAP"][-1] for h in runs])}
-            tested = [h["test"] for h in runs if "test" in h]
-            if len(tested) == len(runs):
-                m["test Rank-1"] = _mean([t["rank1"] for t in tested])
-                m["test mAP"] = _mean([t["mAP"] for t in tested])
-                test_cells = f"{m['test Rank-1']:.3f} | {m['test mAP']:.3f} ({tested[0]['queries']})"
-            else:
-                test_cells = f"not recorded for {len(runs) - len(tested)} of {len(runs)} |"
-            got.setdefault(layout, {})[key] = {**m, "seeds": len(runs)}
+            got.setdefault(layout, {})[key] = runs
+            finals = [h["rank1"][-1] for h in runs.values()]
             if len(runs) > 1:
-                spreads.append(max(h["rank1"][-1] for h in runs) - min(h["rank1"][-1] for h in runs))
-            each = ", ".join(f"{h['rank1'][-1]:.3f}" for h in runs)
-            epochs = sorted({len(h["rank1"]) for h in runs})
-            lines.append(f"| {label} | {shown} | {', '.join(map(str, epochs))} | "
-                         f"{_mean([h['elapsed_seconds'][-1] for h in runs]) / 60:.1f} | {len(runs)} | {each} | "
-                         f"{m['val Rank-1']:.3f} | {m['val mAP']:.3f} | {test_cells} |")
+                spreads.append(max(finals) - min(finals))
+            m = _shape_means(list(runs.values()))
+            tested = sum("test" in h for h in runs.values())
+            test_cells = (f"{m['test Rank-1']:.3f} | {m['test mAP']:.3f} "
+                          f"({next(iter(runs.values()))['test']['queries']})" if "test Rank-1" in m
+                          else f"not recorded for {len(runs) - tested} of {len(runs)} |")
+            each = ", ".join(f"{seed}: {h['rank1'][-1]:.3f}" for seed, h in runs.items())
+            epochs = sorted({len(h["rank1"]) for h in runs.values()})
+            minutes = _mean([h["elapsed_seconds"][-1] for h in runs.values()]) / 60
+            lines.append(f"| {label} | {shown} | {', '.join(map(str, epochs))} | {minutes:.1f} | {len(runs)} | "
+                         f"{each} | {m['val Rank-1']:.3f} | {m['val mAP']:.3f} | {test_cells} |")
     small = [got[layout] for layout, _ in SHAPE_LAYOUTS if layout.startswith("m40") and layout in got]
     for key, shown in SHAPES:
         if len(small) == 3 and all(key in r for r in small):
-            cells = [f"{_mean([r[key][k] for r in small]):.3f}" if all(k in r[key] for r in small) else ""
+            means = [_shape_means(list(r[key].values())) for r in small]
+            cells = [f"{_mean([m[k] for m in means]):.3f}" if all(k in m for m in means) else ""
                      for k in ("val Rank-1", "val mAP", "test Rank-1", "test mAP")]
             lines.append(f"| 40 ids, mean of the 3 layouts | {shown} | | | | | {' | '.join(cells)} |")
-    pairs = [r for r in got.values() if len(r) == 2]
+    # each layout's two shapes compared over the training seeds both have
+    pairs = []
+    for runs in got.values():
+        common = sorted(set(runs.get("128x64", {})) & set(runs.get("128x128", {})))
+        if common:
+            pairs.append({key: _shape_means([runs[key][seed] for seed in common]) for key in ("128x64", "128x128")})
     lines.append("")
     for measure in ("val Rank-1", "val mAP", "test Rank-1", "test mAP"):
         both = [r for r in pairs if measure in r["128x64"] and measure in r["128x128"]]
         if not both:
             continue
-        sign = [round(r["128x64"][measure] - r["128x128"][measure], 3) for r in both]
-        lines.append(f"- 128×64 against 128×128, {measure} (mean over seeds): ahead on "
+        diff = [r["128x64"][measure] - r["128x128"][measure] for r in both]
+        sign = [round(d, 3) for d in diff]
+        lines.append(f"- 128×64 against 128×128, {measure} (mean over the training seeds both have): ahead on "
                      f"{sum(d > 0 for d in sign)} of {len(both)} layouts, level on {sum(d == 0 for d in sign)}, "
-                     f"behind on {sum(d < 0 for d in sign)}; by {min(sign):+.3f} to {max(sign):+.3f} "
-                     f"(mean {_mean([r['128x64'][measure] - r['128x128'][measure] for r in both]):+.3f}).")
+                     f"behind on {sum(d < 0 for d in sign)}; by {min(sign) + 0:+.3f} to {max(sign) + 0:+.3f} "
+                     f"(mean over the layouts {round(_mean(diff), 3) + 0:+.3f}).")
     if spreads:
         lines.append(f"- The same layout, shape and schedule with another training seed: final val Rank-1 differs by "
                      f"{min(spreads):.3f} to {max(spreads):.3f} (max − min over the seeds, {len(spreads)} layout × shape "

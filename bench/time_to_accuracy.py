@@ -15,7 +15,9 @@ setting of the run, and "precision" the one it trained in ("bfloat16" under auto
 else "float32"; amp=None turns bfloat16 on where the CPU has it in hardware). ``--test`` then
 scores the last epoch's model on the layout's test split against its ``test_gt.csv`` (a layout
 built by make_data.py has one), as validation scores val (its metric, test-time flip and
-precision), and adds the numbers under "test": a second, larger split to judge a run by.
+precision), and adds the numbers under "test": a second, larger split to judge a run by. The
+test split is read before training (a layout without ground truth fails at once), the history is
+written before test is scored, and an interrupted run is not scored.
 """
 from __future__ import annotations
 
@@ -45,12 +47,18 @@ def load_data(root: Path, recipe: str, device: str, image_size: object = 128) ->
     return train, RetrievalDataset(root, "val", **kw), IDLossDataset(root / "val_idloss.csv", root, **kw), id_set.num_ids
 
 
-def score_test(model: torch.nn.Module, cfg: object, root: Path, device: str) -> dict[str, float]:
-    """Rank-1/5/10 and mAP of ``model`` on ``root``'s test split against ``test_gt.csv``, ranked as
-    validation ranks (``cfg``'s metric, flip_test and precision, at its image size), with the
-    number of queries and gallery images; unrounded."""
+def load_test(root: Path, cfg: object, device: str) -> RetrievalDataset:
+    """``root``'s test split at ``cfg``'s image size, its ground truth from ``test_gt.csv`` (read
+    before training, so a layout without it fails at once, not after the run)."""
     test = RetrievalDataset(root, "test", device=device, image_size=cfg.image_size())
     test.gt = test_ground_truth(root, test)
+    return test
+
+
+def score_test(model: torch.nn.Module, cfg: object, test: RetrievalDataset) -> dict[str, float]:
+    """Rank-1/5/10 and mAP of ``model`` on ``test`` (see :func:`load_test`), ranked as validation
+    ranks (``cfg``'s metric, flip_test and precision), with the number of queries and gallery
+    images; unrounded."""
     with torch.no_grad():
         r = retrieve(model, test, flip=cfg.flip_test, metric=cfg.metric, batch_size=cfg.eval_batch_size,
                      amp_dtype=resolve_amp(pick_device(cfg.device), cfg.amp))
@@ -104,6 +112,7 @@ def main(argv: list[str] | None = None) -> History:
     device = str(pick_device(args.device))
     t0 = time.perf_counter()
     train_set, val_set, val_idloss, num_ids = load_data(args.data_root, args.recipe, device, cfg.image_size())
+    test_set = load_test(args.data_root, cfg, device) if args.test else None
     print(f"Decoded the data into the {device} cache in {time.perf_counter() - t0:.1f} s "
           f"({num_ids} train ids, {len(val_set.queries)} val queries, {len(val_set.gallery)} val gallery).")
     seed_everything(cfg.seed)  # the weights' initialisation depends on the seed too
@@ -116,11 +125,14 @@ def main(argv: list[str] | None = None) -> History:
     out.parent.mkdir(parents=True, exist_ok=True)
     precision = str(resolve_amp(pick_device(cfg.device), cfg.amp) or torch.float32).removeprefix("torch.")
     record = {"config": cfg.to_dict(), "precision": precision, **history.to_dict()}
-    if args.test:
-        record["test"] = score_test(model, cfg, args.data_root, device)
-    out.write_text(json.dumps(record, indent=1))
+    out.write_text(json.dumps(record, indent=1))  # the run is kept even if scoring test fails
+    if test_set is not None and history.interrupted:
+        print("Training was interrupted: the test split is not scored (the model is not the last epoch's).")
+    elif test_set is not None:
+        record["test"] = score_test(model, cfg, test_set)
+        out.write_text(json.dumps(record, indent=1))
     print(rank1_table(history))
-    if args.test:
+    if "test" in record:
         t = record["test"]
         print(f"Test (last epoch, {t['queries']} queries, {t['gallery']} gallery images): Rank-1 {t['rank1']:.3f}, "
               f"mAP {t['mAP']:.3f}.")

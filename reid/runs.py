@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -93,7 +94,26 @@ def settings_changed(cfg: dict) -> str:
 # None = each run's last epoch; "time" = each run's last epoch, the two schedules planned to take
 # the same wall time). A run may be a tuple of files, the same run with different training seeds:
 # its Rank-1 is then their mean.
-SHAPE_SEEDS = tuple(f"shape/market_s0_{{}}{suffix}.json" for suffix in ("", "_seed1"))
+
+
+def shape_run_name(layout: str, shape: str, seed: int = 0) -> str:
+    """File name of an input-shape run in results/shape (bench/BENCHMARKS.md section 5): training
+    seed 0 is ``<layout>_<shape>.json``, seed S ``<layout>_<shape>_seed<S>.json``."""
+    return f"{layout}_{shape}.json" if seed == 0 else f"{layout}_{shape}_seed{seed}.json"
+
+
+def shape_run_files(results_dir: str | Path, layout: str, shape: str) -> dict[int, Path]:
+    """The recorded input-shape runs of one layout and shape in ``results_dir``, as {training seed:
+    file}, in seed order (names as :func:`shape_run_name` makes them; nothing else matches)."""
+    pattern = re.compile(re.escape(f"{layout}_{shape}") + r"(?:_seed([1-9][0-9]*))?\.json")
+    found = {}
+    for path in Path(results_dir).glob(f"{layout}_{shape}*.json"):
+        match = pattern.fullmatch(path.name)
+        if match:
+            found[int(match.group(1) or 0)] = path
+    return dict(sorted(found.items()))
+
+
 ABLATIONS = (
     ("batch-all triplets of the CSV's rows (P=8 × K=4) instead of the listed triplets",
      "not used (the stronger recipe mines batch-hard triplets of P×K images)",
@@ -110,8 +130,8 @@ ABLATIONS = (
     ("random erasing (stronger recipe, no shifts)", "not used",
      "market_tta_strong_34ep_erase.json", "market_tta_strong_26ep_noshift.json", None),
     ("the person at 128×64 instead of C2's padded 128×128 (stronger recipe, runs side by side)",
-     "stronger recipe", tuple(f.format("128x64") for f in SHAPE_SEEDS),
-     tuple(f.format("128x128") for f in SHAPE_SEEDS), "time"),
+     "stronger recipe", tuple("shape/" + shape_run_name("market_s0", "128x64", seed) for seed in (0, 1)),
+     tuple("shape/" + shape_run_name("market_s0", "128x128", seed) for seed in (0, 1)), "time"),
 )
 
 
@@ -135,21 +155,30 @@ def ablation_table(results_dir: str | Path) -> "pd.DataFrame":
     for addition, used, with_run, without_run, epoch in ABLATIONS:
         if not (epoch is None or epoch == "time" or isinstance(epoch, int)):
             raise ValueError(f"ABLATIONS entry '{addition}': compare at an epoch number, None or 'time', not {epoch!r}")
+        seeds = len(_files(with_run))
+        if len(_files(without_run)) != seeds:
+            raise ValueError(f"ABLATIONS entry '{addition}': {seeds} training seeds with it, "
+                             f"{len(_files(without_run))} without; compare the same seeds")
         values, lengths, minutes = [], [], []
         for run_files in (_files(with_run), _files(without_run)):
-            r1s, mins = [], []
+            r1s, mins, epochs = [], [], set()
             for name in run_files:
                 path = Path(results_dir) / name
                 if not path.is_file():
                     raise FileNotFoundError(f"{path}: a recorded run of the ablation '{addition}' is missing")
                 run = json.loads(path.read_text())
                 r1 = run["rank1"]
+                epochs.add(len(r1))
+                if isinstance(epoch, int) and epoch > len(r1):
+                    raise ValueError(f"{path}: has {len(r1)} epochs; the ablation '{addition}' compares epoch {epoch}")
                 r1s.append(r1[epoch - 1] if isinstance(epoch, int) else r1[-1])
                 mins.append(run["elapsed_seconds"][-1] / 60)
+            if len(epochs) > 1:
+                raise ValueError(f"ABLATIONS entry '{addition}': the seeds of {run_files[0]} ran "
+                                 f"{sorted(epochs)} epochs; a mean needs one schedule")
             values.append(sum(r1s) / len(r1s))
-            lengths.append(len(r1))
+            lengths.append(epochs.pop())
             minutes.append(sum(mins) / len(mins))
-        seeds = len(_files(with_run))
         if epoch == "time":
             at = (f"last epoch, equal wall time ({lengths[0]} epochs in {minutes[0]:.1f} min vs "
                   f"{lengths[1]} in {minutes[1]:.1f})")

@@ -112,17 +112,24 @@ def test_readme_rerank_table_is_the_recorded_market_run():
         assert [c.strip().strip("*") for c in row.split("|")[2:6]] == cells, row
 
 
+SHAPE_LAYOUTS = ("market_s0", "market_s1", "m40_s0", "m40_s1", "m40_s2")
+
+
+def _shape_means(layout: str, size: str) -> tuple[float, float]:
+    """(val, test) Rank-1 of a layout's input-shape runs at ``size``, last epoch, mean over the
+    training seeds recorded in results/shape."""
+    from reid.runs import shape_run_files
+
+    runs = [json.loads(f.read_text()) for f in shape_run_files(ROOT / "results" / "shape", layout, size).values()]
+    assert len(runs) >= 2, f"{layout}_{size}: fewer than two training seeds recorded"
+    return (sum(r["rank1"][-1] for r in runs) / len(runs), sum(r["test"]["rank1"] for r in runs) / len(runs))
+
+
 def test_readme_input_shape_numbers_are_the_recorded_runs():
     """The README's equal-wall-time table: per layout, the last epoch's val and test Rank-1 of each
-    shape averaged over the training seeds recorded in results/shape (seed 0 in <layout>_<shape>.json,
-    others in _seed<S>.json); the 40-identity row the mean of the three layouts' means."""
+    shape averaged over the training seeds recorded in results/shape; the 40-identity row the mean
+    of the three layouts' means."""
     readme = (ROOT / "README.md").read_text()
-    shape = ROOT / "results" / "shape"
-
-    def mean(layout: str, size: str) -> tuple[float, float]:
-        runs = [json.loads(f.read_text()) for f in sorted(shape.glob(f"{layout}_{size}*.json"))]
-        assert len(runs) >= 2, f"{layout}_{size}: fewer than two training seeds recorded"
-        return (sum(r["rank1"][-1] for r in runs) / len(runs), sum(r["test"]["rank1"] for r in runs) / len(runs))
 
     def cells(means: dict[str, tuple[float, float]]) -> str:
         return (f"| {means['128x64'][0]:.3f} / {means['128x128'][0]:.3f} | "
@@ -130,8 +137,41 @@ def test_readme_input_shape_numbers_are_the_recorded_runs():
 
     for layout, row in (("market_s0", "| Market layout seed 0 (this one;"), ("market_s1", "| Market layout seed 1 (")):
         line = next((x for x in readme.splitlines() if x.startswith(row)), None)
-        assert line is not None and cells({s: mean(layout, s) for s in ("128x64", "128x128")}) in line, row
-    small = {s: [mean(f"m40_s{i}", s) for i in range(3)] for s in ("128x64", "128x128")}
+        assert line is not None and cells({s: _shape_means(layout, s) for s in ("128x64", "128x128")}) in line, row
+    small = {s: [_shape_means(f"m40_s{i}", s) for i in range(3)] for s in ("128x64", "128x128")}
     means = {s: tuple(sum(v[k] for v in vals) / 3 for k in (0, 1)) for s, vals in small.items()}
     line = next(x for x in readme.splitlines() if x.startswith("| 40 identities, mean of 3 layouts"))
     assert cells(means) in line
+
+
+def test_input_shape_summary_figures_are_the_recorded_runs():
+    """The figures README.md, answers.md and the notebook's beyond section quote about the input
+    shape at equal wall time: layouts ahead, mean differences over the 5 layouts (and the Market
+    ones), the largest seed-to-seed spread, and the notebook table's Market line."""
+    from reid.runs import shape_run_files
+
+    diff = {layout: [a - b for a, b in zip(_shape_means(layout, "128x64"), _shape_means(layout, "128x128"))]
+            for layout in SHAPE_LAYOUTS}
+    ahead = [sum(round(d[k], 3) > 0 for d in diff.values()) for k in (0, 1)]
+    mean = [f"{sum(d[k] for d in diff.values()) / len(diff):+.3f}" for k in (0, 1)]
+    market = [f"{(diff['market_s0'][k] + diff['market_s1'][k]) / 2:+.3f}".replace("-", "−") for k in (0, 1)]
+    spreads = []
+    for layout in SHAPE_LAYOUTS:
+        for size in ("128x64", "128x128"):
+            finals = [json.loads(f.read_text())["rank1"][-1]
+                      for f in shape_run_files(ROOT / "results" / "shape", layout, size).values()]
+            spreads.append(max(finals) - min(finals))
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    answers = " ".join(ANSWERS.split())
+    nb = json.loads((ROOT / "assignment.ipynb").read_text())
+    beyond = " ".join("".join(next(c["source"] for c in nb["cells"]
+                                   if "".join(c["source"]).startswith("## Beyond the handout"))).split())
+    assert (f"ahead on val on {ahead[0]} of the 5 layouts and on test on {ahead[1]}; the mean over the 5 layouts is "
+            f"{mean[0]} val and {mean[1]} test Rank-1 (on the two Market layouts alone {market[0]} val and "
+            f"{market[1]} test)") in readme
+    assert f"moves val Rank-1 by up to {max(spreads):.3f}" in readme and f"by up to {max(spreads):.3f}" in answers
+    assert (f"ahead on val on {ahead[0]} of the 5 layouts and on test on {ahead[1]}, by {mean[0]} val and {mean[1]} "
+            "test Rank-1 in the mean over the 5 layouts") in answers
+    assert f"{mean[0]} val and {mean[1]} test Rank-1 in the mean over the 5 layouts" in beyond
+    assert f"val Rank-1 by up to {max(spreads):.3f}" in beyond
+    assert f"{-diff['market_s0'][0]:.3f} behind there" in beyond and diff["market_s0"][0] < 0

@@ -118,32 +118,40 @@ def _shape_run(path: Path, rank1: list[float], mAP: float, minutes: float, test:
 
 def test_shape_section_pairs_each_layout_and_averages_the_40_id_seeds(tmp_path):
     """Section 5: one row per layout and shape, the mean over the training seeds recorded (seed 0 in
-    <layout>_<shape>.json, others in _seed<S>.json), test numbers where every seed has them, the
-    40-identity means, and the count of layouts on which 128×64 is ahead per measure (a layout
-    missing a run is named and not counted)."""
+    <layout>_<shape>.json, others in _seed<S>.json; other names ignored), test numbers where every
+    seed has them, the 40-identity means, and the count of layouts on which 128×64 is ahead per
+    measure, each layout compared over the seeds both shapes have (a layout missing a shape is named
+    and not counted)."""
     shape = tmp_path / "shape"
     _shape_run(shape / "market_s0_128x64.json", [0.2, 0.6, 0.7], 0.8, 10.0, {"rank1": 0.5, "mAP": 0.6, "queries": 700})
     _shape_run(shape / "market_s0_128x64_seed1.json", [0.2, 0.6, 0.6], 0.7, 11.0, {"rank1": 0.4, "mAP": 0.5, "queries": 700})
+    _shape_run(shape / "market_s0_128x64_old.json", [0.9], 0.9, 1.0)         # not a run of the section
     _shape_run(shape / "market_s0_128x128.json", [0.2, 0.65], 0.7, 10.5, {"rank1": 0.45, "mAP": 0.5, "queries": 700})
     _shape_run(shape / "market_s0_128x128_seed1.json", [0.2, 0.65], 0.75, 10.5)  # no test numbers
+    _shape_run(shape / "market_s1_128x64.json", [0.1, 0.9], 0.9, 10.0)          # seed 0 only at 128×64 ...
+    _shape_run(shape / "market_s1_128x64_seed2.json", [0.1, 0.5], 0.5, 10.0)
+    _shape_run(shape / "market_s1_128x128_seed2.json", [0.1, 0.6], 0.6, 10.0)   # ... so compared on seed 2
     for s, (a, b) in enumerate([(0.5, 0.4), (0.3, 0.35), (0.7, 0.7)]):
         _shape_run(shape / f"m40_s{s}_128x64.json", [0.1, a], 0.5, 4.0)
-        _shape_run(shape / f"m40_s{s}_128x128.json", [0.1, b], 0.4, 4.0)
+        if s < 2:
+            _shape_run(shape / f"m40_s{s}_128x128.json", [0.1, b], 0.4, 4.0)
     done = run_module("bench.run_all", "--section", "5", str(tmp_path))
     assert done.returncode == 0, done.stderr
     text = done.stdout
-    assert "| 230 ids, Market layout seed 0 | 128×64, the person | 3 | 10.5 | 2 | 0.700, 0.600 | 0.650 | 0.750 | " \
-           "0.450 | 0.550 (700) |" in text
-    assert "| 230 ids, Market layout seed 0 | 128×128, C2's padded square | 2 | 10.5 | 2 | 0.650, 0.650 | 0.650 | " \
-           "0.725 | not recorded for 1 of 2 | |" in text
-    assert "Market layout seed 1 (about 2/3 of its identities shared with seed 0) | 128×64, the person | not recorded" in text
+    assert "| 230 ids, Market layout seed 0 | 128×64, the person | 3 | 10.5 | 2 | 0: 0.700, 1: 0.600 | 0.650 | " \
+           "0.750 | 0.450 | 0.550 (700) |" in text
+    assert "| 230 ids, Market layout seed 0 | 128×128, C2's padded square | 2 | 10.5 | 2 | 0: 0.650, 1: 0.650 | " \
+           "0.650 | 0.725 | not recorded for 1 of 2 | |" in text
+    assert "| 128×128, C2's padded square | 2 | 10.0 | 1 | 2: 0.600 | 0.600 | 0.600 | not recorded for 1 of 1 | |" in text
+    assert "| 40 ids, layout seed 2 | 128×128, C2's padded square | not recorded |" in text
+    assert "40 ids, mean of the 3 layouts | 128×128" not in text                 # one layout lacks it
     assert "| 40 ids, mean of the 3 layouts | 128×64, the person | | | | | 0.500 | 0.500 |  |  |" in text
-    assert "| 40 ids, mean of the 3 layouts | 128×128, C2's padded square | | | | | 0.483 | 0.400 |  |  |" in text
-    assert ("- 128×64 against 128×128, val Rank-1 (mean over seeds): ahead on 1 of 4 layouts, level on 2, behind on 1; "
-            "by -0.050 to +0.100 (mean +0.012).") in text
-    assert "val mAP (mean over seeds): ahead on 4 of 4 layouts, level on 0, behind on 0; by +0.025 to +0.100 (mean +0.081)." in text
-    assert "test Rank-1" not in text.split("|")[-1]  # no layout has test numbers for both shapes
-    assert "another training seed: final val Rank-1 differs by 0.000 to 0.100 (max − min over the seeds, 2 layout" in text
+    # layouts compared: market_s0 (0.650 vs 0.650), market_s1 on seed 2 (0.5 vs 0.6), m40_s0, m40_s1
+    assert ("- 128×64 against 128×128, val Rank-1 (mean over the training seeds both have): ahead on 1 of 4 "
+            "layouts, level on 1, behind on 2; by -0.100 to +0.100 (mean over the layouts -0.013).") in text
+    assert "val mAP (mean over the training seeds both have): ahead on 3 of 4 layouts, level on 0, behind on 1" in text
+    assert "test Rank-1 (mean" not in text              # no compared layout has test numbers for both shapes
+    assert "another training seed: final val Rank-1 differs by 0.000 to 0.400 (max − min over the seeds, 3 layout" in text
 
 
 @pytest.fixture(scope="module")

@@ -87,6 +87,15 @@ def test_ablation_table_reads_each_pair_of_recorded_runs(tmp_path, monkeypatch):
     assert (row["Rank-1 with"], row["Rank-1 without"]) == (0.5, 0.4)
     assert row["compared at"] == "last epoch, equal wall time (3 epochs in 10.0 min vs 2 in 11.0), mean of 2 training seeds"
     assert row["runs"] == "a.json and 1 more training seed / b.json and 1 more training seed"
+    monkeypatch.setattr(runs, "ABLATIONS", (("u", "used", ("a.json", "a_seed1.json"), "b.json", "time"),))
+    with pytest.raises(ValueError, match="'u': 2 training seeds with it, 1 without"):
+        runs.ablation_table(tmp_path)
+    monkeypatch.setattr(runs, "ABLATIONS", (("v", "used", ("a.json", "b_seed1.json"), ("b.json", "b.json"), None),))
+    with pytest.raises(ValueError, match=r"ran \[2, 3\] epochs; a mean needs one schedule"):
+        runs.ablation_table(tmp_path)
+    monkeypatch.setattr(runs, "ABLATIONS", (("e", "used", "a.json", "b.json", 3),))
+    with pytest.raises(ValueError, match="b.json: has 2 epochs; the ablation 'e' compares epoch 3"):
+        runs.ablation_table(tmp_path)
     monkeypatch.setattr(runs, "ABLATIONS", (("w", "used", "a.json", "missing.json", None),))
     with pytest.raises(FileNotFoundError, match="missing.json: a recorded run of the ablation 'w' is missing"):
         runs.ablation_table(tmp_path)
@@ -104,3 +113,15 @@ def test_ablation_table_of_the_recorded_runs():
     shape = next(a for a in table.index if a.startswith("the person at 128×64"))
     assert table.loc[shape, "compared at"].startswith("last epoch, equal wall time (30 epochs in ")
     assert table.loc[shape, "compared at"].endswith(", mean of 2 training seeds")
+
+
+def test_shape_run_files_name_the_training_seeds(tmp_path):
+    """results/shape naming: seed 0 is <layout>_<shape>.json, seed S _seed<S>.json; other files that
+    start alike (another shape, a backup) are not runs of it."""
+    from reid.runs import shape_run_files, shape_run_name
+
+    names = [shape_run_name("m40_s0", "128x64", s) for s in (0, 2, 10)]
+    assert names == ["m40_s0_128x64.json", "m40_s0_128x64_seed2.json", "m40_s0_128x64_seed10.json"]
+    for name in names + ["m40_s0_128x64_old.json", "m40_s0_128x640.json", "m40_s0_128x64_seed0.json"]:
+        (tmp_path / name).write_text("{}")
+    assert shape_run_files(tmp_path, "m40_s0", "128x64") == {s: tmp_path / n for s, n in zip((0, 2, 10), names)}
