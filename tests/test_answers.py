@@ -175,3 +175,19 @@ def test_input_shape_summary_figures_are_the_recorded_runs():
     assert f"{mean[0]} val and {mean[1]} test Rank-1 in the mean over the 5 layouts" in beyond
     assert f"val Rank-1 by up to {max(spreads):.3f}" in beyond
     assert f"{-diff['market_s0'][0]:.3f} behind there" in beyond and diff["market_s0"][0] < 0
+
+
+def test_readme_acceptance_proxy_numbers_are_the_recorded_run():
+    """The README's full-notebook run on the seed-3 Market layout: val Rank-1 / mAP of the three
+    models, epochs, and pred.csv's independently scored test top-1, from results/acceptance_market_s3.json."""
+    run = json.loads((ROOT / "results" / "acceptance_market_s3.json").read_text())
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    m = run["models"]
+    assert (f"ID model {m['id']['val_rank1']:.3f}, triplet model {m['triplet']['val_rank1']:.3f}, stronger recipe "
+            f"{m['strong']['val_rank1']:.3f} (mAP {m['id']['val_mAP']:.3f} / {m['triplet']['val_mAP']:.3f} / "
+            f"{m['strong']['val_mAP']:.3f}; {m['id']['epochs']}, {m['triplet']['epochs']} and "
+            f"{m['strong']['epochs']} epochs)") in readme
+    scored = run["pred_csv"]["scored_independently"]
+    assert scored["missing"] == 0 and round(scored["accuracy"], 3) == run["pred_csv"]["test_top1_notebook"]
+    assert f"test top-1 {scored['accuracy']:.3f} on {int(scored['n'])} queries" in readme
+    assert run["layout"]["seed"] == 3 and run["test_queries"] == scored["n"] == 702
