@@ -130,8 +130,8 @@ ABLATIONS = (
     ("random erasing (stronger recipe, no shifts)", "not used",
      "market_tta_strong_34ep_erase.json", "market_tta_strong_26ep_noshift.json", None),
     ("the person at 128×64 instead of C2's padded 128×128 (stronger recipe, runs side by side)",
-     "stronger recipe", tuple("shape/" + shape_run_name("market_s0", "128x64", seed) for seed in (0, 1)),
-     tuple("shape/" + shape_run_name("market_s0", "128x128", seed) for seed in (0, 1)), "time"),
+     "stronger recipe", tuple("shape/" + shape_run_name("market_s0", "128x64", seed) for seed in (0, 1, 2)),
+     tuple("shape/" + shape_run_name("market_s0", "128x128", seed) for seed in (0, 1, 2)), "time"),
 )
 
 

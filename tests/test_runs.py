@@ -112,7 +112,7 @@ def test_ablation_table_of_the_recorded_runs():
     assert len(table) == len(ABLATIONS)
     shape = next(a for a in table.index if a.startswith("the person at 128×64"))
     assert table.loc[shape, "compared at"].startswith("last epoch, equal wall time (30 epochs in ")
-    assert table.loc[shape, "compared at"].endswith(", mean of 2 training seeds")
+    assert table.loc[shape, "compared at"].endswith(", mean of 3 training seeds")
 
 
 def test_shape_run_files_name_the_training_seeds(tmp_path):
