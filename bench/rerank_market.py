@@ -31,7 +31,7 @@ import torch
 
 from reid.checkpoints import load_checkpoint
 from reid.data import RetrievalDataset
-from reid.device import pick_device, resolve_amp
+from reid.device import pick_device
 from reid.evaluate import Retrieval, retrieve
 from reid.model import build_model
 from reid.predict import test_ground_truth
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
             ap.error(f"{spec!r}: expected NAME=CHECKPOINT")
         model, cfg = load_model(Path(path))
         model.to(device)
-        amp_dtype = resolve_amp(device, cfg.amp)
+        kw = cfg.retrieval_options(device)
         size = cfg.model_shape()
         if size not in splits:
             val = RetrievalDataset(args.data_root, "val", device=device, image_size=cfg.image_size())
@@ -112,10 +112,9 @@ def main(argv: list[str] | None = None) -> dict:
         val, test = splits[size]
         t0 = time.perf_counter()
         with torch.no_grad():
-            kw = dict(flip=cfg.flip_test, metric=cfg.metric, batch_size=cfg.eval_batch_size, amp_dtype=amp_dtype)
             rv, tests[name] = retrieve(model, val, **kw), retrieve(model, test, **kw)
         models[name] = {"checkpoint": str(path), "recipe": cfg.recipe, "input_size": list(size),
-                        "precision": str(amp_dtype or torch.float32).removeprefix("torch."),
+                        "precision": str(kw["amp_dtype"] or torch.float32).removeprefix("torch."),
                         "flip_test": cfg.flip_test, "metric": cfg.metric, "epochs": cfg.epochs,
                         "val": {"plain": measure(rv, None), "defaults": measure(rv, DEFAULTS),
                                 "grid": {grid_key(params): measure(rv, params) for params in grid}}}

@@ -60,8 +60,7 @@ def score_test(model: torch.nn.Module, cfg: object, test: RetrievalDataset) -> d
     ranks (``cfg``'s metric, flip_test and precision), with the number of queries and gallery
     images; unrounded."""
     with torch.no_grad():
-        r = retrieve(model, test, flip=cfg.flip_test, metric=cfg.metric, batch_size=cfg.eval_batch_size,
-                     amp_dtype=resolve_amp(pick_device(cfg.device), cfg.amp))
+        r = retrieve(model, test, **cfg.retrieval_options(pick_device(cfg.device)))
     m = r.metrics()
     return {**{k: m[k] for k in ("rank1", "rank5", "rank10", "mAP")},
             "queries": len(test.queries), "gallery": len(test.gallery)}

@@ -189,6 +189,13 @@ class TrainConfig:
         shape = self.model_shape()
         return 128 if shape == (128, 128) else shape
 
+    def retrieval_options(self, device: torch.device | str) -> dict[str, Any]:
+        """``retrieve``'s keyword arguments that rank as this config validates on ``device``: its
+        test-time flip, metric, eval batch size and precision (``resolve_amp``: bfloat16 autocast
+        where it turns it on, else None)."""
+        return {"flip": self.flip_test, "metric": self.metric, "batch_size": self.eval_batch_size,
+                "amp_dtype": resolve_amp(torch.device(device), self.amp)}
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

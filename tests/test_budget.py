@@ -188,3 +188,14 @@ def test_strong_resume_with_another_budget_changes_only_run_settings(data, tmp_p
     assert first.epochs_done == 1
     resumed = run(data, "strong", tmp_path, resume=True, epochs=3, warmup_epochs=0.75)
     assert resumed.epochs_done == 3
+
+
+def test_retrieval_options_rank_as_the_config_validates():
+    """TrainConfig.retrieval_options: retrieve's flip, metric, batch size and precision for a config
+    (bench.time_to_accuracy --test and bench.rerank_market rank with it)."""
+    strong = TrainConfig.strong(amp=True, eval_batch_size=32)
+    assert strong.retrieval_options("cpu") == {"flip": True, "metric": "cosine", "batch_size": 32,
+                                               "amp_dtype": torch.bfloat16}
+    handout = TrainConfig.handout_id(amp=False)
+    assert handout.retrieval_options(torch.device("cpu")) == {"flip": False, "metric": "euclidean",
+                                                              "batch_size": handout.eval_batch_size, "amp_dtype": None}
