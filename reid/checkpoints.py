@@ -67,13 +67,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     if it is truncated, corrupt or not one of ours. Tensors land on the CPU by default (RNG
     states must; load_state_dict copies weights and optimiser state to the model's device).
     ``mmap=True`` maps the tensors from the file instead of reading them, for a caller that
-    only wants the small entries (the recorded config)."""
+    only wants the small entries (the recorded config); where the mapped read fails (a file
+    system that cannot map, or a damaged file) the file is read as usual, whose errors are the
+    ones reported."""
     path = Path(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except FileNotFoundError:
         raise
     except Exception as e:  # zip/pickle errors vary with how the file was damaged
+        if mmap:
+            return load_checkpoint(path, map_location)
         raise CheckpointError(f"{path}: unreadable checkpoint (truncated or corrupt?): {e}. "
                               f"Delete it to start over, or train without resume.") from e
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:

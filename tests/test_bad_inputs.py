@@ -666,3 +666,18 @@ def test_mapped_read_of_a_checkpoint_is_the_same_and_names_a_broken_one(data, tm
     good = path.read_bytes()
     path.write_bytes(b"" if cut == "empty" else good[: len(good) // 2])
     expect_data_error(lambda: load_checkpoint(path, mmap=True), str(path), "truncated or corrupt", cls=CheckpointError)
+
+
+def test_mapped_read_falls_back_to_a_plain_read(data, tmp_path, monkeypatch):
+    """A file system that cannot map the file (Drive's FUSE mount, say) still gives the checkpoint."""
+    run(data, "id", tmp_path, epochs=1)
+    path = tmp_path / "last.pt"
+    want = load_checkpoint(path)["cfg"]
+    real_load = torch.load
+
+    def no_mmap(*args, **kwargs):
+        if kwargs.get("mmap"):
+            raise OSError(19, "No such device: mmap")
+        return real_load(*args, **kwargs)
+    monkeypatch.setattr(torch, "load", no_mmap)
+    assert load_checkpoint(path, mmap=True)["cfg"] == want
