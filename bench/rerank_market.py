@@ -34,7 +34,7 @@ from reid.data import RetrievalDataset
 from reid.device import pick_device
 from reid.evaluate import Retrieval, retrieve
 from reid.model import build_model
-from reid.predict import test_ground_truth
+from reid.predict import labelled_test_split
 from reid.train import TrainConfig
 
 DEFAULTS = (20, 6, 0.3)
@@ -106,9 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
         size = cfg.model_shape()
         if size not in splits:
             val = RetrievalDataset(args.data_root, "val", device=device, image_size=cfg.image_size())
-            test = RetrievalDataset(args.data_root, "test", device=device, image_size=cfg.image_size())
-            test.gt = test_ground_truth(args.data_root, test)
-            splits[size] = (val, test)
+            splits[size] = (val, labelled_test_split(args.data_root, cfg.image_size(), device))
         val, test = splits[size]
         t0 = time.perf_counter()
         with torch.no_grad():

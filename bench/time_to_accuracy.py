@@ -32,7 +32,7 @@ from reid.data import IDLossDataset, RetrievalDataset, TripletDataset
 from reid.device import pick_device, resolve_amp, seed_everything
 from reid.evaluate import retrieve
 from reid.model import build_model
-from reid.predict import test_ground_truth
+from reid.predict import labelled_test_split
 from reid.runs import PRESETS, SettingError, parse_setting
 from reid.train import History, train_model
 
@@ -47,17 +47,9 @@ def load_data(root: Path, recipe: str, device: str, image_size: object = 128) ->
     return train, RetrievalDataset(root, "val", **kw), IDLossDataset(root / "val_idloss.csv", root, **kw), id_set.num_ids
 
 
-def load_test(root: Path, cfg: object, device: str) -> RetrievalDataset:
-    """``root``'s test split at ``cfg``'s image size, its ground truth from ``test_gt.csv`` (read
-    before training, so a layout without it fails at once, not after the run)."""
-    test = RetrievalDataset(root, "test", device=device, image_size=cfg.image_size())
-    test.gt = test_ground_truth(root, test)
-    return test
-
-
 def score_test(model: torch.nn.Module, cfg: object, test: RetrievalDataset) -> dict[str, float]:
-    """Rank-1/5/10 and mAP of ``model`` on ``test`` (see :func:`load_test`), ranked as validation
-    ranks (``cfg``'s metric, flip_test and precision), with the number of queries and gallery
+    """Rank-1/5/10 and mAP of ``model`` on ``test`` (``reid.predict.labelled_test_split``), ranked as
+    validation ranks (``cfg``'s metric, flip_test and precision), with the number of queries and gallery
     images; unrounded."""
     with torch.no_grad():
         r = retrieve(model, test, **cfg.retrieval_options(pick_device(cfg.device)))
@@ -111,7 +103,7 @@ def main(argv: list[str] | None = None) -> History:
     device = str(pick_device(args.device))
     t0 = time.perf_counter()
     train_set, val_set, val_idloss, num_ids = load_data(args.data_root, args.recipe, device, cfg.image_size())
-    test_set = load_test(args.data_root, cfg, device) if args.test else None
+    test_set = labelled_test_split(args.data_root, cfg.image_size(), device) if args.test else None
     print(f"Decoded the data into the {device} cache in {time.perf_counter() - t0:.1f} s "
           f"({num_ids} train ids, {len(val_set.queries)} val queries, {len(val_set.gallery)} val gallery).")
     seed_everything(cfg.seed)  # the weights' initialisation depends on the seed too

@@ -174,6 +174,16 @@ def test_ground_truth(root: str | Path, test: RetrievalDataset) -> torch.Tensor:
     return torch.tensor([int(gallery_of[query_key(q)]) for q in test.query_paths])
 
 
+def labelled_test_split(root: str | Path, image_size: int | tuple[int, int] = 128,
+                        device: torch.device | str | None = None) -> RetrievalDataset:
+    """``root``'s test split as a RetrievalDataset at ``image_size`` whose ``gt`` holds each query's
+    gallery index from ``test_gt.csv`` (:func:`test_ground_truth`), so it can be scored like val.
+    Read it before a long run: a layout without ground truth then fails at once."""
+    test = RetrievalDataset(root, "test", device=device, image_size=image_size)
+    test.gt = test_ground_truth(root, test)
+    return test
+
+
 def score_predictions(pred_csv: str | Path, gt_csv: str | Path) -> dict[str, float]:
     """Top-1 accuracy of a filled pred.csv against a ground truth with the same columns (test_gt.csv).
 

@@ -10,8 +10,8 @@ import torch
 from conftest import LeftHalf, MeanColour, write_csv
 from reid.data import RetrievalDataset
 from reid.evaluate import pairwise_distance, retrieve
-from reid.predict import (PredictionWriteError, gallery_cell_template, rank_gallery, score_predictions,
-                          write_predictions)
+from reid.predict import (PredictionWriteError, gallery_cell_template, labelled_test_split, rank_gallery,
+                          score_predictions, write_predictions)
 
 
 def rows(path: Path) -> list[str]:
@@ -92,6 +92,25 @@ def test_score_predictions(layout):
     # An unfilled pred.csv scores 0 with every query missing.
     write_csv(layout / "empty_pred.csv", "query,gallery", ["test/query/7000.jpg,", "test/query/7001.jpg,"])
     assert score_predictions(layout / "empty_pred.csv", gt) == {"accuracy": 0.0, "n": 2.0, "missing": 2.0}
+
+
+def test_labelled_test_split_reads_test_gt_in_pred_csv_order(layout):
+    """The test split with each query's gallery index from test_gt.csv, queries in pred.csv's order
+    (7001 first), at the asked size; it scores like val (the copies are found at rank 1)."""
+    write_csv(layout / "test_gt.csv", "query,gallery",
+              ["test/query/7000.jpg,test/gallery/2.jpg", "test/query/7001.jpg,test/gallery/1.jpg"])
+    test = labelled_test_split(layout, image_size=(128, 64))
+    assert [Path(q).name for q in test.query_paths] == ["7001.jpg", "7000.jpg"]
+    assert test.gt.tolist() == [1, 2]
+    assert tuple(test.get_gallery_imgs().shape) == (3, 3, 128, 64)
+    assert retrieve(MeanColour(), test, flip=False).metrics()["rank1"] == 1.0
+    # A query test_gt.csv does not answer: the error names the file and the query.
+    write_csv(layout / "test_gt.csv", "query,gallery", ["test/query/7000.jpg,test/gallery/2.jpg"])
+    with pytest.raises(ValueError, match=r"test_gt\.csv: no ground truth for 1 test queries, e\.g\. .*7001"):
+        labelled_test_split(layout)
+    (layout / "test_gt.csv").unlink()
+    with pytest.raises(FileNotFoundError, match=r"test_gt\.csv: no test ground truth"):
+        labelled_test_split(layout)
 
 
 def test_rank_gallery_flip_ranks_by_mirror_averaged_features(tiny_layout):
