@@ -19,6 +19,10 @@ round after round in the preset's precision (bfloat16 autocast where the CPU has
 throughput ratio 128×64 ÷ 128×128 (the FLOPs say 2×) and end to end ÷ pure per shape.
 
     python -m bench.bench_train [--quick] [--shape-only] [--threads N]
+    python -m bench.bench_train --shapes 128x64,144x72 [--base-epochs 18] [--threads 1]
+
+``--shapes``: only the stronger recipe's end-to-end speed at those shapes against 128×128, and the
+epochs an equal-wall-time schedule gets (section 5's arms beyond 128×64).
 """
 from __future__ import annotations
 
@@ -222,6 +226,20 @@ def shape_markdown(r: dict) -> str:
     return "\n".join(rows)
 
 
+def bench_shape_speeds(device: torch.device, shapes: list[tuple[int, int]], iters: int, reps: int,
+                       base_epochs: int = 18) -> list[dict]:
+    """End-to-end training speed of the stronger recipe at each of ``shapes`` relative to C2's
+    128×128 (the runs alternated round after round; median over rounds of the paired ratio), its
+    FLOPs per image, and the epochs that take about the wall time of ``base_epochs`` at 128×128
+    (the schedules of an equal-time comparison, BENCHMARKS.md section 5)."""
+    sizes = [SQUARE] + [s for s in shapes if s != SQUARE]
+    pairs = [_strong_pair(device, iters, reps, size) for size in sizes]
+    t = _alternate([e2e for e2e, _, _ in pairs], reps, device)
+    return [{"shape": size, "speed": paired_ratio(t[0], ts), "gflops": flops / 1e9,
+             "epochs": int(base_epochs * paired_ratio(t[0], ts))}
+            for size, ts, (_, _, flops) in zip(sizes, t, pairs)]
+
+
 def bench_extraction(device: torch.device, n: int, reps: int, batch: int = BATCH) -> dict[str, float]:
     """img/s of extract_features over a float16 cache and of model.embed on ready batches,
     float32 ("extract_*") and bfloat16 autocast ("extract16_*")."""
@@ -315,7 +333,18 @@ if __name__ == "__main__":
                         help="only the stronger recipe at 128x64 against 128x128")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's); 1 is steadier when others load the CPU")
+    parser.add_argument("--shapes", default=None, help="e.g. 128x64,144x72: only their speed against 128x128")
+    parser.add_argument("--base-epochs", type=int, default=18,
+                        help="with --shapes: the 128x128 schedule the equal-time epochs are scaled from")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    main(args.quick, args.shape_only)
+    if args.shapes:
+        shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+        print("| input | training speed ÷ 128×128, end to end (median of rounds) | GFLOP a training image | "
+              f"epochs for the wall time of {args.base_epochs} at 128×128 |\n| --- | --- | --- | --- |")
+        for r in bench_shape_speeds(pick_device(), shapes, 1 if args.quick else 3, 2 if args.quick else 5,
+                                    args.base_epochs):
+            print(f"| {r['shape'][0]}×{r['shape'][1]} | {r['speed']:.2f}× | {r['gflops']:.2f} | {r['epochs']} |")
+    else:
+        main(args.quick, args.shape_only)

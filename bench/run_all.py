@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import random
 import sys
 import time
 from pathlib import Path
@@ -193,7 +194,67 @@ SHAPE_LAYOUTS = (("market_s0", "230 ids, Market layout seed 0"),
                  ("market_s1", "230 ids, Market layout seed 1 (about 2/3 of its identities shared with seed 0)"),
                  ("m40_s0", "40 ids, layout seed 0"), ("m40_s1", "40 ids, layout seed 1"),
                  ("m40_s2", "40 ids, layout seed 2"))
-SHAPES = (("128x64", "128×64, the person"), ("128x128", "128×128, C2's padded square"))
+SHAPES = (("128x64", "128×64, the person"), ("144x72", "144×72, the person enlarged 1.125×"),
+          ("128x128", "128×128, C2's padded square"))
+BASE_SHAPE = "128x128"
+SHAPE_MEASURES = ("val Rank-1", "val mAP", "test Rank-1", "test mAP")
+
+
+def bootstrap_interval(values: list[float], level: float = 0.95, draws: int = 10_000,
+                       seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (resampled with replacement
+    ``draws`` times from a fixed seed, so the same values always give the same interval)."""
+    rng = random.Random(seed)
+    means = sorted(_mean(rng.choices(values, k=len(values))) for _ in range(draws))
+    return means[int(draws * (1 - level) / 2)], means[int(draws * (1 + level) / 2) - 1]
+
+
+def _paired_differences(got: dict[str, dict[str, dict[int, dict]]], key: str, measure: str) -> list[float]:
+    """``measure`` at ``key`` minus at 128×128 for every run pair of the same layout and training
+    seed (the same initial weights: no parameter's shape depends on the input's) where both runs
+    have it."""
+    out = []
+    for runs in got.values():
+        for seed in sorted(set(runs.get(key, {})) & set(runs.get(BASE_SHAPE, {}))):
+            a, b = _shape_means([runs[key][seed]]), _shape_means([runs[BASE_SHAPE][seed]])
+            if measure in a and measure in b:
+                out.append(a[measure] - b[measure])
+    return out
+
+
+def _shape_comparison(got: dict[str, dict[str, dict[int, dict]]], key: str, shown: str) -> list[str]:
+    """Bullet lines comparing ``key`` with 128×128: per measure the layouts ahead / level / behind
+    (each layout's means over the seeds both shapes have), then the run pairs of the same layout
+    and training seed with the mean difference and its 95 % bootstrap interval."""
+    name = shown.split(",")[0]
+    pairs = []
+    for runs in got.values():
+        common = sorted(set(runs.get(key, {})) & set(runs.get(BASE_SHAPE, {})))
+        if common:
+            pairs.append({k: _shape_means([runs[k][seed] for seed in common]) for k in (key, BASE_SHAPE)})
+    lines, paired = [], []
+    for measure in SHAPE_MEASURES:
+        both = [r for r in pairs if measure in r[key] and measure in r[BASE_SHAPE]]
+        if not both:
+            continue
+        diff = [r[key][measure] - r[BASE_SHAPE][measure] for r in both]
+        sign = [round(d, 3) for d in diff]
+        lines.append(f"- {name} against 128×128, {measure} (mean over the training seeds both have): ahead on "
+                     f"{sum(d > 0 for d in sign)} of {len(both)} layouts, level on {sum(d == 0 for d in sign)}, "
+                     f"behind on {sum(d < 0 for d in sign)}; by {min(sign) + 0:+.3f} to {max(sign) + 0:+.3f} "
+                     f"(mean over the layouts {round(_mean(diff), 3) + 0:+.3f}).")
+        runs_diff = _paired_differences(got, key, measure)
+        if len(runs_diff) > 1:
+            lo, hi = bootstrap_interval(runs_diff)
+            sign = [round(d, 3) for d in runs_diff]
+            paired.append(f"{measure} ahead in {sum(d > 0 for d in sign)} of {len(sign)}, behind in "
+                          f"{sum(d < 0 for d in sign)}, mean {round(_mean(runs_diff), 3) + 0:+.3f} "
+                          f"[{lo + 0:+.3f}, {hi + 0:+.3f}]")
+    if paired:
+        lines.append(f"- {name} against 128×128, run by run (the same layout and training seed, so the same initial "
+                     "weights; mean difference with its 95 % bootstrap interval over the run pairs): "
+                     + "; ".join(paired) + ".")
+    return lines
 
 
 def _shape_runs(results: Path, layout: str, key: str) -> dict[int, dict]:
@@ -245,8 +306,10 @@ def shape_section(results: Path = ROOT / "results" / "shape") -> str:
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     got: dict[str, dict[str, dict[int, dict]]] = {}
     spreads: list[float] = []  # max − min of the last val Rank-1 over a layout and shape's training seeds
+    shapes = [(key, shown) for key, shown in SHAPES  # an extra arm recorded nowhere is left out
+              if key in ("128x64", BASE_SHAPE) or any(shape_run_files(results, lay, key) for lay, _ in SHAPE_LAYOUTS)]
     for layout, label in SHAPE_LAYOUTS:
-        for key, shown in SHAPES:
+        for key, shown in shapes:
             runs = _shape_runs(results, layout, key)
             if not runs:
                 lines.append(f"| {label} | {shown} | not recorded | | | | | | | |")
@@ -266,29 +329,16 @@ def shape_section(results: Path = ROOT / "results" / "shape") -> str:
             lines.append(f"| {label} | {shown} | {', '.join(map(str, epochs))} | {minutes:.1f} | {len(runs)} | "
                          f"{each} | {m['val Rank-1']:.3f} | {m['val mAP']:.3f} | {test_cells} |")
     small = [got[layout] for layout, _ in SHAPE_LAYOUTS if layout.startswith("m40") and layout in got]
-    for key, shown in SHAPES:
+    for key, shown in shapes:
         if len(small) == 3 and all(key in r for r in small):
             means = [_shape_means(list(r[key].values())) for r in small]
             cells = [f"{_mean([m[k] for m in means]):.3f}" if all(k in m for m in means) else ""
                      for k in ("val Rank-1", "val mAP", "test Rank-1", "test mAP")]
             lines.append(f"| 40 ids, mean of the 3 layouts | {shown} | | | | | {' | '.join(cells)} |")
-    # each layout's two shapes compared over the training seeds both have
-    pairs = []
-    for runs in got.values():
-        common = sorted(set(runs.get("128x64", {})) & set(runs.get("128x128", {})))
-        if common:
-            pairs.append({key: _shape_means([runs[key][seed] for seed in common]) for key in ("128x64", "128x128")})
     lines.append("")
-    for measure in ("val Rank-1", "val mAP", "test Rank-1", "test mAP"):
-        both = [r for r in pairs if measure in r["128x64"] and measure in r["128x128"]]
-        if not both:
-            continue
-        diff = [r["128x64"][measure] - r["128x128"][measure] for r in both]
-        sign = [round(d, 3) for d in diff]
-        lines.append(f"- 128×64 against 128×128, {measure} (mean over the training seeds both have): ahead on "
-                     f"{sum(d > 0 for d in sign)} of {len(both)} layouts, level on {sum(d == 0 for d in sign)}, "
-                     f"behind on {sum(d < 0 for d in sign)}; by {min(sign) + 0:+.3f} to {max(sign) + 0:+.3f} "
-                     f"(mean over the layouts {round(_mean(diff), 3) + 0:+.3f}).")
+    for key, shown in shapes:
+        if key != BASE_SHAPE:
+            lines += _shape_comparison(got, key, shown)
     if spreads:
         lines.append(f"- The same layout, shape and schedule with another training seed: final val Rank-1 differs by "
                      f"{min(spreads):.3f} to {max(spreads):.3f} (max − min over the seeds, {len(spreads)} layout × shape "

@@ -108,6 +108,18 @@ def test_bench_edits_no_import_path():
     assert edits == []
 
 
+def test_bench_train_shapes_prints_each_shape_against_the_square():
+    """`bench_train --shapes`: one row per shape, 128×128 first at 1.00× with the base epochs, the
+    FLOPs of a training image (the person's 128×64 half the square's); no speed is asserted."""
+    done = run_module("bench.bench_train", "--shapes", "128x64", "--quick", "--threads", "1", "--base-epochs", "18")
+    assert done.returncode == 0, done.stderr
+    rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| 128×")]
+    assert [r[0].strip() for r in rows] == ["128×128", "128×64"]
+    assert [c.strip() for c in rows[0][1:]] == ["1.00×", "5.89", "18"]
+    assert rows[1][2].strip() == "2.95"
+    assert abs(int(rows[1][3]) - 18 * float(rows[1][1].strip(" ×"))) <= 1  # the equal-time epochs follow the speed
+
+
 def _shape_run(path: Path, rank1: list[float], mAP: float, minutes: float, test: dict | None = None) -> None:
     n = len(rank1)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -135,6 +147,7 @@ def test_shape_section_pairs_each_layout_and_averages_the_40_id_seeds(tmp_path):
         _shape_run(shape / f"m40_s{s}_128x64.json", [0.1, a], 0.5, 4.0)
         if s < 2:
             _shape_run(shape / f"m40_s{s}_128x128.json", [0.1, b], 0.4, 4.0)
+    _shape_run(shape / "m40_s0_144x72.json", [0.1, 0.45], 0.45, 4.1)           # an extra arm, one layout
     done = run_module("bench.run_all", "--section", "5", str(tmp_path))
     assert done.returncode == 0, done.stderr
     text = done.stdout
@@ -152,6 +165,18 @@ def test_shape_section_pairs_each_layout_and_averages_the_40_id_seeds(tmp_path):
     assert "val mAP (mean over the training seeds both have): ahead on 3 of 4 layouts, level on 0, behind on 1" in text
     assert "test Rank-1 (mean" not in text              # no compared layout has test numbers for both shapes
     assert "another training seed: final val Rank-1 differs by 0.000 to 0.400 (max − min over the seeds, 3 layout" in text
+    # run by run: market_s0 seeds 0 and 1 (+0.05, -0.05), market_s1 seed 2 (-0.1), m40_s0 (+0.1), m40_s1 (-0.05)
+    line = next(x for x in text.splitlines() if x.startswith("- 128×64 against 128×128, run by run"))
+    assert "val Rank-1 ahead in 2 of 5, behind in 3, mean -0.010 [" in line
+    lo, hi = (float(v) for v in line.split("val Rank-1 ahead in 2 of 5, behind in 3, mean -0.010 [")[1].split("]")[0].split(","))
+    assert -0.1 <= lo < -0.010 < hi <= 0.1                      # a bootstrap interval of the mean lies within the values
+    assert "test Rank-1" not in line                            # one pair only has test numbers for both
+    # the extra 144×72 arm: its row, its comparison with 128×128 on the one layout it has
+    assert "| 40 ids, layout seed 0 | 144×72, the person enlarged 1.125× | 2 | 4.1 | 1 | 0: 0.450 | 0.450 |" in text
+    assert "| 230 ids, Market layout seed 0 | 144×72, the person enlarged 1.125× | not recorded |" in text
+    assert ("- 144×72 against 128×128, val Rank-1 (mean over the training seeds both have): ahead on 1 of 1 layouts, "
+            "level on 0, behind on 0; by +0.050 to +0.050") in text
+    assert "- 144×72 against 128×128, run by run" not in text   # one pair: no interval
 
 
 @pytest.fixture(scope="module")
