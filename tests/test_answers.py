@@ -178,6 +178,64 @@ def test_input_shape_summary_figures_are_the_recorded_runs():
     assert f"{abs(diff['market_s0'][0]):.3f} {side} there" in beyond
 
 
+def _shape_runs(layout: str, size: str) -> dict[int, dict]:
+    from reid.runs import shape_run_files
+
+    return {seed: json.loads(f.read_text())
+            for seed, f in shape_run_files(ROOT / "results" / "shape", layout, size).items()}
+
+
+def test_readme_run_by_run_and_144x72_figures_are_the_recorded_runs():
+    """The README's (and answers.md's) run-by-run comparison (pairs of the same layout and training seed) of 128×64 and
+    144×72 against 128×128: counts and means recomputed here, the bootstrap intervals those of
+    BENCHMARKS.md section 5 (which `run_all --check` ties to results/); 144×72's layouts ahead and
+    level; the 5-layout val means that keep 128×64 the default."""
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    bench = (ROOT / "bench" / "BENCHMARKS.md").read_text()
+
+    def paired(size: str, split: str) -> list[float]:
+        out = []
+        for layout in SHAPE_LAYOUTS:
+            a, b = _shape_runs(layout, size), _shape_runs(layout, "128x128")
+            for seed in sorted(set(a) & set(b)):
+                pick = (lambda h: h["rank1"][-1]) if split == "val" else (lambda h: h["test"]["rank1"])
+                out.append(pick(a[seed]) - pick(b[seed]))
+        return out
+
+    def interval(size: str, split: str) -> str:
+        line = next(x for x in bench.splitlines() if x.startswith(f"- {size.replace('x', '×')} against 128×128, run by run"))
+        return line.split(f"{split} Rank-1 ahead in ")[1].split("[")[1].split("]")[0]
+
+    for size in ("128x64", "144x72"):
+        for split in ("val", "test"):
+            d = [round(v, 3) for v in paired(size, split)]
+            mean = f"{sum(paired(size, split)) / len(d):+.3f}"
+            assert f"{mean} [{interval(size, split)}]" in readme, (size, split)
+            if size == "128x64":
+                assert len(d) == 15
+                ahead, behind = sum(v > 0 for v in d), sum(v < 0 for v in d)
+                words = "ahead on val in" if split == "val" else "it is ahead in"
+                assert f"{words} {ahead} and behind in {behind}, by {mean} [" in readme, split
+    diff = {layout: [a - b for a, b in zip(_shape_means(layout, "144x72"), _shape_means(layout, "128x128"))]
+            for layout in SHAPE_LAYOUTS}
+    val, test = [[round(d[k], 3) for d in diff.values()] for k in (0, 1)]
+    assert (f"ahead on val on {sum(v > 0 for v in val)} of the 5 layouts and level on {sum(v == 0 for v in val)}"
+            in readme)
+    assert f"on test ahead on {sum(v > 0 for v in test)} (" in readme
+    answers = " ".join(ANSWERS.split())
+    for size in ("128x64", "144x72"):
+        cells = [f"{sum(paired(size, split)) / 15:+.3f} [{interval(size, split)}] {split}" for split in ("val", "test")]
+        assert f"{cells[0]} and {cells[1]}" in answers, size
+    nb = json.loads((ROOT / "assignment.ipynb").read_text())
+    beyond = " ".join("".join(next(c["source"] for c in nb["cells"]
+                                   if "".join(c["source"]).startswith("## Beyond the handout"))).split())
+    val, test = (f"{sum(paired('128x64', split)) / 15:+.3f} [{interval('128x64', split)}]" for split in ("val", "test"))
+    assert f"its gain is {val} val and {test} test Rank-1" in beyond
+    means = {s: sum(_shape_means(layout, s)[0] for layout in SHAPE_LAYOUTS) / 5 for s in ("128x64", "144x72")}
+    assert means["128x64"] > means["144x72"]
+    assert f"({means['128x64']:.3f} against {means['144x72']:.3f} in the mean over the 5 layouts)" in readme
+
+
 def test_readme_acceptance_proxy_numbers_are_the_recorded_run():
     """The README's full-notebook run on the seed-3 Market layout: val Rank-1 / mAP of the three
     models, epochs, and pred.csv's independently scored test top-1, from results/acceptance_market_s3.json."""
