@@ -43,6 +43,7 @@ from reid.evaluate import extract_features
 from reid.model import build_model
 from reid.device import cpu_has_bf16, pick_device, resolve_amp, seed_everything
 from reid.losses import batch_hard_triplet_loss, id_loss
+from reid.runs import SettingError, parse_setting
 from reid.train import TrainConfig, build_run, train_epoch
 
 BATCH = 64
@@ -235,9 +236,9 @@ def bench_shape_speeds(device: torch.device, shapes: list[tuple[int, int]], iter
     sizes = [SQUARE] + [s for s in shapes if s != SQUARE]
     pairs = [_strong_pair(device, iters, reps, size) for size in sizes]
     t = _alternate([e2e for e2e, _, _ in pairs], reps, device)
-    return [{"shape": size, "speed": paired_ratio(t[0], ts), "gflops": flops / 1e9,
-             "epochs": int(base_epochs * paired_ratio(t[0], ts))}
-            for size, ts, (_, _, flops) in zip(sizes, t, pairs)]
+    speeds = [paired_ratio(t[0], ts) for ts in t]
+    return [{"shape": size, "speed": speed, "gflops": flops / 1e9, "epochs": int(base_epochs * speed)}
+            for size, speed, (_, _, flops) in zip(sizes, speeds, pairs)]
 
 
 def bench_extraction(device: torch.device, n: int, reps: int, batch: int = BATCH) -> dict[str, float]:
@@ -340,7 +341,10 @@ if __name__ == "__main__":
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.shapes:
-        shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+        try:  # each HxW read as `--set input_size=HxW` reads it
+            shapes = [parse_setting(f"input_size={text}")[1] for text in args.shapes.split(",")]
+        except SettingError as err:
+            parser.error(f"--shapes: {err}")
         print("| input | training speed ÷ 128×128, end to end (median of rounds) | GFLOP a training image | "
               f"epochs for the wall time of {args.base_epochs} at 128×128 |\n| --- | --- | --- | --- |")
         for r in bench_shape_speeds(pick_device(), shapes, 1 if args.quick else 3, 2 if args.quick else 5,

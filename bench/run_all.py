@@ -194,8 +194,8 @@ SHAPE_LAYOUTS = (("market_s0", "230 ids, Market layout seed 0"),
                  ("market_s1", "230 ids, Market layout seed 1 (about 2/3 of its identities shared with seed 0)"),
                  ("m40_s0", "40 ids, layout seed 0"), ("m40_s1", "40 ids, layout seed 1"),
                  ("m40_s2", "40 ids, layout seed 2"))
-SHAPES = (("128x64", "128×64, the person"), ("144x72", "144×72, the person enlarged 1.125×"),
-          ("128x128", "128×128, C2's padded square"))
+SHAPES = (("128x64", "128×64, the person", True), ("144x72", "144×72, the person enlarged 1.125×", False),
+          ("128x128", "128×128, C2's padded square", True))  # (file key, label, shown when not recorded)
 BASE_SHAPE = "128x128"
 SHAPE_MEASURES = ("val Rank-1", "val mAP", "test Rank-1", "test mAP")
 
@@ -203,57 +203,55 @@ SHAPE_MEASURES = ("val Rank-1", "val mAP", "test Rank-1", "test mAP")
 def bootstrap_interval(values: list[float], level: float = 0.95, draws: int = 10_000,
                        seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of ``values`` (resampled with replacement
-    ``draws`` times from a fixed seed, so the same values always give the same interval)."""
+    ``draws`` times from a fixed seed, so the same values always give the same interval): the
+    k-th smallest and k-th largest of the resampled means, k = draws × (1 − level) / 2."""
     rng = random.Random(seed)
     means = sorted(_mean(rng.choices(values, k=len(values))) for _ in range(draws))
-    return means[int(draws * (1 - level) / 2)], means[int(draws * (1 + level) / 2) - 1]
+    k = round(draws * (1 - level) / 2)
+    return means[k], means[draws - 1 - k]
 
 
-def _paired_differences(got: dict[str, dict[str, dict[int, dict]]], key: str, measure: str) -> list[float]:
-    """``measure`` at ``key`` minus at 128×128 for every run pair of the same layout and training
-    seed (the same initial weights: no parameter's shape depends on the input's) where both runs
-    have it."""
-    out = []
-    for runs in got.values():
-        for seed in sorted(set(runs.get(key, {})) & set(runs.get(BASE_SHAPE, {}))):
-            a, b = _shape_means([runs[key][seed]]), _shape_means([runs[BASE_SHAPE][seed]])
-            if measure in a and measure in b:
-                out.append(a[measure] - b[measure])
-    return out
+def _counts(diffs: list[float]) -> tuple[int, int, int]:
+    """(ahead, level, behind): the differences above, at and below zero at three decimals."""
+    shown = [round(d, 3) for d in diffs]
+    return sum(d > 0 for d in shown), sum(d == 0 for d in shown), sum(d < 0 for d in shown)
+
+
+def _signed(x: float) -> str:
+    return f"{round(x, 3) + 0:+.3f}"  # + 0: no "-0.000"
 
 
 def _shape_comparison(got: dict[str, dict[str, dict[int, dict]]], key: str, shown: str) -> list[str]:
     """Bullet lines comparing ``key`` with 128×128: per measure the layouts ahead / level / behind
-    (each layout's means over the seeds both shapes have), then the run pairs of the same layout
-    and training seed with the mean difference and its 95 % bootstrap interval."""
+    (each layout's means over the training seeds both shapes have), then the run pairs — the same
+    layout and training seed, so the same initial weights (no parameter's shape depends on the
+    input's) — with the mean difference and its 95 % bootstrap interval."""
     name = shown.split(",")[0]
-    pairs = []
+    layouts, run_pairs = [], []  # per layout: (means at key, at 128×128); per run pair: (run at key, at 128×128)
     for runs in got.values():
         common = sorted(set(runs.get(key, {})) & set(runs.get(BASE_SHAPE, {})))
         if common:
-            pairs.append({k: _shape_means([runs[k][seed] for seed in common]) for k in (key, BASE_SHAPE)})
-    lines, paired = [], []
+            layouts.append(tuple(_shape_means([runs[k][seed] for seed in common]) for k in (key, BASE_SHAPE)))
+            run_pairs += [tuple(_shape_means([runs[k][seed]]) for k in (key, BASE_SHAPE)) for seed in common]
+    lines, by_run = [], []
     for measure in SHAPE_MEASURES:
-        both = [r for r in pairs if measure in r[key] and measure in r[BASE_SHAPE]]
-        if not both:
+        diff = [a[measure] - b[measure] for a, b in layouts if measure in a and measure in b]
+        if not diff:
             continue
-        diff = [r[key][measure] - r[BASE_SHAPE][measure] for r in both]
-        sign = [round(d, 3) for d in diff]
+        ahead, level, behind = _counts(diff)
         lines.append(f"- {name} against 128×128, {measure} (mean over the training seeds both have): ahead on "
-                     f"{sum(d > 0 for d in sign)} of {len(both)} layouts, level on {sum(d == 0 for d in sign)}, "
-                     f"behind on {sum(d < 0 for d in sign)}; by {min(sign) + 0:+.3f} to {max(sign) + 0:+.3f} "
-                     f"(mean over the layouts {round(_mean(diff), 3) + 0:+.3f}).")
-        runs_diff = _paired_differences(got, key, measure)
-        if len(runs_diff) > 1:
-            lo, hi = bootstrap_interval(runs_diff)
-            sign = [round(d, 3) for d in runs_diff]
-            paired.append(f"{measure} ahead in {sum(d > 0 for d in sign)} of {len(sign)}, behind in "
-                          f"{sum(d < 0 for d in sign)}, mean {round(_mean(runs_diff), 3) + 0:+.3f} "
-                          f"[{lo + 0:+.3f}, {hi + 0:+.3f}]")
-    if paired:
+                     f"{ahead} of {len(diff)} layouts, level on {level}, behind on {behind}; by "
+                     f"{_signed(min(diff))} to {_signed(max(diff))} (mean over the layouts {_signed(_mean(diff))}).")
+        diff = [a[measure] - b[measure] for a, b in run_pairs if measure in a and measure in b]
+        if len(diff) > 1:
+            lo, hi = bootstrap_interval(diff)
+            ahead, level, behind = _counts(diff)
+            by_run.append(f"{measure} ahead in {ahead} of {len(diff)}, level in {level}, behind in {behind}, "
+                          f"mean {_signed(_mean(diff))} [{_signed(lo)}, {_signed(hi)}]")
+    if by_run:
         lines.append(f"- {name} against 128×128, run by run (the same layout and training seed, so the same initial "
                      "weights; mean difference with its 95 % bootstrap interval over the run pairs): "
-                     + "; ".join(paired) + ".")
+                     + "; ".join(by_run) + ".")
     return lines
 
 
@@ -285,7 +283,8 @@ def shape_section(results: Path = ROOT / "results" / "shape") -> str:
     of 128×128 (over the training seeds both have) and the run-by-run differences with a bootstrap
     interval. Reads results/shape/<layout>_<H>x<W>.json (training seed 0)
     and <layout>_<H>x<W>_seed<S>.json."""
-    lines = ["## 5. The stronger recipe's input shape: the person (128×64, 144×72) against 128×128 at equal wall time",
+    lines = ["## 5. The stronger recipe's input shape: the person (128×64, 144×72) against 128×128 at equal "
+             "wall time",
              "",
              "Each pair ran side by side on the 2-core CPU, one torch thread each, from random weights "
              "(`OMP_NUM_THREADS=1 python -m bench.time_to_accuracy DIR --recipe strong --epochs E --seed T "
@@ -307,19 +306,21 @@ def shape_section(results: Path = ROOT / "results" / "shape") -> str:
              "128×64), trained for 23 epochs on the Market layouts and 61 on the 40-identity ones: a little "
              "under the time of the 128×128 schedules, by its speed on one thread, 1.30–1.33× that of 128×128 "
              "(two runs of the same timing code, the later one `python -m bench.bench_train --shapes "
-             "128x64,144x72 --threads 1`; the minutes column shows the outcome). Its runs also ran two at a time, one thread each, and it is "
-             "compared with the same 128×128 runs. Below the table, each shape against 128×128: per layout (the mean over the "
-             "training seeds), then run by run — a pair is the same layout and training seed, so the same "
-             "initial weights — with the mean difference and its 95 % bootstrap interval (10,000 resamples "
-             "of the pairs).",
+             "128x64,144x72 --threads 1`; the minutes column shows the outcome). Its runs also ran two at a "
+             "time, one thread each, and it is compared with the same 128×128 runs. Below the table, each shape "
+             "against 128×128: per layout (the mean over the training seeds), then run by run — a pair is the "
+             "same layout and training seed, so the same initial weights — with the mean difference and its "
+             "95 % bootstrap interval (10,000 resamples of the pairs). The pairs are not independent (the three "
+             "of a layout share its queries, and the Market layouts share identities), so the intervals are if "
+             "anything too narrow: one whose end is near zero says level, not ahead.",
              "",
              "| layout | input | epochs | minutes | training seeds | val Rank-1, each seed | val Rank-1 | val mAP | "
              "test Rank-1 | test mAP (queries) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     got: dict[str, dict[str, dict[int, dict]]] = {}
     spreads: list[float] = []  # max − min of the last val Rank-1 over a layout and shape's training seeds
-    shapes = [(key, shown) for key, shown in SHAPES  # an extra arm recorded nowhere is left out
-              if key in ("128x64", BASE_SHAPE) or any(shape_run_files(results, lay, key) for lay, _ in SHAPE_LAYOUTS)]
+    shapes = [(key, shown) for key, shown, always in SHAPES  # an extra arm recorded nowhere is left out
+              if always or any(shape_run_files(results, layout, key) for layout, _ in SHAPE_LAYOUTS)]
     for layout, label in SHAPE_LAYOUTS:
         for key, shown in shapes:
             runs = _shape_runs(results, layout, key)
@@ -340,21 +341,23 @@ def shape_section(results: Path = ROOT / "results" / "shape") -> str:
             minutes = _mean([h["elapsed_seconds"][-1] for h in runs.values()]) / 60
             lines.append(f"| {label} | {shown} | {', '.join(map(str, epochs))} | {minutes:.1f} | {len(runs)} | "
                          f"{each} | {m['val Rank-1']:.3f} | {m['val mAP']:.3f} | {test_cells} |")
-    small = [got[layout] for layout, _ in SHAPE_LAYOUTS if layout.startswith("m40") and layout in got]
-    for key, shown in shapes:
-        if len(small) == 3 and all(key in r for r in small):
-            means = [_shape_means(list(r[key].values())) for r in small]
-            cells = [f"{_mean([m[k] for m in means]):.3f}" if all(k in m for m in means) else ""
-                     for k in ("val Rank-1", "val mAP", "test Rank-1", "test mAP")]
-            lines.append(f"| 40 ids, mean of the 3 layouts | {shown} | | | | | {' | '.join(cells)} |")
+    groups = (("40 ids, mean of the 3 layouts", [lay for lay, _ in SHAPE_LAYOUTS if lay.startswith("m40")]),
+              ("all 5 layouts, mean", [lay for lay, _ in SHAPE_LAYOUTS]))
+    for group, members in groups:
+        for key, shown in shapes:
+            if all(key in got.get(layout, {}) for layout in members):
+                means = [_shape_means(list(got[layout][key].values())) for layout in members]
+                cells = [f"{_mean([m[k] for m in means]):.3f}" if all(k in m for m in means) else ""
+                         for k in SHAPE_MEASURES]
+                lines.append(f"| {group} | {shown} | | | | | {' | '.join(cells)} |")
     lines.append("")
     for key, shown in shapes:
         if key != BASE_SHAPE:
             lines += _shape_comparison(got, key, shown)
     if spreads:
-        lines.append(f"- The same layout, shape and schedule with another training seed: final val Rank-1 differs by "
-                     f"{min(spreads):.3f} to {max(spreads):.3f} (max − min over the seeds, {len(spreads)} layout × shape "
-                     "cells with more than one seed).")
+        lines.append(f"- The same layout, shape and schedule with another training seed: final val Rank-1 differs "
+                     f"by {min(spreads):.3f} to {max(spreads):.3f} (max − min over the seeds, {len(spreads)} "
+                     "layout × shape cells with more than one seed).")
     return "\n".join(lines)
 
 
