@@ -90,13 +90,35 @@ def test_results_table_matches_saved_run(source):
 @pytest.mark.parametrize("run,name", [("id", "ID loss + label smoothing, test-time flip (earlier preset)"),
                                       ("triplet", "triplet loss, batch-all triplets (earlier preset)"),
                                       ("strong_26ep_128x128", "stronger recipe at 128×128 (earlier preset)"),
-                                      ("strong", "stronger recipe at 128×64 (today's preset)")])
+                                      ("strong", "stronger recipe at 128×64 (today's preset)"),
+                                      ("strong_60ep_128x128", "stronger recipe at 128×128, the same time (today's preset)")])
 def test_market_results_match_saved_runs(run, name):
     path = ROOT / "results" / f"market_tta_{run}.json"
     assert path.is_file(), f"{path}: the recorded run answers.md quotes is missing"
     h = json.loads(path.read_text())
     values = [h["rank1"][-1], h["rank5"][-1], h["rank10"][-1], h["mAP"][-1]]
     assert table_row(name, values) in section("Results")
+
+
+def test_readme_equal_time_curve_is_the_recorded_market_runs():
+    """README's 20-minute curve of the stronger recipe at 128×64 against 128×128 for the same time:
+    final and best val Rank-1, and the best by minute 5 / 10 / 15, from the two recorded runs."""
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    runs = {size: json.loads((ROOT / "results" / f"market_tta_{name}.json").read_text())
+            for size, name in (("128x64", "strong"), ("128x128", "strong_60ep_128x128"))}
+
+    def best_by(h: dict, minutes: float) -> str:
+        return f"{max(r for r, t in zip(h['rank1'], h['elapsed_seconds']) if t <= 60 * minutes):.3f}"
+
+    by_minute = {size: " / ".join(best_by(h, m) for m in (5, 10, 15)) for size, h in runs.items()}
+    assert (f"Best val Rank-1 by minute 5 / 10 / 15: {by_minute['128x64']} at 128×64 against "
+            f"{by_minute['128x128']} at 128×128") in readme
+    h = runs["128x128"]
+    assert (f"({len(h['rank1'])} epochs, 100 ÷ 1.67; it ended at {h['elapsed_seconds'][-1] / 60:.1f} minutes; "
+            f"`results/market_tta_strong_60ep_128x128.json`) ends at {h['rank1'][-1]:.3f} (best "
+            f"{max(h['rank1']):.3f}, mAP {h['mAP'][-1]:.3f})") in readme
+    ahead = all(best_by(runs["128x64"], m) > best_by(runs["128x128"], m) for m in range(1, 17))
+    assert ahead == ("the person's shape ahead at every minute of this curve" in readme)
 
 
 def test_readme_rerank_table_is_the_recorded_market_run():
