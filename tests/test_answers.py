@@ -102,7 +102,8 @@ def test_market_results_match_saved_runs(run, name):
 
 def test_readme_equal_time_curve_is_the_recorded_market_runs():
     """README's 20-minute curve of the stronger recipe at 128×64 against 128×128 for the same time:
-    final and best val Rank-1, and the best by minute 5 / 10 / 15, from the two recorded runs."""
+    final and best val Rank-1, and the best by minute 5 / 10 / 15, from the two recorded runs; and
+    the training-seed-1 pair (side by side, one thread each): final, best and mAP of each."""
     readme = " ".join((ROOT / "README.md").read_text().split())
     runs = {size: json.loads((ROOT / "results" / f"market_tta_{name}.json").read_text())
             for size, name in (("128x64", "strong"), ("128x128", "strong_60ep_128x128"))}
@@ -119,6 +120,16 @@ def test_readme_equal_time_curve_is_the_recorded_market_runs():
             f"{max(h['rank1']):.3f}, mAP {h['mAP'][-1]:.3f})") in readme
     ahead = all(best_by(runs["128x64"], m) > best_by(runs["128x128"], m) for m in range(1, 17))
     assert ahead == ("the person's shape ahead at every minute of this curve" in readme)
+    seed1 = {size: json.loads((ROOT / "results" / f"market_tta_{name}_seed1.json").read_text())
+             for size, name in (("128x64", "strong_100ep"), ("128x128", "strong_60ep_128x128"))}
+    a, b = seed1["128x64"], seed1["128x128"]
+    assert a["config"]["seed"] == b["config"]["seed"] == 1 and (len(a["rank1"]), len(b["rank1"])) == (100, 60)
+    assert (f"({a['elapsed_seconds'][-1] / 60:.1f} and {b['elapsed_seconds'][-1] / 60:.1f} minutes;" in readme)
+    assert (f"{a['rank1'][-1]:.3f} (best {max(a['rank1']):.3f}, mAP {a['mAP'][-1]:.3f}) at 128×64 against "
+            f"{b['rank1'][-1]:.3f} (best {max(b['rank1']):.3f}, mAP {b['mAP'][-1]:.3f}) at 128×128") in readme
+    both_ahead = all(x["rank1"][-1] > y["rank1"][-1] and max(x["rank1"]) > max(y["rank1"])
+                     for x, y in ((runs["128x64"], runs["128x128"]), (a, b)))
+    assert both_ahead == ("the person's shape is ahead on both training seeds" in readme)
 
 
 def test_readme_rerank_table_is_the_recorded_market_run():
