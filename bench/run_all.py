@@ -317,17 +317,17 @@ def shape_section(results: Path = ROOT / "results" / "shape") -> str:
              "| layout | input | epochs | minutes | training seeds | val Rank-1, each seed | val Rank-1 | val mAP | "
              "test Rank-1 | test mAP (queries) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    got: dict[str, dict[str, dict[int, dict]]] = {}
-    spreads: list[float] = []  # max − min of the last val Rank-1 over a layout and shape's training seeds
+    got = {layout: {key: runs for key, _, _ in SHAPES if (runs := _shape_runs(results, layout, key))}
+           for layout, _ in SHAPE_LAYOUTS}  # {layout: {shape: {training seed: run}}}, recorded ones only
     shapes = [(key, shown) for key, shown, always in SHAPES  # an extra arm recorded nowhere is left out
-              if always or any(shape_run_files(results, layout, key) for layout, _ in SHAPE_LAYOUTS)]
+              if always or any(key in runs for runs in got.values())]
+    spreads: list[float] = []  # max − min of the last val Rank-1 over a layout and shape's training seeds
     for layout, label in SHAPE_LAYOUTS:
         for key, shown in shapes:
-            runs = _shape_runs(results, layout, key)
+            runs = got[layout].get(key)
             if not runs:
                 lines.append(f"| {label} | {shown} | not recorded | | | | | | | |")
                 continue
-            got.setdefault(layout, {})[key] = runs
             finals = [h["rank1"][-1] for h in runs.values()]
             if len(runs) > 1:
                 spreads.append(max(finals) - min(finals))
@@ -345,7 +345,7 @@ def shape_section(results: Path = ROOT / "results" / "shape") -> str:
               ("all 5 layouts, mean", [lay for lay, _ in SHAPE_LAYOUTS]))
     for group, members in groups:
         for key, shown in shapes:
-            if all(key in got.get(layout, {}) for layout in members):
+            if all(key in got[layout] for layout in members):
                 means = [_shape_means(list(got[layout][key].values())) for layout in members]
                 cells = [f"{_mean([m[k] for m in means]):.3f}" if all(k in m for m in means) else ""
                          for k in SHAPE_MEASURES]

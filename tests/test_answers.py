@@ -1,6 +1,7 @@
 """answers.md: every number in it is recomputed here from the code and the saved run files."""
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -148,12 +149,20 @@ def test_readme_rerank_table_is_the_recorded_market_run():
 SHAPE_LAYOUTS = ("market_s0", "market_s1", "m40_s0", "m40_s1", "m40_s2")
 
 
+@functools.cache
+def _shape_runs(layout: str, size: str) -> dict[int, dict]:
+    """A layout's input-shape runs at ``size`` recorded in results/shape, {training seed: run JSON}
+    (read once per test session; nothing changes them)."""
+    from reid.runs import shape_run_files
+
+    return {seed: json.loads(f.read_text())
+            for seed, f in shape_run_files(ROOT / "results" / "shape", layout, size).items()}
+
+
 def _shape_means(layout: str, size: str) -> tuple[float, float]:
     """(val, test) Rank-1 of a layout's input-shape runs at ``size``, last epoch, mean over the
     training seeds recorded in results/shape."""
-    from reid.runs import shape_run_files
-
-    runs = [json.loads(f.read_text()) for f in shape_run_files(ROOT / "results" / "shape", layout, size).values()]
+    runs = list(_shape_runs(layout, size).values())
     assert len(runs) >= 2, f"{layout}_{size}: fewer than two training seeds recorded"
     return (sum(r["rank1"][-1] for r in runs) / len(runs), sum(r["test"]["rank1"] for r in runs) / len(runs))
 
@@ -181,8 +190,6 @@ def test_input_shape_summary_figures_are_the_recorded_runs():
     """The figures README.md, answers.md and the notebook's beyond section quote about the input
     shape at equal wall time: layouts ahead, mean differences over the 5 layouts (and the Market
     ones), the largest seed-to-seed spread, and the notebook table's Market line."""
-    from reid.runs import shape_run_files
-
     diff = {layout: [a - b for a, b in zip(_shape_means(layout, "128x64"), _shape_means(layout, "128x128"))]
             for layout in SHAPE_LAYOUTS}
     ahead = [sum(round(d[k], 3) > 0 for d in diff.values()) for k in (0, 1)]
@@ -191,8 +198,7 @@ def test_input_shape_summary_figures_are_the_recorded_runs():
     spreads = []
     for layout in SHAPE_LAYOUTS:
         for size in ("128x64", "128x128"):
-            finals = [json.loads(f.read_text())["rank1"][-1]
-                      for f in shape_run_files(ROOT / "results" / "shape", layout, size).values()]
+            finals = [h["rank1"][-1] for h in _shape_runs(layout, size).values()]
             spreads.append(max(finals) - min(finals))
     readme = " ".join((ROOT / "README.md").read_text().split())
     answers = " ".join(ANSWERS.split())
@@ -209,13 +215,6 @@ def test_input_shape_summary_figures_are_the_recorded_runs():
     assert f"val Rank-1 by up to {max(spreads):.3f}" in beyond
     side = "behind" if diff["market_s0"][0] < 0 else "ahead"
     assert f"{abs(diff['market_s0'][0]):.3f} {side} there" in beyond
-
-
-def _shape_runs(layout: str, size: str) -> dict[int, dict]:
-    from reid.runs import shape_run_files
-
-    return {seed: json.loads(f.read_text())
-            for seed, f in shape_run_files(ROOT / "results" / "shape", layout, size).items()}
 
 
 def test_readme_run_by_run_and_144x72_figures_are_the_recorded_runs():
