@@ -8,6 +8,7 @@ What goes into a training checkpoint (model, optimiser, history...) is decided i
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 __all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "rng_state", "set_rng_state", "save_checkpoint",
-           "load_checkpoint"]
+           "load_checkpoint", "file_sha256"]
 
 CHECKPOINT_FORMAT = 1
 
@@ -83,3 +84,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a train_model checkpoint (format {CHECKPOINT_FORMAT} expected)")
     return state
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """SHA-256 (hex) of a file's bytes (a weights file's identity: what a run started from)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

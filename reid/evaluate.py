@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from .distance import METRICS, _as_features, _check_metric, pairwise_distance  # noqa: F401 (re-exported)
-from .metrics import _cmc_over_blocks, cmc_map_from_distances, rank_k_from_distances
+from .metrics import _cmc_over_blocks, cmc_map_from_distances, gt_ranks, rank_k_from_distances
 from .rerank import rerank_from_features
 
 __all__ = [
@@ -358,6 +358,13 @@ class Retrieval:
         cm = cmc_map_from_distances(self.dist, self.gt, torch.arange(self.dist.shape[1]))
         return {"rank1": ranks[1], "rank5": ranks[5], "rank10": ranks[10],
                 "mAP": float(cm["mAP"]), "mINP": float(cm["mINP"])}
+
+    def match_ranks(self) -> Tensor:
+        """``[Q]`` int64: the 1-based rank of each query's correct gallery image (ties to the lower
+        gallery index, as Rank-k counts them): Rank-k is the share of queries with a rank ≤ k."""
+        if bool((self.gt < 0).any()):
+            raise ValueError("this retrieval has no ground truth (test split): ranks need val/gt.csv's")
+        return gt_ranks(self.dist, self.gt.to(self.dist.device)).cpu() + 1
 
     def ranked(self, topk: int = 10) -> Tensor:
         """``[Q, topk]`` gallery indices, nearest first (a stable sort: ties to the lower index)."""

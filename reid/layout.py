@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reid.build import BUILD_INFO, build_synthetic
-from reid.data import DataError, DataLayoutError, gallery_files, read_csv
+from reid.data import DataLayoutError, gallery_files, read_csv
 
 
 

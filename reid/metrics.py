@@ -76,7 +76,7 @@ def _check_ks(ks: Sequence[int]) -> tuple[int, ...]:
     return ks
 
 
-def _gt_ranks(dist: Tensor, gt: Tensor) -> Tensor:
+def gt_ranks(dist: Tensor, gt: Tensor) -> Tensor:
     """0-based rank of each query's correct item under the tie rule.
 
     Args:
@@ -139,7 +139,7 @@ def rank_k_from_distances(
     for start in range(0, num_q, rows):
         block = dist[start : start + rows]
         _check_distances(block, start)
-        ranks.append(_gt_ranks(block, gt[start : start + rows]))
+        ranks.append(gt_ranks(block, gt[start : start + rows]))
     rank = torch.cat(ranks).cpu()  # [Q]
     return {k: float((rank < k).double().mean()) for k in ks}
 

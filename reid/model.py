@@ -17,6 +17,7 @@ import contextlib
 import copy
 import io
 import os
+import re
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,9 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
+
+from .checkpoints import file_sha256
+from .text import wrap
 
 RESNET18_URL = "https://download.pytorch.org/models/resnet18-5c106cde.pth"
 RESNET50_URL = "https://download.pytorch.org/models/resnet50-19c8e357.pth"
@@ -286,11 +290,13 @@ class WeightReport:
     message: str
     mismatched: list[str] = field(default_factory=list)
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # of discarded ones
+    sha256: str | None = None  # of the file the weights came from (what a run "started from")
+    file_name: str | None = None
 
     def summary(self) -> str:
         """Q5: which layers keep their random init, which pretrained tensors are dropped."""
         if not self.loaded:
-            return self.message
+            return wrap(self.message)
         layer = lambda name: name.rsplit(".", 1)[0]  # noqa: E731
         warm = {layer(n) for n in self.loaded}
         fresh = ", ".join(dict.fromkeys(layer(n) for n in self.not_loaded if layer(n) not in warm))
@@ -302,15 +308,52 @@ class WeightReport:
         if counters:
             lines.append(f"{counters} BN num_batches_tracked counters are not in the checkpoint"
                          " (unused while BN momentum is set).")
-        return "\n".join(lines)
+        return wrap("\n".join(lines))
 
     __str__ = summary
 
 
-def _fetch_state_dict(url: str, progress: bool = False) -> dict[str, Tensor]:
-    """Download (or reuse from ``torch.hub.get_dir()/checkpoints``) a torchvision checkpoint."""
-    return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=progress,
-                                              check_hash=True, weights_only=True)
+@dataclass(frozen=True)
+class WeightsFile:
+    """Where C6's weights file is: ``path`` (None when there is none) and ``how`` it was found, or
+    ``message`` saying why there is none and how to fix it."""
+
+    path: Path | None
+    how: str
+    message: str = ""
+    url: str = RESNET18_URL
+
+
+def _hub_file(url: str) -> Path:
+    """Where torch hub keeps (or would keep) the file of ``url``: ``torch.hub.get_dir()/checkpoints/<name>``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+
+
+def find_imagenet_weights(url: str = RESNET18_URL, download: bool = True, progress: bool = False) -> WeightsFile:
+    """Find C6's weights file, in order: ``$REID_IMAGENET_WEIGHTS``; torch hub's cache; one download
+    into that cache (checked against the hash in the file name, as torchvision does). Nothing is
+    loaded; a failed download says what failed and where to put the file offline."""
+    env = os.environ.get(WEIGHTS_ENV, "").strip()
+    if env:
+        path = Path(env)
+        if path.is_file():
+            return WeightsFile(path, f"${WEIGHTS_ENV}", url=url)
+        return WeightsFile(None, f"${WEIGHTS_ENV}", f"${WEIGHTS_ENV}={env} is not a file: point it at the "
+                                                     f"weights file, or unset it to download {Path(url).name}", url)
+    cached = _hub_file(url)
+    if cached.is_file():
+        return WeightsFile(cached, "torch hub cache", url=url)
+    if not download:
+        return WeightsFile(None, "torch hub cache", f"{cached.name} is not in torch's hub cache ({cached})", url)
+    match = re.search(r"-([a-f0-9]+)\.", cached.name)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(url, str(cached), match.group(1) if match else None, progress=progress)
+    except (OSError, RuntimeError) as err:  # offline: URLError, timeouts, SSL; RuntimeError: a hash mismatch
+        return WeightsFile(None, "download", f"Could not download the ImageNet weights from {url} "
+                                             f"({type(err).__name__}: {err}). To use them offline, put the file at "
+                                             f"{cached} (torch hub cache), or point ${WEIGHTS_ENV} or source= at a copy.", url)
+    return WeightsFile(cached, "downloaded", url=url)
 
 
 def _read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
@@ -330,37 +373,37 @@ def _read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     return dict(obj)
 
 
-def load_imagenet_weights(model: nn.Module, source: str | os.PathLike | None = None,
+def load_imagenet_weights(model: nn.Module, source: str | os.PathLike | WeightsFile | None = None,
                           progress: bool = False) -> WeightReport:
     """C6: copy torchvision's ImageNet weights into a backbone (or ``model.backbone``).
 
-    Source, first found: ``source`` (a local file), ``$REID_IMAGENET_WEIGHTS``, else the
-    backbone's ``imagenet_url`` through torch hub's download and cache. Offline, one
-    paragraph (what failed, where to put the file) is printed to stdout and a report with
-    ``ok=False`` and nothing loaded comes back. Every shape is checked: a mismatch raises a
-    ``ValueError`` naming both tensors and shapes (with the report as ``.report``).
+    ``source``: a local file; or what :func:`find_imagenet_weights` found (the notebook's first cell
+    looks once, and C6 loads that file without a second network attempt); None: look now —
+    ``$REID_IMAGENET_WEIGHTS``, torch hub's cache, else one download of the backbone's
+    ``imagenet_url``. With no file, one paragraph (what failed, where to put the file) is printed
+    to stdout and a report with ``ok=False`` and nothing loaded comes back. Every shape is checked:
+    a mismatch raises a ``ValueError`` naming both tensors and shapes (with the report as ``.report``).
+    The report records the file's SHA-256 and name (the run's start, ``reid.config.start_of``).
     """
     backbone, all_names = _backbone(model), list(model.state_dict())
-    source = source or os.environ.get(WEIGHTS_ENV) or None
-    if source is not None:
-        checkpoint, where = _read_state_dict(source), str(source)
-    else:
-        where = getattr(backbone, "imagenet_url", None)
-        if where is None:
+    if source is None:
+        url = getattr(backbone, "imagenet_url", None)
+        if url is None:
             raise ValueError(f"{type(backbone).__name__} has no ImageNet file: pass source=")
-        try:
-            checkpoint = _fetch_state_dict(where, progress)
-        except OSError as err:  # offline: URLError, HTTPError, timeouts, SSL errors
-            cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(where).name
-            message = (f"Could not download the ImageNet weights from {where} "
-                       f"({type(err).__name__}: {err}). Training continues from random "
-                       f"initialisation. To use them offline, put the file at {cached} "
-                       f"(torch hub cache), or point ${WEIGHTS_ENV} or source= at a copy.")
-            print(message)
-            return WeightReport([], all_names, [], where, False, message)
-
+        source = find_imagenet_weights(url, progress=progress)
+    if isinstance(source, WeightsFile):
+        if source.path is None:
+            message = f"{source.message} Training continues from random initialisation."
+            print(wrap(message))
+            return WeightReport([], all_names, [], source.url, False, message)
+        path, where = source.path, (str(source.path) if source.how == f"${WEIGHTS_ENV}" else source.url)
+    else:
+        path = Path(source)
+        where = str(source)
+    checkpoint = _read_state_dict(path)
     report, matched = _match(model, checkpoint, where)
     backbone.load_state_dict({**backbone.state_dict(), **matched})
+    report.sha256, report.file_name = file_sha256(path), Path(path).name
     return report
 
 
@@ -403,15 +446,24 @@ def _match(model: nn.Module, checkpoint: Mapping[str, Tensor], where: str,
 
 
 def weight_mapping_report(model: nn.Module) -> WeightReport:
-    """Q5 without a download: match ``model`` against the *architecture* of the torchvision
-    ResNet its ImageNet file belongs to (random tensors, same names and shapes); the
-    model is not changed. ``load_imagenet_weights`` gives the same lists when it loads."""
+    """Q5 without a download: match ``model`` against the handout's file as it is laid out — the
+    *architecture* of the torchvision ResNet that ImageNet file belongs to (random tensors, the same
+    names and shapes), without the BatchNorm ``num_batches_tracked`` counters, which the 2017 files
+    (``resnet18-5c106cde.pth``) do not hold. The model is not changed. ``load_imagenet_weights`` gives
+    the same lists when it loads that file; the message adds what a file saved from today's
+    torchvision model (with the counters) would load."""
     import torchvision
 
-    arch = Path(_backbone(model).imagenet_url).name.split("-")[0]  # "resnet18" / "resnet50"
-    reference = getattr(torchvision.models, arch)(weights=None).state_dict()
-    return _match(model, reference, f"torchvision.models.{arch}() (names and shapes only)",
-                  verb="Would load")[0]
+    name = Path(_backbone(model).imagenet_url).name          # "resnet18-5c106cde.pth"
+    today = getattr(torchvision.models, name.split("-")[0])(weights=None).state_dict()
+    reference = {k: v for k, v in today.items() if not k.endswith("num_batches_tracked")}
+    report = _match(model, reference, f"{name} (the handout's file: names and shapes only)", verb="Would load")[0]
+    counters = len(today) - len(reference)
+    if counters:
+        fits = _match(model, today, "")[0]
+        report.message += (f"\nA file saved from today's torchvision.models.{name.split('-')[0]}().state_dict() also "
+                           f"holds the {counters} BN num_batches_tracked counters: {len(fits.loaded)} tensors would load.")
+    return report
 
 
 # ----------------------------------------------------------------------------- C7: heads

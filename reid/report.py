@@ -53,32 +53,58 @@ def describe_history(history: Any) -> str:
     return "\n".join(parts)
 
 
+def curve_state(values: list[float], window: int = 3, tolerance: float = 0.01) -> str:
+    """Where a val curve (one value per epoch, higher is better) stands: ``"rising"``, ``"peaked"`` or
+    ``"levelled"`` (``"too short"`` under two epochs).
+
+    * rising: the last epoch is the best so far and above every epoch before the last ``window`` by
+      more than ``tolerance``;
+    * peaked: the last epoch is more than ``3 × tolerance`` below the best;
+    * levelled: neither (the best is behind the last epoch by at most 3 × tolerance, or the last
+      epoch is the best without clearing the earlier ones by ``tolerance``).
+    """
+    if len(values) < 2:
+        return "too short"
+    best = max(values)
+    earlier = values[:-window] or values[:1]
+    if values[-1] == best and values[-1] > max(earlier) + tolerance:
+        return "rising"
+    if best - values[-1] > 3 * tolerance:
+        return "peaked"
+    return "levelled"
+
+
+def loss_trend(values: list[float], relative: float = 0.01) -> str:
+    """``"still falling"`` when the last value is below the lowest before it by more than ``relative``
+    of it (0.206 → 0.205 is not falling), else ``"no longer falling"``."""
+    return "still falling" if values[-1] < min(values[:-1]) * (1 - relative) else "no longer falling"
+
+
 def verdict(history: Any, window: int = 3, tolerance: float = 0.01) -> str:
-    """One sentence on where a run stands, from its numbers: val Rank-1 still rising (its best in
-    the last ``window`` epochs and above the epochs before them by more than ``tolerance``),
-    levelled off, or past its peak; with the training and validation loss of the last epochs."""
+    """One sentence on where a run stands, from its numbers (:func:`curve_state` of val Rank-1, and
+    :func:`loss_trend` of the training and validation losses)."""
     r1 = [v for v in history.rank1 if v is not None]
-    if len(r1) < 2:
+    state = curve_state(r1, window, tolerance)
+    if state == "too short":
         return "Too few epochs to tell whether the curves have levelled off."
-    n = len(r1)
-    best = max(range(n), key=r1.__getitem__)
-    recent, before = r1[-window:], r1[:-window] or r1[:1]
-    if best >= n - window and max(recent) > max(before) + tolerance:
-        state = ("val Rank-1 is still rising in the last epochs: the model is short of training — more "
-                 "epochs would help")
-    elif r1[best] - r1[-1] > 3 * tolerance and best < n - window:
-        state = (f"val Rank-1 peaked at epoch {best + 1} and has fallen by {r1[best] - r1[-1]:.3f} since: "
-                 "the model has started to overfit its training images")
+    b = max(range(len(r1)), key=lambda i: (r1[i], -i))  # the first epoch with the best value
+    if state == "rising":
+        text = (f"val Rank-1 is still rising: its last epoch is its best ({r1[-1]:.3f}), above the epochs before "
+                f"the last {window} by more than {tolerance:g}: more epochs would likely help")
+    elif state == "peaked":
+        text = (f"val Rank-1 peaked at epoch {b + 1} ({r1[b]:.3f}) and has fallen by {r1[b] - r1[-1]:.3f} "
+                f"since: the model has started to overfit its training images")
     else:
-        state = f"val Rank-1 has levelled off (within {max(recent) - min(recent):.3f} over the last {len(recent)} epochs)"
+        text = (f"val Rank-1 has levelled off: its best is {r1[b]:.3f} at epoch {b + 1} of {len(r1)}, and the "
+                f"last epoch is within {r1[b] - r1[-1]:.3f} of it")
     losses = [v for v in history.epoch_train_loss if v is not None]
     if len(losses) >= 2:
-        trend = "still falling" if losses[-1] < losses[-2] - 1e-4 else "flat or rising"
-        state += f"; the training loss is {trend} ({losses[-2]:.3f} → {losses[-1]:.3f} over the last two epochs)"
+        text += (f"; the training loss is {loss_trend(losses)} ({losses[-2]:.3f} → {losses[-1]:.3f} over the "
+                 f"last two epochs)")
     vl = [v for v in history.val_loss if v is not None]
     if len(vl) >= 2:
-        state += f", the validation loss {'still falling' if vl[-1] < min(vl[:-1]) else 'no longer falling'}"
-    return "Verdict: " + state + "."
+        text += f", the validation loss {loss_trend(vl)}"
+    return "Verdict: " + text + "."
 
 
 def display_metrics(metrics: Mapping[str, float], suffix: str = "") -> dict[str, float]:
@@ -106,7 +132,7 @@ def _measured(what: Any, history: Any, cfg: Any, dataset: RetrievalDataset | Non
         plain, flipped = what
         return {"": plain, FLIP_LABEL: flipped}
     flip, metric = (cfg.flip_test, cfg.metric) if cfg is not None else (False, "euclidean")
-    last = getattr(history, "last_retrieval", None)  # the model's last validation, if it was run now
+    last = getattr(history, "kept_retrieval", None)  # the model's last validation, if it was run now
     if isinstance(last, Retrieval) and last.flip == flip and last.metric == metric:
         return {"": last}
     if dataset is None:

@@ -10,16 +10,20 @@ import dataclasses
 import json
 import re
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from reid.train import TrainConfig
+from reid.config import RANDOM_START, TrainConfig, unused_fields
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PRESETS: dict[str, Callable[..., TrainConfig]] = {
     "id": TrainConfig.handout_id, "triplet": TrainConfig.handout_triplet, "strong": TrainConfig.strong}
 """Recipe name → the TrainConfig constructor of its preset."""
 # Settings that say how a run was run, not what it trained; amp is reported as its own column
 # (the precision the run trained in).
-RUN_ONLY = {"epochs", "time_budget_s", "seed", "device", "eval_batch_size", "max_iters_per_epoch", "amp"}
+RUN_ONLY = {"epochs", "time_budget_s", "seed", "device", "eval_batch_size", "max_iters_per_epoch", "amp",
+            "start", "start_file"}  # the start is a column of its own where runs differ in it
 
 
 class SettingError(ValueError):
@@ -58,16 +62,6 @@ def parse_setting(text: str) -> tuple[str, object]:
     return name, value
 
 
-def _unused(cfg: dict) -> set[str]:
-    """Settings a recipe does not read (p, k without P×K batches; batch_size with them; …)."""
-    recipe, mining = cfg["recipe"], cfg.get("mining", "none")
-    if recipe == "id":
-        return {"p", "k", "margin", "mining"}
-    if recipe == "strong":
-        return {"batch_size", "mining"}
-    return {"batch_size"} if mining in ("batch_hard", "batch_all") else {"p", "k"}
-
-
 def settings_changed(cfg: dict) -> str:
     """The settings of a recorded run (``TrainConfig.to_dict()``) that differ from today's preset of
     its recipe, as "name=value, …", or "preset".
@@ -76,12 +70,12 @@ def settings_changed(cfg: dict) -> str:
     (what the code did before the setting existed: listed triplets, no test-time flip, …); a
     setting the code no longer has is always listed. ``input_size`` reads as "HxW" (unrecorded:
     the handout's 128x128)."""
-    preset = PRESETS[cfg["recipe"]](epochs=cfg["epochs"]).to_dict()
+    preset = PRESETS[cfg["recipe"]](epochs=cfg["epochs"], start=cfg.get("start", RANDOM_START)).to_dict()
     known = TrainConfig().to_dict()
     full = {**known, **cfg}
     for d in (preset, full):  # runs before input_size was recorded (None) trained at 128×128
         d["input_size"] = "x".join(map(str, d.get("input_size") or (128, 128)))
-    skip = RUN_ONLY | _unused(full)
+    skip = RUN_ONLY | unused_fields(full["recipe"], full.get("mining", "none"))
     diff = [f"{k}={v}" for k, v in full.items() if k not in skip and k in preset and preset[k] != v]
     diff += [f"{k}={v}" for k, v in cfg.items() if k not in known]  # a setting no longer in the code
     return ", ".join(diff) if diff else "preset"

@@ -65,9 +65,10 @@ def evaluate_val(run: Any, val_set: Any, val_idloss: Any = None,
     mirror image's with ``flip_test``, ranked by ``cfg.metric``.
 
     Returns:
-        ``{"rank1", "rank5", "rank10", "mAP", "val_loss", "retrieval"}``: fractions, the val
-        loss (None without val triplets) and the :class:`Retrieval` they came from (features
-        ``[Q, E]`` / ``[G, E]`` and distances ``[Q, G]``), which later reports may reuse.
+        ``{"rank1", "rank5", "rank10", "mAP", "val_loss", "match_rank", "retrieval"}``: fractions,
+        the val loss (None without val triplets), each query's 1-based rank of its match (a list of
+        Q ints: paired comparisons of two models need them) and the :class:`Retrieval` they came
+        from (features ``[Q, E]`` / ``[G, E]`` and distances ``[Q, G]``), which later reports may reuse.
     """
     model, cfg = run.model, run.cfg
     source, q_rows, g_rows = _val_images(val_set, val_idloss)
@@ -89,4 +90,4 @@ def evaluate_val(run: Any, val_set: Any, val_idloss: Any = None,
     val_loss = _triplet_value(feats, val_triplets) if val_triplets is not None and len(val_triplets) else None
     metrics = retrieval.metrics()
     return {**{k: metrics[k] for k in ("rank1", "rank5", "rank10", "mAP")}, "val_loss": val_loss,
-            "retrieval": retrieval}
+            "match_rank": retrieval.match_ranks().tolist(), "retrieval": retrieval}

@@ -8,7 +8,6 @@ CSV line and the path tried; a layout found one level down; a skip with the expl
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import os
 import shutil
@@ -26,7 +25,7 @@ from conftest import MeanColour, run, tiny_model, without_timing, write_jpeg
 from reid import data as D
 from reid.data import (IMAGENET_MEAN, IMAGENET_STD, DataError, IDLossDataset, ImageDecodeError, RetrievalDataset,
                        TripletDataset, retrieval_loader)
-from reid.layout import DataLayoutError, check_layout, find_data_root, has_layout, prepare_data
+from reid.layout import DataLayoutError, check_layout, find_data_root, prepare_data
 from reid.predict import write_predictions
 from reid.checkpoints import CheckpointError, load_checkpoint
 
@@ -592,7 +591,9 @@ def test_resuming_a_finished_run_trains_no_further(data, tmp_path):
     again = run(data, "id", tmp_path, model=model, resume=True)
     assert without_timing(again) == without_timing(first)
     assert (tmp_path / "last.pt").read_bytes() == before
-    assert torch.equal(model.backbone.conv.weight, load_checkpoint(tmp_path / "last.pt")["model"]["backbone.conv.weight"])
+    kept = load_checkpoint(tmp_path / "best.pt")  # the model holds the kept epoch
+    assert kept["epoch"] == first.kept_epoch
+    assert torch.equal(model.backbone.conv.weight, kept["model"]["backbone.conv.weight"])
 
 
 @pytest.mark.parametrize("cut", ["empty", "half", "last_byte"])
@@ -626,7 +627,7 @@ def test_disk_full_while_checkpointing_keeps_the_previous_one(data, tmp_path, mo
     with pytest.raises(OSError, match="No space left"):
         run(data, "id", tmp_path, resume=True)
     assert (tmp_path / "last.pt").read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]  # no partial file left
 
 
 # ============================================================================ outputs

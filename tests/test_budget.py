@@ -171,11 +171,11 @@ def test_strong_input_size_keeps_a_checkpoints_shape(tmp_path):
 def test_resume_under_float16_from_a_run_without_a_scaler(data, tmp_path, monkeypatch):
     """A CPU (or bfloat16) checkpoint stores a disabled GradScaler's empty state; resumed where
     float16 turns the scaler on (a Colab T4) it starts with a fresh scaler instead of failing."""
-    from reid import train as T
+    from reid import recipes
 
     run(data, "id", tmp_path, time_budget_s=0.0)
     assert load_checkpoint(tmp_path / "last.pt")["scaler"] == {}
-    monkeypatch.setattr(T, "make_grad_scaler", lambda device, dtype: torch.amp.GradScaler("cpu", enabled=True))
+    monkeypatch.setattr(recipes, "make_grad_scaler", lambda device, dtype: torch.amp.GradScaler("cpu", enabled=True))
     resumed = run(data, "id", tmp_path, resume=True)
     assert resumed.epochs_done == 2
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import copy
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,10 +11,10 @@ import torch
 from PIL import Image
 
 from conftest import write_csv, write_jpeg
-from reid.data import (CACHE_DTYPE, IMAGENET_MEAN, IMAGENET_STD, UNKNOWN_GT, DataError, IDLossDataset,
-                       ImageDecodeError, RetrievalDataset, TripletDataset, count_possible_triplets, load_image,
-                       image_shape, image_transform, person_transform, read_csv, reid_transform,
-                       retrieval_loader, to_rgb)
+from reid.data import (UNKNOWN_GT, DataError, IDLossDataset, RetrievalDataset, TripletDataset,
+                       count_possible_triplets, read_csv, retrieval_loader)
+from reid.images import (CACHE_DTYPE, IMAGENET_MEAN, IMAGENET_STD, ImageDecodeError, image_shape, image_transform,
+                         load_image, person_transform, reid_transform, to_rgb)
 from reid.layout import DataInfo, DataLayoutError, find_data_root
 
 MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)

@@ -156,8 +156,11 @@ def _randomised_torchvision(arch: str) -> nn.Module:
     return tv.eval()
 
 
-def _save(tv: nn.Module, path: Path) -> Path:
-    torch.save(tv.state_dict(), path)
+def _save(tv: nn.Module, path: Path, counters: bool = False) -> Path:
+    """``tv``'s weights as the handout's 2017 files hold them: without the BN ``num_batches_tracked``
+    counters (``counters=True``: as today's torchvision saves them)."""
+    state = tv.state_dict()
+    torch.save({k: v for k, v in state.items() if counters or not k.endswith("num_batches_tracked")}, path)
     return path
 
 
@@ -169,8 +172,9 @@ def test_loaded_backbone_equals_torchvision_with_stage4_stride_1(
     file = _save(tv, tmp_path / f"{arch}.pth")
     model = ours()
     report = load_imagenet_weights(model, source=file)
+    counters = [n for n in model.state_dict() if n.endswith("num_batches_tracked")]
     assert report.ok and report.discarded == ["fc.weight", "fc.bias"]
-    assert report.not_loaded == [] and report.loaded == list(model.state_dict())
+    assert report.not_loaded == counters and report.loaded == [n for n in model.state_dict() if n not in counters]
     getattr(tv.layer4[0], stride_conv).stride = (1, 1)
     tv.layer4[0].downsample[0].stride = (1, 1)
     tv.fc = nn.Identity()
@@ -191,7 +195,8 @@ def test_report_for_reidnet_names_head_and_discarded_fc(resnet18_file: Path) -> 
     model = build_model("resnet18", num_ids=10)
     report = load_imagenet_weights(model, source=resnet18_file)
     head = [n for n in model.state_dict() if not n.startswith("backbone.")]
-    assert report.ok and report.not_loaded == head and "classifier.weight" in head
+    counters = [n for n in model.state_dict() if n.startswith("backbone.") and n.endswith("num_batches_tracked")]
+    assert report.ok and report.not_loaded == counters + head and "classifier.weight" in head
     assert report.discarded == ["fc.weight", "fc.bias"]
     assert "backbone.layer4.0.shortcut.0.weight" in report.loaded
     text = str(report)
@@ -208,15 +213,38 @@ def test_mapping_report_answers_q5_offline_and_agrees_with_loading(resnet18_file
     assert (dry.loaded, dry.not_loaded, dry.discarded) == (real.loaded, real.not_loaded,
                                                            real.discarded)
     r50 = weight_mapping_report(ModifiedResNet50())
-    assert r50.ok and r50.not_loaded == [] and "fc.weight [1000, 2048]" in str(r50)
+    assert r50.ok and all(n.endswith("num_batches_tracked") for n in r50.not_loaded)
+    assert "fc.weight [1000, 2048]" in str(r50)
+
+
+def test_q5_describes_the_handouts_2017_file() -> None:
+    """resnet18-5c106cde.pth holds no num_batches_tracked: 100 tensors load into the C7 model, the 20
+    BN counters and the 16 head tensors keep their initial values; a file saved from today's
+    torchvision would load the 20 counters too, and the report says so in one line."""
+    model = build_model("resnet18", num_ids=230)
+    report = weight_mapping_report(model)
+    assert len(report.loaded) == 100 and len(report.not_loaded) == 36 and len(model.state_dict()) == 136
+    text = " ".join(report.summary().split())  # the summary is wrapped at 110 characters
+    assert max(len(line) for line in report.summary().splitlines()) <= 110
+    assert text.startswith("Would load 100 of 136 tensors from resnet18-5c106cde.pth")
+    assert "also holds the 20 BN num_batches_tracked counters: 120 tensors would load." in text
+    assert "20 BN num_batches_tracked counters are not in the checkpoint" in text
+
+
+def test_todays_torchvision_file_loads_the_counters_too(tmp_path: Path) -> None:
+    torch.manual_seed(2)
+    file = _save(_randomised_torchvision("resnet18"), tmp_path / "today.pth", counters=True)
+    model = build_model("resnet18", num_ids=10)
+    report = load_imagenet_weights(model, source=file)
+    assert report.ok and len(report.loaded) == 120
+    assert model.backbone.bn1.num_batches_tracked.item() == 7
 
 
 def test_old_checkpoint_without_bn_counters_still_loads(tmp_path: Path,
                                                         resnet18_file: Path) -> None:
-    state = torch.load(resnet18_file)  # the 2017 files have no num_batches_tracked entries
-    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
-    torch.save(state, tmp_path / "old.pth")
-    report = load_imagenet_weights(ModifiedResNet18(), source=tmp_path / "old.pth")
+    state = torch.load(resnet18_file)  # the fixture is in the 2017 files' format: no num_batches_tracked
+    assert not any(k.endswith("num_batches_tracked") for k in state)
+    report = load_imagenet_weights(ModifiedResNet18(), source=resnet18_file)
     assert report.ok and len(report.not_loaded) == 20  # 1 stem BN + 8 blocks x 2 + 3 projections
     assert "20 BN num_batches_tracked counters" in report.summary()
 
@@ -293,6 +321,7 @@ def test_offline_download_reports_random_init(monkeypatch: pytest.MonkeyPatch, h
     assert report.not_loaded == list(model.state_dict())
     cached = str(hub_dir / "checkpoints" / "resnet50-19c8e357.pth")
     for text in (report.message, str(report), out):
+        text = " ".join(text.split())  # printed wrapped at 110 characters
         assert RESNET50_URL in text and cached in text and "random initialisation" in text
         assert "REID_IMAGENET_WEIGHTS" in text and "no network" in text
     assert err == ""

@@ -139,7 +139,7 @@ def test_compare_models_reuses_the_last_validation_and_shows_flip_columns(tiny_l
     ds = RetrievalDataset(tiny_layout, "val")
     plain, flipped = retrieve(LeftHalf(), ds), retrieve(LeftHalf(), ds, flip=True, metric="cosine")
     h = history()
-    h.last_retrieval = flipped  # as train_model leaves it: measured as cfg says
+    h.kept_retrieval = flipped  # as train_model leaves it: measured as cfg says
     monkeypatch.setattr(R, "retrieve", lambda *a, **k: pytest.fail("measured again"))
     cfg = TrainConfig.strong(metric="cosine")
     table = R.compare_models({"from history": (LeftHalf(), h, cfg), "given": (plain, history()),
@@ -183,10 +183,26 @@ def test_show_images_titles_each_tile(tmp_path):
         show_images(images, ["a", "b"])
 
 
+@pytest.mark.parametrize("rank1, state", [
+    # the committed ID curve of the synthetic run: best at epoch 12, then a little lower
+    ([0.021, 0.032, 0.035, 0.057, 0.095, 0.131, 0.117, 0.159, 0.212, 0.244, 0.283, 0.325, 0.318, 0.314], "levelled"),
+    ([0.081, 0.131, 0.170, 0.205, 0.180], "levelled"),      # not rising: the best is behind the last epoch
+    ([0.1, 0.2, 0.3, 0.4, 0.5], "rising"),                   # a strict rise over the last epochs
+    ([0.30, 0.32, 0.31, 0.335], "rising"),                   # the last is the best, clear of the earlier ones
+    ([0.2, 0.5, 0.5, 0.5, 0.505], "levelled"),               # the best, but not clear of the earlier ones
+    ([0.1, 0.5, 0.6, 0.5, 0.45, 0.4], "peaked"),             # more than 3 × tolerance below the peak
+    ([0.1, 0.5, 0.6, 0.605, 0.6, 0.6], "levelled"),
+])
+def test_curve_state_labels(rank1, state):
+    from reid.report import curve_state
+
+    assert curve_state(rank1) == state
+
+
 @pytest.mark.parametrize("rank1, words", [
     ([0.1, 0.2, 0.3, 0.4, 0.5], "still rising"),
-    ([0.1, 0.5, 0.6, 0.5, 0.45, 0.4], "peaked at epoch 3 and has fallen by 0.200"),
-    ([0.1, 0.5, 0.6, 0.605, 0.6, 0.6], "levelled off (within 0.005 over the last 3 epochs)"),
+    ([0.1, 0.5, 0.6, 0.5, 0.45, 0.4], "peaked at epoch 3 (0.600) and has fallen by 0.200"),
+    ([0.081, 0.131, 0.170, 0.205, 0.180], "levelled off: its best is 0.205 at epoch 4 of 5"),
 ])
 def test_verdict_reads_the_curve(rank1, words):
     from reid.report import verdict
@@ -195,3 +211,13 @@ def test_verdict_reads_the_curve(rank1, words):
                 val_loss=[1.0] * len(rank1))
     text = verdict(h)
     assert words in text and "the training loss is still falling" in text and "no longer falling" in text
+    assert "short of training" not in text
+
+
+def test_loss_trend_has_a_tolerance():
+    from reid.report import loss_trend
+
+    assert loss_trend([0.3, 0.206, 0.205]) == "no longer falling"   # within 1 % of the lowest before
+    assert loss_trend([3.546, 3.524]) == "no longer falling"
+    assert loss_trend([3.6, 3.5]) == "still falling"
+    assert loss_trend([0.2, 0.3, 0.25]) == "no longer falling"

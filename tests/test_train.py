@@ -11,6 +11,7 @@ import torch
 from conftest import CONFIGS, TIMING, run, tiny_model, without_timing
 from reid import checkpoints as CK
 from reid import train as T
+from reid import validation as V
 from reid.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from reid.evaluate import retrieve
 from reid.losses import random_triplets
@@ -99,10 +100,11 @@ def test_resume_equals_uninterrupted(data, recipe, tmp_path):
     a, b = without_timing(full), without_timing(resumed)
     assert a.keys() == b.keys()
     for key in a:
-        if isinstance(a[key], list):
+        if isinstance(a[key], list) and key != "match_rank":
             assert a[key] == pytest.approx(b[key], abs=1e-6), key
         else:
             assert a[key] == b[key], key
+    assert full.kept_epoch == resumed.kept_epoch  # both models hold the kept epoch's weights
     for (name, p), q in zip(full_model.state_dict().items(), resumed_model.state_dict().values()):
         assert torch.allclose(p.float(), q.float(), atol=1e-6), name
 
@@ -135,7 +137,7 @@ def test_interrupt_while_writing_keeps_previous_checkpoint(data, tmp_path, monke
     h = run(data, "id", tmp_path, resume=True)
     assert h.interrupted and h.epochs_done == 1
     assert (tmp_path / "last.pt").read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]  # no temporary file left
 
 
 @pytest.mark.reliability
@@ -196,11 +198,10 @@ def test_validation_passes_each_val_image_once(data, head, flip_test, metric, mo
     cfg = dataclasses.replace(CONFIGS["strong" if head == "bnneck" else "id"], flip_test=flip_test, metric=metric)
     run_ = T.build_run(model, cfg, data["id"])
     triplets = random_triplets(data["val_idloss"].ids, torch.Generator().manual_seed(0))
-    source, _, _ = T._val_images(data["val"], data["val_idloss"])
+    source, _, _ = V._val_images(data["val"], data["val_idloss"])
     assert source is data["val_idloss"].cache  # every val image is in val_idloss.csv
     expected = retrieve(model, data["val"], flip=flip_test, metric=metric).metrics()
     expected_loss = T.validation_loss(model, data["val_idloss"], triplets, 64, torch.device("cpu"), None)
-    from reid import validation as V
 
     passes, real = [], V.extract_features
     monkeypatch.setattr(V, "extract_features", lambda m, src, *a, **k: passes.append(len(src)) or real(m, src, *a, **k))
@@ -233,7 +234,7 @@ def test_validation_falls_back_when_val_idloss_lacks_an_image(data):
     run_ = T.build_run(model, dataclasses.replace(CONFIGS["id"]), data["id"])
     val_id, val = data["val_idloss"], data["val"]
     short = type("Short", (), {"paths": val_id.paths[1:], "cache": val_id.cache, "ids": val_id.ids})()
-    source, q_rows, g_rows = T._val_images(val, short)
+    source, q_rows, g_rows = V._val_images(val, short)
     assert len(source) == len(val_id.cache) + len(val.queries) + len(val.gallery)
     assert q_rows.tolist() == list(range(len(val_id.cache), len(val_id.cache) + len(val.queries)))
     assert g_rows.tolist() == list(range(len(val_id.cache) + len(val.queries), len(source)))
@@ -257,7 +258,106 @@ def test_validation_without_val_idloss_has_no_val_loss(data):
 
 def test_history_keeps_the_last_validation_but_does_not_save_it(data, tmp_path):
     h = run(data, "id", epochs=1)
-    assert h.last_retrieval is not None and h.last_retrieval.metrics()["rank1"] == h.rank1[-1]
-    assert "last_retrieval" not in h.to_dict()
+    assert h.kept_retrieval is not None and h.kept_retrieval.metrics()["rank1"] == h.rank1[-1]
+    assert "kept_retrieval" not in h.to_dict()
     h.save_json(tmp_path / "h.json")
-    assert History.load_json(tmp_path / "h.json").last_retrieval is None
+    assert History.load_json(tmp_path / "h.json").kept_retrieval is None
+
+
+# ------------------------------------------------------------------------ the kept epoch
+def _patched_val(monkeypatch, maps: list[float]) -> list[dict]:
+    """Validation as train_model runs it, except that epoch e reports mAP maps[e - 1]; returns the
+    model's weights at each validation, in order."""
+    states, real = [], T.evaluate_val
+
+    def fake(run_, *args, **kwargs):
+        states.append({k: v.detach().clone() for k, v in run_.model.state_dict().items()})
+        got = real(run_, *args, **kwargs)
+        return {**got, "mAP": maps[len(states) - 1]}
+
+    monkeypatch.setattr(T, "evaluate_val", fake)
+    return states
+
+
+def test_best_epoch_on_val_map_is_kept(data, tmp_path, monkeypatch):
+    """Validation gives mAP 0.2, 0.5, 0.3: best.pt holds epoch 2, last.pt epoch 3; the model ends
+    holding epoch 2, and its table row and its predictions are epoch 2's."""
+    from reid.predict import rank_gallery
+    from reid.report import compare_models
+
+    states = _patched_val(monkeypatch, [0.2, 0.5, 0.3])
+    model = tiny_model()
+    h = run(data, "id", tmp_path, model=model, epochs=3)
+    assert h.mAP == [0.2, 0.5, 0.3] and h.kept_epoch == 2 and h.at_kept("rank1") == h.rank1[1]
+    best, last = load_checkpoint(tmp_path / "best.pt"), load_checkpoint(tmp_path / "last.pt")
+    assert best["epoch"] == 2 and last["epoch"] == 3
+    for name, value in states[1].items():
+        assert torch.equal(best["model"][name], value), name
+        assert torch.equal(model.state_dict()[name], value), name  # the model holds epoch 2
+    assert any(not torch.equal(best["model"][n], last["model"][n]) for n in best["model"])
+    table = compare_models({"ID": (model, h, CONFIGS["id"])}, data["val"])
+    assert table.loc["ID", "Rank-1"] == round(h.rank1[1], 3)
+    assert h.kept_retrieval is not None and h.kept_retrieval.metrics()["rank1"] == h.rank1[1]
+    epoch2 = tiny_model()
+    epoch2.load_state_dict(states[1])
+    epoch2.eval()
+    model.eval()
+    assert torch.equal(rank_gallery(model, data["val"])[1], rank_gallery(epoch2, data["val"])[1])
+
+
+def test_complete_checkpoint_loads_the_kept_epoch(data, tmp_path, monkeypatch):
+    states = _patched_val(monkeypatch, [0.2, 0.5, 0.3])
+    run(data, "id", tmp_path, epochs=3)
+    again = tiny_model(seed=5)
+    h = run(data, "id", tmp_path, model=again, epochs=3, resume=True)  # nothing left to train
+    assert h.epochs_done == 3 and h.kept_epoch == 2 and h.kept_retrieval is None  # measured elsewhere
+    for name, value in states[1].items():
+        assert torch.equal(again.state_dict()[name], value), name
+
+
+@pytest.mark.reliability
+def test_crash_between_last_and_best_is_mended_on_resume(data, tmp_path, monkeypatch):
+    """last.pt is written before best.pt; a crash between leaves best.pt one kept epoch behind while
+    the kept epoch is the last one: resuming rewrites best.pt from last.pt."""
+    _patched_val(monkeypatch, [0.2, 0.5, 0.6])
+    run(data, "id", tmp_path, epochs=2)
+    stale = tmp_path / "best_epoch1.pt"
+    _patched_val(monkeypatch, [0.2, 0.5, 0.6])
+    run(data, "id", stale, epochs=1)
+    (tmp_path / "best.pt").write_bytes((stale / "best.pt").read_bytes())  # best.pt says epoch 1, last.pt kept 2
+    h = run(data, "id", tmp_path, epochs=2, resume=True)
+    assert h.kept_epoch == 2 and load_checkpoint(tmp_path / "best.pt")["epoch"] == 2
+
+
+def test_kept_epoch_without_a_checkpoint_folder(data, monkeypatch):
+    states = _patched_val(monkeypatch, [0.4, 0.1])
+    model = tiny_model()
+    h = run(data, "id", None, model=model, epochs=2)
+    assert h.kept_epoch == 1
+    for name, value in states[0].items():
+        assert torch.equal(model.state_dict()[name], value), name
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("first, second", [("random", "sha256:ab12"), ("sha256:ab12", "random"),
+                                           ("sha256:ab12", "sha256:cd34")])
+def test_a_checkpoint_never_resumes_a_run_of_another_start(data, tmp_path, first, second):
+    """A from-scratch checkpoint is never loaded as a pretrained one, nor the reverse (nor one
+    pretrained file's run as another's): the start is a setting resuming may not change."""
+    run(data, "id", tmp_path, epochs=1, start=first)
+    with pytest.raises(CheckpointError, match="start"):
+        run(data, "id", tmp_path, epochs=2, start=second, resume=True)
+    # the weights file's name may change (a renamed copy of the same file)
+    assert run(data, "id", tmp_path, epochs=2, start=first, start_file="renamed.pth", resume=True).epochs_done == 2
+
+
+def test_backbone_learning_rate_factor(data):
+    model = tiny_model()
+    run_ = T.build_run(model, dataclasses.replace(CONFIGS["id"], lr=1e-3, backbone_lr_factor=0.1), data["id"])
+    groups = run_.optimizer.param_groups
+    assert groups[0]["lr"] == pytest.approx(0.1 * groups[1]["lr"])  # the schedule scales both alike
+    assert groups[0]["initial_lr"] == pytest.approx(1e-4) and groups[1]["initial_lr"] == pytest.approx(1e-3)
+    assert {id(p) for p in groups[0]["params"]} == {id(p) for p in model.backbone.parameters()}
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    with pytest.raises(ValueError, match="backbone_lr_factor"):
+        T.build_run(tiny_model(), dataclasses.replace(CONFIGS["id"], backbone_lr_factor=0.0), data["id"])

@@ -1,0 +1,130 @@
+"""Q9 and Q11 in numbers: what the notebook's sentences about the ranked results and about the two
+handout models say, computed from what is shown, so a sentence cannot contradict its figure.
+
+* Q9 (the ID model's ranked results): :func:`ranked_rows` measures each shown query — the rank of its
+  match, the distance to the match against the distance to the nearest wrong gallery image, and how
+  many val queries have that wrong image as their top-1; :func:`describe_ranked_rows` says it in lines.
+* Q11 (the triplet model against the ID model): :func:`compare_handout_models` compares them query by
+  query (rank-1 hits) at equal epochs, at about equal images seen, and as kept; "ahead", "behind" or
+  "level" comes from a paired bootstrap over the val queries (:func:`reid.stats.paired_comparison`).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .evaluate import Retrieval
+from .stats import paired_comparison
+from .text import wrap
+
+__all__ = ["ranked_rows", "describe_ranked_rows", "compare_handout_models", "describe_comparison"]
+
+
+def ranked_rows(retrieval: Retrieval, rows: list[int]) -> list[dict[str, Any]]:
+    """One dict per shown query row ``q`` (a val query index): ``match_rank`` (1-based),
+    ``match_distance``, ``nearest_wrong`` (the nearest gallery image that is not the match) and its
+    distance, and ``wrong_top1_of``: how many val queries have that image as their (wrong) top-1."""
+    order = retrieval.ranked(retrieval.dist.shape[1])        # [Q, G], nearest first
+    gt = retrieval.gt
+    ranks = retrieval.match_ranks()                          # [Q]
+    top1 = order[:, 0]
+    wrong_top1 = torch.bincount(top1[top1 != gt], minlength=retrieval.dist.shape[1])  # [G]
+    out = []
+    for q in rows:
+        wrong = int(next(g for g in order[q].tolist() if g != int(gt[q])))
+        out.append({"query": int(q), "match": int(gt[q]), "match_rank": int(ranks[q]),
+                    "match_distance": round(float(retrieval.dist[q, gt[q]]), 4), "nearest_wrong": wrong,
+                    "nearest_wrong_distance": round(float(retrieval.dist[q, wrong]), 4),
+                    "wrong_top1_of": int(wrong_top1[wrong])})
+    return out
+
+
+def _row_line(i: int, r: dict[str, Any]) -> str:
+    gap = r["nearest_wrong_distance"] - r["match_distance"]
+    if r["match_rank"] == 1:
+        return (f"row {i} (query {r['query']}): hit — match (gallery {r['match']}) at distance "
+                f"{r['match_distance']:.3f}; the nearest wrong image, gallery {r['nearest_wrong']}, is {gap:.3f} "
+                f"farther")
+    kind = "near miss" if r["match_rank"] <= 10 else "far miss"
+    return (f"row {i} (query {r['query']}): {kind} — match (gallery {r['match']}) at rank {r['match_rank']}, "
+            f"distance {r['match_distance']:.3f}; gallery {r['nearest_wrong']} comes first at "
+            f"{r['nearest_wrong_distance']:.3f} ({-gap:.3f} nearer), the wrong top-1 of {r['wrong_top1_of']} "
+            f"val queries")
+
+
+def describe_ranked_rows(rows: list[dict[str, Any]], retrieval: Retrieval) -> str:
+    """Lines under the ranked-results figure: each row (:func:`ranked_rows`), then what they show together
+    — hits and misses, by how much the nearest wrong image beats the match in a miss, and the gallery
+    images that are the wrong top-1 of several val queries."""
+    lines = [_row_line(i, r) for i, r in enumerate(rows, start=1)]
+    hits = [r for r in rows if r["match_rank"] == 1]
+    misses = [r for r in rows if r["match_rank"] > 1]
+    summary = [f"Of the {len(rows)} rows, {len(hits)} are hits and {len(misses)} misses"]
+    if misses:
+        near = sum(r["match_rank"] <= 10 for r in misses)
+        gaps = [r["match_distance"] - r["nearest_wrong_distance"] for r in misses]
+        summary.append(f"{near} of the misses have their match in the top 10 (ranks "
+                       f"{', '.join(str(r['match_rank']) for r in misses)}); in each miss a wrong image is nearer "
+                       f"than the match by {min(gaps):.3f} to {max(gaps):.3f}")
+    if hits:
+        margins = [r["nearest_wrong_distance"] - r["match_distance"] for r in hits]
+        summary.append(f"in the hits the match wins by {min(margins):.3f} to {max(margins):.3f}")
+    order = retrieval.ranked(1)[:, 0]
+    wrong = order[order != retrieval.gt]
+    if len(wrong):
+        counts = torch.bincount(wrong, minlength=retrieval.dist.shape[1])
+        top = int(counts.argmax())
+        several = int((counts >= 2).sum())
+        summary.append(f"over all {len(order)} val queries, {several} gallery images are the wrong top-1 of two "
+                       f"or more queries, most often gallery {top} ({int(counts[top])} queries)")
+    return wrap("\n".join(lines + ["; ".join(summary) + "."]))
+
+
+def _hits(history: Any, epoch: int) -> list[float] | None:
+    ranks = history.match_rank[epoch - 1] if 0 < epoch <= len(history.match_rank) else None
+    return None if ranks is None else [1.0 if r == 1 else 0.0 for r in ranks]
+
+
+def _compare(label: str, id_hist: Any, id_epoch: int, tri_hist: Any, tri_epoch: int) -> dict[str, Any]:
+    a, b = _hits(tri_hist, tri_epoch), _hits(id_hist, id_epoch)
+    row = {"when": label, "id_epoch": id_epoch, "triplet_epoch": tri_epoch,
+           "id_rank1": id_hist.rank1[id_epoch - 1], "triplet_rank1": tri_hist.rank1[tri_epoch - 1]}
+    if a is None or b is None:
+        return {**row, "word": "not measured"}
+    word, diff, (lo, hi) = paired_comparison(a, b)
+    return {**row, "word": word, "difference": diff, "interval": [lo, hi], "queries": len(a)}
+
+
+def compare_handout_models(id_hist: Any, tri_hist: Any, id_images_per_epoch: int,
+                           tri_images_per_epoch: int) -> list[dict[str, Any]]:
+    """Q11: the triplet model against the ID model on the val queries' rank-1 hits, three ways —
+    after the same number of epochs (the last epoch both have), after about the same number of
+    training images (the ID model's last epoch against the triplet epoch whose images seen come
+    nearest to it; a triplet row is three images), and as kept (each model's kept epoch, what the
+    tables show). Each gets "ahead" / "behind" / "level" (the triplet model, from a paired bootstrap
+    over the queries: ahead or behind only when the 95 % interval of the mean difference excludes 0)."""
+    same = min(id_hist.epochs_done, tri_hist.epochs_done)
+    id_images = id_hist.epochs_done * id_images_per_epoch
+    by_images = min(range(1, tri_hist.epochs_done + 1), key=lambda e: abs(e * tri_images_per_epoch - id_images))
+    return [_compare("after the same number of epochs", id_hist, same, tri_hist, same),
+            {**_compare("after about the same number of training images", id_hist, id_hist.epochs_done,
+                        tri_hist, by_images),
+             "id_images": id_images, "triplet_images": by_images * tri_images_per_epoch},
+            _compare("as kept (the tables)", id_hist, id_hist.kept_epoch, tri_hist, tri_hist.kept_epoch)]
+
+
+def describe_comparison(rows: list[dict[str, Any]]) -> str:
+    """Q11's sentences from :func:`compare_handout_models`: one line per comparison."""
+    lines = []
+    for r in rows:
+        images = (f"; {r['id_images']:,} images against {r['triplet_images']:,}" if "id_images" in r else "")
+        head = (f"{r['when'].capitalize()} (ID epoch {r['id_epoch']}, triplet epoch {r['triplet_epoch']}{images}): "
+                f"val Rank-1 {r['id_rank1']:.3f} (ID) against {r['triplet_rank1']:.3f} (triplet)")
+        if r["word"] == "not measured":
+            lines.append(head + "; the per-query ranks were not recorded, so no verdict.")
+            continue
+        lo, hi = r["interval"]
+        lines.append(f"{head}: the triplet model is {r['word']} (difference {r['difference']:+.3f}, 95 % "
+                     f"bootstrap interval over the {r['queries']} val queries [{lo:+.3f}, {hi:+.3f}]).")
+    return wrap("\n".join(lines))

@@ -1,0 +1,90 @@
+"""Tests for reid/stats.py and reid/findings.py: the bootstrap, the paired comparison, and Q9 / Q11's
+computed sentences on hand-made distances and histories whose answers are known by hand."""
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from reid.evaluate import Retrieval
+from reid.findings import compare_handout_models, describe_comparison, describe_ranked_rows, ranked_rows
+from reid.stats import bootstrap_interval, paired_comparison
+from reid.train import History
+
+
+def test_bootstrap_interval_is_a_percentile_interval_of_resampled_means():
+    """The same values give the same interval; constant values give a point; the ends are the k-th
+    smallest and largest of the resampled means (a resampling written out here)."""
+    v = [0.3, -0.1, 0.05, 0.2, -0.02]
+    rng = random.Random(7)
+    means = sorted(sum(rng.choices(v, k=5)) / 5 for _ in range(200))
+    assert bootstrap_interval(v, 0.9, 200, seed=7) == (means[10], means[189])
+    assert bootstrap_interval(v) == bootstrap_interval(v) and bootstrap_interval([0.25] * 4) == (0.25, 0.25)
+    lo, hi = bootstrap_interval(v)
+    assert min(v) <= lo < sum(v) / 5 < hi <= max(v)
+
+
+def test_paired_comparison_words():
+    ahead = paired_comparison([1.0] * 40, [0.0] * 20 + [1.0] * 20)
+    assert ahead[0] == "ahead" and ahead[1] == pytest.approx(0.5) and ahead[2][0] > 0
+    assert paired_comparison([0.0] * 30, [1.0] * 30)[0] == "behind"
+    same = [1.0, 0.0] * 20
+    assert paired_comparison(same, same) == ("level", 0.0, (0.0, 0.0))
+    assert paired_comparison([1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 1.0, 0.0])[0] == "level"  # one win each way
+    with pytest.raises(ValueError, match="equally long"):
+        paired_comparison([1.0], [1.0, 0.0])
+
+
+def _retrieval() -> Retrieval:
+    """3 queries, 4 gallery images, distances set by hand (through a precomputed matrix)."""
+    r = Retrieval.from_features(torch.zeros(3, 2), torch.zeros(4, 2), torch.tensor([0, 1, 2]))
+    r.dist = torch.tensor([[0.2, 0.5, 0.9, 0.7],    # query 0: hit, nearest wrong gallery 1 at 0.5
+                           [0.4, 0.6, 0.9, 0.1],    # query 1: match (1) at rank 3 behind gallery 3 and 0
+                           [0.8, 0.7, 0.9, 0.3]])   # query 2: match (2) last, gallery 3 first
+    return r
+
+
+def test_ranked_rows_by_hand():
+    rows = ranked_rows(_retrieval(), [0, 1, 2])
+    assert [r["match_rank"] for r in rows] == [1, 3, 4]
+    assert [r["nearest_wrong"] for r in rows] == [1, 3, 3]
+    assert rows[1]["match_distance"] == 0.6 and rows[1]["nearest_wrong_distance"] == 0.1
+    assert [r["wrong_top1_of"] for r in rows] == [0, 2, 2]   # gallery 3 is the wrong top-1 of queries 1 and 2
+    printed = describe_ranked_rows(rows, _retrieval())
+    assert max(len(line) for line in printed.splitlines()) <= 110
+    text = " ".join(printed.split())
+    assert "row 1 (query 0): hit" in text and "is 0.300 farther" in text
+    assert "row 2 (query 1): near miss — match (gallery 1) at rank 3" in text and "(0.500 nearer)" in text
+    assert "Of the 3 rows, 1 are hits and 2 misses" in text and "ranks 3, 4" in text
+    assert "1 gallery images are the wrong top-1 of two or more queries, most often gallery 3 (2 queries)" in text
+
+
+def _history(rank1_hits: list[list[int]]) -> History:
+    """A history whose epoch e has the given per-query rank-1 hits (1 = hit)."""
+    ranks = [[1 if h else 5 for h in hits] for hits in rank1_hits]
+    return History(recipe="x", rank1=[sum(h) / len(h) for h in rank1_hits], mAP=[sum(h) / len(h) for h in rank1_hits],
+                   match_rank=ranks, epoch_train_loss=[1.0] * len(ranks))
+
+
+def test_q11_compares_at_equal_epochs_images_and_as_kept():
+    n = 60
+    id_hist = _history([[0] * n, [1] * 20 + [0] * 40, [1] * 30 + [0] * 30])      # 0, 1/3, 1/2
+    tri_hist = _history([[0] * n, [1] * 20 + [0] * 40, [1] * 60])                 # 0, 1/3, 1
+    rows = compare_handout_models(id_hist, tri_hist, id_images_per_epoch=100, tri_images_per_epoch=300)
+    same, images, kept = rows
+    assert (same["id_epoch"], same["triplet_epoch"], same["word"]) == (3, 3, "ahead")
+    # the ID model's 3 epochs saw 300 images: the triplet model's epoch 1 saw as many
+    assert (images["triplet_epoch"], images["id_images"], images["triplet_images"]) == (1, 300, 300)
+    assert images["word"] == "behind"
+    assert (kept["id_epoch"], kept["triplet_epoch"]) == (3, 3)
+    text = " ".join(describe_comparison(rows).split())
+    assert "the triplet model is ahead" in text and "the triplet model is behind" in text
+    assert "300 images against 300" in text
+
+
+def test_q11_says_when_ranks_were_not_recorded():
+    h = History(recipe="x", rank1=[0.1, 0.2], mAP=[0.1, 0.2], epoch_train_loss=[1.0, 1.0])
+    rows = compare_handout_models(h, h, 10, 30)
+    assert all(r["word"] == "not measured" for r in rows)
+    assert "not recorded, so no verdict" in " ".join(describe_comparison(rows).split())
