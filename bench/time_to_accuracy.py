@@ -1,21 +1,26 @@
-"""Time to accuracy: train a preset from scratch under a time budget, val Rank-1 per epoch.
+"""Time to accuracy: train a preset under a time budget, val Rank-1 and mAP per epoch.
 
     python -m bench.time_to_accuracy DATA_ROOT --recipe id|triplet|strong --minutes 20 \
         --out runs/tta_<recipe>.json [--epochs N] [--set lr=1e-3 --set flip=true ...] [--seed 0] \
-        [--device cuda] [--checkpoint-dir DIR] [--test]
+        [--device cuda] [--checkpoint-dir DIR] [--weights FILE.pth] [--test]
 
-The model is ModifiedResNet18 with random weights (no ImageNet): ReIDNet for "id" and
-"triplet", BNNeckNet for "strong". The preset (TrainConfig.handout_id / handout_triplet /
+The model is ModifiedResNet18, ReIDNet for "id" and "triplet", BNNeckNet for "strong", from
+random weights, or with ``--weights`` from a weights file in torchvision's format loaded
+through C6 (``load_imagenet_weights``; e.g. the stand-in of ``bench.standin_weights``): the
+preset is then the one for a pretrained start (``reid.config.PRETRAINED``), and the JSON records
+the start (the file's SHA-256 and name). The preset (TrainConfig.handout_id / handout_triplet /
 strong) runs with time_budget_s = minutes × 60: training stops after the epoch in which
-the budget is passed, or after the preset's epochs. Minutes are wall time of the training
+the budget is passed, or after the preset's epochs. The model kept is the epoch with the best
+val mAP (``History.kept_epoch``), as in the notebook. Minutes are wall time of the training
 loop with its per-epoch validation (History.elapsed_seconds); decoding the images into
 the cache happens before and is reported on its own line. ``--set FIELD=VALUE`` overrides
 any other TrainConfig field; the JSON written holds the history and, under "config", every
 setting of the run, and "precision" the one it trained in ("bfloat16" under autocast,
 else "float32"; amp=None turns bfloat16 on where the CPU has it in hardware). ``--test`` then
-scores the last epoch's model on the layout's test split against its ``test_gt.csv`` (a layout
+scores the kept epoch's model on the layout's test split against its ``test_gt.csv`` (a layout
 built by make_data.py has one), as validation scores val (its metric, test-time flip and
-precision), and adds the numbers under "test": a second, larger split to judge a run by. The
+precision), and adds the numbers under "test" (with "epoch", the kept epoch), and the last
+epoch's under "test_last" when it is another: a second, larger split to judge a run by. The
 test split is read before training (a layout without ground truth fails at once), the history is
 written before test is scored, and an interrupted run is not scored.
 """
@@ -31,7 +36,9 @@ import torch
 from reid.data import IDLossDataset, RetrievalDataset, TripletDataset
 from reid.device import pick_device, resolve_amp, seed_everything
 from reid.evaluate import retrieve
-from reid.model import build_model
+from reid.checkpoints import load_checkpoint
+from reid.config import start_of
+from reid.model import build_model, load_imagenet_weights
 from reid.predict import labelled_test_split
 from reid.runs import PRESETS, SettingError, parse_setting
 from reid.train import History, train_model
@@ -86,10 +93,13 @@ def main(argv: list[str] | None = None) -> History:
                     metavar="FIELD=VALUE", help="override a TrainConfig field, e.g. lr=1e-3 or flip=true")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default=None)
-    ap.add_argument("--checkpoint-dir", type=Path, default=None, help="checkpoint each epoch; resume if present")
+    ap.add_argument("--checkpoint-dir", type=Path, default=None,
+                    help="checkpoint each epoch; resume if present (default: runs/tta/<name of --out>, started afresh)")
+    ap.add_argument("--weights", type=Path, default=None,
+                    help="start from this weights file (torchvision's ResNet-18 names), loaded through C6")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     ap.add_argument("--test", action="store_true",
-                    help="score the last epoch's model on the test split (the layout's test_gt.csv)")
+                    help="score the kept epoch's model (and the last one's) on the test split (the layout's test_gt.csv)")
     args = ap.parse_args(argv)
     if args.test and not (args.data_root / "test_gt.csv").is_file():
         ap.error(f"--test: {args.data_root / 'test_gt.csv'} does not exist (only a layout built by make_data.py has "
@@ -98,39 +108,53 @@ def main(argv: list[str] | None = None) -> History:
     overrides = {"time_budget_s": args.minutes * 60, "seed": args.seed, "device": args.device}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
-    overrides.update(dict(args.settings))
-    cfg = PRESETS[args.recipe](**overrides)
     device = str(pick_device(args.device))
+    recipe_cfg = PRESETS[args.recipe](**overrides, **dict(args.settings))
     t0 = time.perf_counter()
-    train_set, val_set, val_idloss, num_ids = load_data(args.data_root, args.recipe, device, cfg.image_size())
-    test_set = labelled_test_split(args.data_root, cfg.image_size(), device) if args.test else None
+    train_set, val_set, val_idloss, num_ids = load_data(args.data_root, args.recipe, device, recipe_cfg.image_size())
+    test_set = labelled_test_split(args.data_root, recipe_cfg.image_size(), device) if args.test else None
     print(f"Decoded the data into the {device} cache in {time.perf_counter() - t0:.1f} s "
           f"({num_ids} train ids, {len(val_set.queries)} val queries, {len(val_set.gallery)} val gallery).")
-    seed_everything(cfg.seed)  # the weights' initialisation depends on the seed too
+    seed_everything(args.seed)  # the weights' initialisation depends on the seed too
     model = build_model("resnet18", num_ids, head="bnneck" if args.recipe == "strong" else "reid",
-                        input_size=cfg.model_shape())
+                        input_size=recipe_cfg.model_shape())
+    start = {}
+    if args.weights is not None:
+        report = load_imagenet_weights(model, args.weights)
+        print(report.message)
+        start = start_of(report)
+    overrides.update(start)
+    overrides.update(dict(args.settings))  # --set wins over the start's preset
+    cfg = PRESETS[args.recipe](**overrides)
     print(f"Recipe {args.recipe}: {cfg}")
-    history = train_model(model, cfg, train_set, val_set, val_idloss, checkpoint_dir=args.checkpoint_dir,
-                          resume=args.checkpoint_dir is not None, progress=not args.quiet)
     out = args.out if args.out is not None else Path("runs") / f"tta_{args.recipe}.json"
+    folder = args.checkpoint_dir or Path("runs") / "tta" / out.stem
+    if args.checkpoint_dir is None:  # a folder of its own, started afresh
+        for name in ("last.pt", "best.pt"):
+            (folder / name).unlink(missing_ok=True)
+    history = train_model(model, cfg, train_set, val_set, val_idloss, checkpoint_dir=folder, resume=True,
+                          progress=not args.quiet)
     out.parent.mkdir(parents=True, exist_ok=True)
     precision = str(resolve_amp(pick_device(cfg.device), cfg.amp) or torch.float32).removeprefix("torch.")
-    record = {"config": cfg.to_dict(), "precision": precision, **history.to_dict()}
+    record = {"config": cfg.to_dict(), "precision": precision, "kept_epoch": history.kept_epoch, **history.to_dict()}
     out.write_text(json.dumps(record, indent=1))  # the run is kept even if scoring test fails
     if test_set is not None and history.interrupted:
-        print("Training was interrupted: the test split is not scored (the model is not the last epoch's).")
+        print("Training was interrupted: the test split is not scored.")
     elif test_set is not None:
-        record["test"] = score_test(model, cfg, test_set)
+        record["test"] = {"epoch": history.kept_epoch, **score_test(model, cfg, test_set)}
+        if history.kept_epoch != history.epochs_done:  # the last epoch too, from last.pt
+            model.load_state_dict(load_checkpoint(folder / "last.pt")["model"])
+            record["test_last"] = {"epoch": history.epochs_done, **score_test(model, cfg, test_set)}
         out.write_text(json.dumps(record, indent=1))
     print(rank1_table(history))
     if "test" in record:
         t = record["test"]
-        print(f"Test (last epoch, {t['queries']} queries, {t['gallery']} gallery images): Rank-1 {t['rank1']:.3f}, "
-              f"mAP {t['mAP']:.3f}.")
-    best = max(range(len(history.rank1)), key=lambda i: history.rank1[i], default=None)
-    if best is not None:
-        print(f"Best val Rank-1 {history.rank1[best]:.3f} at epoch {best + 1} "
-              f"({history.elapsed_seconds[best] / 60:.2f} min). History saved to {out}.")
+        print(f"Test (kept epoch {t['epoch']}, {t['queries']} queries, {t['gallery']} gallery images): "
+              f"Rank-1 {t['rank1']:.3f}, mAP {t['mAP']:.3f}.")
+    kept = history.kept_epoch
+    if kept is not None:
+        print(f"Kept epoch {kept} (best val mAP {history.mAP[kept - 1]:.3f}, Rank-1 {history.rank1[kept - 1]:.3f}; "
+              f"{history.elapsed_seconds[kept - 1] / 60:.2f} min). History saved to {out}.")
     return history
 
 
