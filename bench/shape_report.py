@@ -80,15 +80,9 @@ def _shape_means(runs: list[dict]) -> dict[str, float]:
     return m
 
 
-def shape_section(results: Path = ROOT / "results" / "shape") -> str:
-    """Section 5: the stronger recipe at 128×64 (and, where recorded, 144×72) against itself at
-    128×128, the runs side by side (one thread each) with schedules of about equal wall time, each
-    trained with several seeds; per layout and shape the mean over the seeds of the last epoch's val
-    and (where recorded, ``--test``) test numbers, the count of layouts on which each shape is ahead
-    of 128×128 (over the training seeds both have) and the run-by-run differences with a bootstrap
-    interval. Reads results/shape/<layout>_<H>x<W>.json (training seed 0)
-    and <layout>_<H>x<W>_seed<S>.json."""
-    lines = ["## 5. The stronger recipe's input shape: the person (128×64, 144×72) against 128×128 at equal "
+def _shape_intro() -> list[str]:
+    """Section 5's heading, how the runs were made, and the table's header."""
+    return ["## 5. The stronger recipe's input shape: the person (128×64, 144×72) against 128×128 at equal "
              "wall time",
              "",
              "Each pair ran side by side on the 2-core CPU, one torch thread each, from random weights "
@@ -122,10 +116,12 @@ def shape_section(results: Path = ROOT / "results" / "shape") -> str:
              "| layout | input | epochs | minutes | training seeds | val Rank-1, each seed | val Rank-1 | val mAP | "
              "test Rank-1 | test mAP (queries) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    got = {layout: {key: runs for key, _, _ in SHAPES if (runs := _shape_runs(results, layout, key))}
-           for layout, _ in SHAPE_LAYOUTS}  # {layout: {shape: {training seed: run}}}, recorded ones only
-    shapes = [(key, shown) for key, shown, always in SHAPES  # an extra arm recorded nowhere is left out
-              if always or any(key in runs for runs in got.values())]
+
+
+def _shape_rows(got: dict, shapes: list[tuple[str, str]]) -> tuple[list[str], list[float]]:
+    """One table row per layout and shape (means over the training seeds), and the spread of the last val
+    Rank-1 over the seeds of each layout × shape with more than one."""
+    lines: list[str] = []
     spreads: list[float] = []  # max − min of the last val Rank-1 over a layout and shape's training seeds
     for layout, label in SHAPE_LAYOUTS:
         for key, shown in shapes:
@@ -146,6 +142,24 @@ def shape_section(results: Path = ROOT / "results" / "shape") -> str:
             minutes = _mean([h["elapsed_seconds"][-1] for h in runs.values()]) / 60
             lines.append(f"| {label} | {shown} | {', '.join(map(str, epochs))} | {minutes:.1f} | {len(runs)} | "
                          f"{each} | {m['val Rank-1']:.3f} | {m['val mAP']:.3f} | {test_cells} |")
+    return lines, spreads
+
+
+def shape_section(results: Path = ROOT / "results" / "shape") -> str:
+    """Section 5: the stronger recipe at 128×64 (and, where recorded, 144×72) against itself at
+    128×128, the runs side by side (one thread each) with schedules of about equal wall time, each
+    trained with several seeds; per layout and shape the mean over the seeds of the last epoch's val
+    and (where recorded, ``--test``) test numbers, the count of layouts on which each shape is ahead
+    of 128×128 (over the training seeds both have) and the run-by-run differences with a bootstrap
+    interval. Reads results/shape/<layout>_<H>x<W>.json (training seed 0)
+    and <layout>_<H>x<W>_seed<S>.json."""
+    lines = _shape_intro()
+    got = {layout: {key: runs for key, _, _ in SHAPES if (runs := _shape_runs(results, layout, key))}
+           for layout, _ in SHAPE_LAYOUTS}  # {layout: {shape: {training seed: run}}}, recorded ones only
+    shapes = [(key, shown) for key, shown, always in SHAPES  # an extra arm recorded nowhere is left out
+              if always or any(key in runs for runs in got.values())]
+    rows, spreads = _shape_rows(got, shapes)
+    lines += rows
     groups = (("40 ids, mean of the 3 layouts", [lay for lay, _ in SHAPE_LAYOUTS if lay.startswith("m40")]),
               ("all 5 layouts, mean", [lay for lay, _ in SHAPE_LAYOUTS]))
     for group, members in groups:

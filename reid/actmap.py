@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from .plots import denormalize, save_png
+from .plots import denormalize, readable_size, save_png
+from .text import wrap
 
 REGIONS = ("upper", "middle", "lower", "padding")
 
@@ -160,7 +161,7 @@ def describe_activation_maps(stats_by_model: Mapping[str, pd.DataFrame]) -> str:
         lines.append(f"{name}: {100 * mean['padding']:.0f} % of the map on padding; of the part on the person, "
                      f"{share['upper']:.0f} % on its upper third, {share['middle']:.0f} % middle, "
                      f"{share['lower']:.0f} % lower (mean of {len(table)} image{'s' if len(table) != 1 else ''}).")
-    return "\n".join(lines)
+    return wrap("\n".join(lines))
 
 
 def _overlay(ax: plt.Axes, picture: np.ndarray, heat: np.ndarray, padding: np.ndarray,
@@ -179,12 +180,13 @@ def show_activation_maps(models: nn.Module | Mapping[str, nn.Module], images: Te
                          path: str | Path | None = None, titles: Sequence[str] | None = None,
                          maps: Mapping[str, Tensor] | None = None, batch_size: int = 64,
                          alpha: float = 0.5, title: str | None = None, dpi: int = 72,
-                         colors: int | None = 256) -> Figure:
+                         colors: int | None = 128) -> Figure:
     """First row: the ``[N, 3, H, W]`` images; then one row per model: its activation map
     (min-max scaled per image, ``jet``: red = most) over the image. Padding is washed grey
     and hatched. ``models``: one model or ``{row label: model}``; ``maps``: optional
     precomputed :func:`activation_maps` per label (``[N, H, W]``). Saved as PNG at ``dpi``
-    with a palette of ``colors`` (see :func:`save_png`): 8 images x 4 rows is about 90 KB."""
+    with a palette of ``colors`` (see :func:`save_png`): 8 images x 4 rows is about 160 KB; the text
+    is sized to stay readable shown 900 pixels wide (reid.plots.readable_size)."""
     models = {"model": models} if isinstance(models, nn.Module) else dict(models)
     maps = dict(maps or {})
     for name, model in models.items():
@@ -192,24 +194,28 @@ def show_activation_maps(models: nn.Module | Mapping[str, nn.Module], images: Te
             maps[name] = activation_maps(model, images, batch_size)
     pictures, padding = denormalize(images), region_masks(images)["padding"].numpy()
     n, rows = len(images), 1 + len(models)
-    fig, axes = plt.subplots(rows, n, figsize=(1.15 * n, 1.25 * rows), squeeze=False)
+    tile_h = 1.5
+    tile_w = tile_h * images.shape[-1] / images.shape[-2]
+    width = n * (tile_w + 0.1) + 1.0            # + the row labels
+    size = readable_size(width, 8)
+    fig, axes = plt.subplots(rows, n, figsize=(width, rows * (tile_h + 0.1) + 0.6), squeeze=False)
     for j in range(n):
         axes[0, j].imshow(pictures[j])
         if titles is not None:
-            axes[0, j].set_title(titles[j], fontsize=7)
+            axes[0, j].set_title(titles[j], fontsize=size)
     for i, name in enumerate(models, start=1):
         m = maps[name].detach().float().cpu()
         low = m.amin(dim=(1, 2), keepdim=True)
         scaled = ((m - low) / (m.amax(dim=(1, 2), keepdim=True) - low).clamp(min=1e-12)).numpy()
         for j in range(n):
             _overlay(axes[i, j], pictures[j], scaled[j], padding[j], alpha)
-        axes[i, 0].set_ylabel(textwrap.fill(name, 14), fontsize=7)
-    axes[0, 0].set_ylabel("image", fontsize=8)
+        axes[i, 0].set_ylabel(textwrap.fill(name, 14), fontsize=size)
+    axes[0, 0].set_ylabel("image", fontsize=size)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(title or "Activation maps (per-image min–max; red = most; hatched = padding)",
-                 fontsize=9)
+                 fontsize=size + 1)
     fig.tight_layout(pad=0.3)
     if path is not None:
         save_png(fig, path, dpi, colors)

@@ -1,30 +1,31 @@
-"""Default training budgets: how many epochs a model gets, from the device and the data.
+"""Default training budgets: how many epochs a model gets, from its start, the device and the data.
 
 A fixed epoch count gives a small layout few optimiser steps (40 identities × 10 images are
-6 batches of 64 an epoch) and a large one many, and the same count does not suit a 2-core CPU
-and a GPU. So the budget is a number of training samples each model sees, counted at the cost
-of the handout's 128×128 input (an H×W image counts H·W/128² of one, so the stronger
-recipe's 128×64 images cost half), and the epochs follow from the data:
+6 batches of 64 an epoch) and a large one many. So the budget is a number of training samples
+each model sees, and the epochs follow from the data:
 
     epochs = ceil(budget / samples per epoch),   at least MIN_EPOCHS.
 
 A sample is an image for the ID and stronger recipes and a row of the triplet file (an anchor
 with its positive and negative) for the triplet recipe, so the triplet model gets as many
-passes over its rows as the ID model over its images, at three times the images. Counting the
-triplet model's three images instead gave it a third of the epochs, and its val curve was still
-rising when they ran out. Measured with the literal preset (bench/BENCHMARKS.md, section 4): on
-the synthetic layout 5 epochs ended at val Rank-1 0.180, still rising, and 14 at 0.332 (0.336 at
-epoch 13, the last three epochs within 0.004 of each other, though above the earlier ones by 0.02,
-so ``reid.report.verdict`` still calls the curve rising); on the Market layout 14 epochs levelled
-off at 0.318 (best 0.335 at epoch 11).
+passes over its rows as the ID model over its images, at three times the images. Samples are
+counted whatever their size: a budget is a number of optimiser steps at the recipe's batch size,
+so the stronger recipe gets the same steps at 128×64 on a CPU as at 256×128 on a GPU (counting a
+256×128 image as 2 samples and a 128×64 one as half, as before, gave it a quarter of the steps there).
 
-CPU: 31,000 images per model, the budget the full notebook run has had on the 2-core CPU (the
-ID model's 14 epochs of 35 batches of 64 on the 2,300 training images: about 8 minutes under
-bfloat16). CUDA: 4× that, chosen from the CPU curves on the Market-1501 layout (bench/BENCHMARKS.md,
-section 3): the ID and stronger recipes level off after about 20 passes over 2,300 images
-(45,000 images) from random weights; 124,000 gives that with room for ImageNet-initialised
-runs to settle, and fits a T4 in minutes by the CPU-to-GPU throughput ratio assumed, not
-measured, here (no GPU was available to this project's machine; see README).
+The budget depends on how the backbone starts (``SAMPLE_BUDGET``):
+
+* ``"random"`` (no weights file loaded): on a CPU 31,000 images for the ID model and rows for the
+  triplet model (the ID model's 14 epochs of 35 batches of 64 on the course's 2,300 training images)
+  and 62,000 images for the stronger recipe (its 35 epochs of 28 P×K batches); on CUDA 4× those,
+  chosen from the CPU curves on the Market-1501 layout, not measured on a GPU (none was available).
+  Measured with the literal triplet preset (bench/BENCHMARKS.md, section 4): counting a row as
+  three images gave it a third of the epochs, and its val curve was still rising when they ran out.
+* ``"pretrained"`` (C6 loaded weights): measured from runs started from a stand-in weights file
+  (bench/standin_weights.py; bench/BENCHMARKS.md, section 7), read from the curves and confirmed
+  with one run per model. The same on every device: a fine-tune peaks in few steps, and more steps
+  wear the prior away.
+
 ``REID_EPOCHS`` overrides every model's epochs (see :func:`epochs_from_env`).
 """
 from __future__ import annotations
@@ -35,11 +36,29 @@ from typing import Any
 
 import torch
 
-from reid.train import Recipe
+from reid.config import RANDOM_START
+from reid.recipes import Recipe
 
-IMAGE_BUDGET = {"cpu": 31_000, "cuda": 124_000}  # samples (images; triplet rows) per model, a 128×64 image counting half
+SAMPLE_BUDGET: dict[str, dict[str, dict[str, int]]] = {
+    "random": {"cpu": {"id": 31_000, "triplet": 31_000, "strong": 62_000},
+               "cuda": {"id": 124_000, "triplet": 124_000, "strong": 248_000}},
+}
+PRETRAINED_BUDGET = {"id": 31_000, "triplet": 31_000, "strong": 62_000}
+"""Samples per model from a pretrained start, on every device (bench/BENCHMARKS.md section 7)."""
+SAMPLE_BUDGET["pretrained"] = {"cpu": PRETRAINED_BUDGET, "cuda": PRETRAINED_BUDGET}
 MIN_EPOCHS = 2
 EPOCHS_ENV = "REID_EPOCHS"
+
+
+def start_kind(cfg: Any) -> str:
+    """"random" or "pretrained": which of SAMPLE_BUDGET's budgets a config's start takes."""
+    return "random" if getattr(cfg, "start", RANDOM_START) == RANDOM_START else "pretrained"
+
+
+def sample_budget(cfg: Any, device: torch.device | str) -> int:
+    """Samples ``cfg``'s recipe sees from its start on ``device`` (devices other than CUDA: the CPU's)."""
+    kind = "cuda" if torch.device(device).type == "cuda" else "cpu"
+    return SAMPLE_BUDGET[start_kind(cfg)][kind][cfg.recipe]
 
 
 def images_per_epoch(cfg: Any, train_set: Any) -> int:
@@ -62,18 +81,10 @@ def samples_per_epoch(cfg: Any, train_set: Any) -> int:
     return images // 3 if cfg.recipe == "triplet" else images
 
 
-def image_cost(train_set: Any) -> float:
-    """Cost of one training image relative to a 128×128 one: H·W / 128² of the cached images."""
-    h, w = train_set.cache.images.shape[-2:]
-    return h * w / 128 ** 2
-
-
 def default_epochs(cfg: Any, train_set: Any, device: torch.device | str) -> int:
-    """Epochs that give ``cfg``'s recipe the device's budget of samples on ``train_set``
-    (see the module docstring); devices other than CUDA get the CPU budget."""
-    kind = "cuda" if torch.device(device).type == "cuda" else "cpu"
-    per_epoch = samples_per_epoch(cfg, train_set) * image_cost(train_set)
-    return max(MIN_EPOCHS, math.ceil(IMAGE_BUDGET[kind] / per_epoch))
+    """Epochs that give ``cfg``'s recipe its start's budget of samples on ``device`` (:func:`sample_budget`)
+    on ``train_set``."""
+    return max(MIN_EPOCHS, math.ceil(sample_budget(cfg, device) / samples_per_epoch(cfg, train_set)))
 
 
 def epochs_from_env(default: int) -> int:
@@ -109,23 +120,40 @@ def choose_epochs(cfg: Any, train_set: Any, device: torch.device | str, quick: b
     epochs = epochs_from_env(default)
     if epochs != default or os.environ.get(EPOCHS_ENV, "").strip():
         return epochs, f"{epochs} epochs ({EPOCHS_ENV}; the default here would be {default})"
-    kind = "cuda" if torch.device(device).type == "cuda" else "cpu"
-    per_epoch = samples_per_epoch(cfg, train_set)
-    cost = image_cost(train_set)
+    start = start_kind(cfg)
+    where = ("the same on every device" if start == "pretrained" else
+             f"{'CUDA' if torch.device(device).type == 'cuda' else 'CPU'}")
     unit = "triplet rows (three images each)" if cfg.recipe == "triplet" else "images"
-    counted = f"{per_epoch:,} {unit} an epoch" + (f" × {cost:g} of a 128×128 image's cost" if cost != 1 else "")
-    return epochs, (f"{epochs} epochs: the {kind.upper()} budget of {IMAGE_BUDGET[kind]:,} training samples "
-                    f"÷ {counted} (reid/budget.py)")
+    return epochs, (f"{epochs} epochs: the budget for a {start} start ({where}) of {sample_budget(cfg, device):,} "
+                    f"{unit} ÷ {samples_per_epoch(cfg, train_set):,} an epoch (reid/budget.py)")
 
 
-def strong_input_size(checkpoint_dir: str | os.PathLike, device: torch.device | str) -> tuple[int, int]:
+def plan_training(preset: Any, train_set: Any, device: torch.device | str, report: Any = None,
+                  quick: bool = False, **overrides: Any) -> tuple[Any, str]:
+    """(TrainConfig, the line saying how its epochs were chosen) for one notebook model: ``preset``
+    (``TrainConfig.handout_id`` / ``handout_triplet`` / ``strong``) for the start that model's own C6
+    report says it has (``reid.config.start_of``: the weights file's SHA-256, or random), with the
+    epochs of that start's budget (:func:`choose_epochs`) and ``overrides`` (quick mode's cuts)."""
+    from reid.config import start_of  # noqa: PLC0415
+
+    start = start_of(report)
+    cfg = preset(**start, **overrides)
+    epochs, how = choose_epochs(cfg, train_set, device, quick=quick)
+    return preset(epochs=epochs, **start, **overrides), how
+
+
+def strong_input_size(checkpoint_dir: str | os.PathLike, device: torch.device | str,
+                      sync: Any = None) -> tuple[int, int]:
     """The stronger recipe's (H, W): the one its checkpoint in ``checkpoint_dir`` recorded, if
     there is one (a run resumed on another device keeps its shape: a Colab runtime that came
-    back without a GPU continues at 256×128), else :func:`default_input_size` for ``device``."""
+    back without a GPU continues at 256×128), else :func:`default_input_size` for ``device``.
+    ``sync`` (a reid.train.CheckpointSync, the Drive copy on Colab) first brings a newer copy down."""
     from pathlib import Path
 
     from reid.checkpoints import CheckpointError, load_checkpoint
 
+    if sync is not None:
+        sync.pull(Path(checkpoint_dir))
     path = Path(checkpoint_dir) / "last.pt"
     if path.is_file():
         try:

@@ -2,18 +2,22 @@
 
 On Colab the project folder sits in the student's Google Drive (`MyDrive/FOLDERNAME`, mounted
 and made the working folder by the notebook's first cell). Everything the student keeps is
-written there — checkpoints, figures, `pred.csv`, the submission zip — so a dropped runtime
-loses nothing; the course's data zip is unpacked once to the runtime's local disk
-(`/content/reid_data`), because Drive is slow for thousands of small files. Off Colab
+written there — figures, `pred.csv`, the submission zip, and a copy of the checkpoints — so a
+dropped runtime loses little. Checkpoints are written every epoch to the runtime's local disk
+(`/content/reid_runs`) and copied to Drive at most every 10 minutes (reid/drive.py: each replaced
+140 MB file would otherwise fill Drive's trash); the course's data zip is unpacked once to the
+local disk (`/content/reid_data`), because Drive is slow for thousands of small files. Off Colab
 everything stays where it always was: `runs/`, `figures/` and `data/` in the project,
-`REID_DATA` and `REID_RUNS` honoured.
+`REID_DATA` and `REID_RUNS` honoured (`REID_LOCAL` names another local disk, for simulations).
 
 Map of this module:
     check_project       the project files the notebook needs, named when missing (first cell)
     check_line, gpu_check, weights_check   the checklist the notebook prints as it learns things
+    find_weights_once   the first cell's weights line: looks once per kernel (reid.model.find_imagenet_weights)
     layout_zips         which zips in a folder hold the assignment's layout (by their contents)
     unpack_layout_zip   unpack one, once; reuse it while the zip is the same
-    Workspace           project / runs / figures paths, `find_data`, `keep`, `submit`
+    Workspace           project / runs / figures paths, `find_data`, `keep`, `mirror`, `pack`
+The run token and the submission check are in reid/submission.py.
 
 This module imports only the standard library at its top, so the first cell can import it to
 name missing files before anything else of the project is imported.
@@ -66,12 +70,35 @@ def gpu_check(in_colab: bool) -> str:
     return check_line(None, "no GPU: training runs on the CPU")
 
 
-def weights_check(loaded: bool, in_colab: bool) -> str:
-    """The C6 line of the checklist: whether the ImageNet weights loaded."""
-    if loaded:
-        return check_line(True, "ImageNet weights loaded into the backbone")
-    hint = " (Colab reaches the internet: run this cell again)" if in_colab else ""
-    return check_line(False, f"ImageNet weights not loaded: the models start from random initialisation{hint}")
+def weights_check(found: object, in_colab: bool) -> str:
+    """The weights line of the checklist: ``found`` is what :func:`find_weights_once` found (a
+    reid.model.WeightsFile), or a bool (C6: whether the weights loaded). ✓ says where from; ✗ says why
+    and how to fix it."""
+    from .text import wrap  # noqa: PLC0415
+    if isinstance(found, bool):
+        if found:
+            return check_line(True, "ImageNet weights loaded into the backbone")
+        hint = " (Colab reaches the internet: run the first cell again)" if in_colab else ""
+        return check_line(False, f"ImageNet weights not loaded: the models start from random initialisation{hint}")
+    path, how, message = getattr(found, "path", None), getattr(found, "how", ""), getattr(found, "message", "")
+    if path is not None:
+        return wrap(check_line(True, f"ImageNet weights: {path} ({how}); C6 loads this file"))
+    hint = (" Colab reaches the internet: Runtime → Restart session, then Run all." if in_colab else
+            " Without them every model trains from random initialisation.")
+    return wrap(check_line(False, f"ImageNet weights not found. {message}{hint}"))
+
+
+_WEIGHTS: dict[str, object] = {}
+
+
+def find_weights_once(url: str | None = None) -> object:
+    """The first cell's look for C6's weights file (reid.model.find_imagenet_weights: $REID_IMAGENET_WEIGHTS,
+    torch hub's cache, one download), once per kernel: running the first cell again reuses what it found."""
+    from .model import RESNET18_URL, find_imagenet_weights  # noqa: PLC0415 (torch: after the project check)
+    url = url or RESNET18_URL
+    if url not in _WEIGHTS:
+        _WEIGHTS[url] = find_imagenet_weights(url)
+    return _WEIGHTS[url]
 
 
 # --------------------------------------------------------------------------- project files
@@ -240,13 +267,6 @@ def write_zip(dest: str | Path, members: dict[str, Path]) -> Path:
     return dest
 
 
-def executed_cells(notebook: Path) -> tuple[int, int]:
-    """(code cells with an execution count, code cells) of a saved notebook file."""
-    cells = [c for c in json.loads(notebook.read_text(encoding="utf-8")).get("cells", [])
-             if c.get("cell_type") == "code"]
-    return sum(c.get("execution_count") is not None for c in cells), len(cells)
-
-
 # --------------------------------------------------------------------------- the workspace
 @dataclass
 class Workspace:
@@ -256,7 +276,8 @@ class Workspace:
         project: the project folder, absolute (on Colab MyDrive/FOLDERNAME, the working folder).
         colab: whether this is a Colab runtime.
         quick: quick mode (`REID_QUICK=1`): its runs and figures go under runs/quick.
-        local: the runtime's local disk on Colab, where the course's zip is unpacked.
+        local: the runtime's local disk on Colab, where the course's zip is unpacked and checkpoints
+            are written (`$REID_LOCAL` when set, else /content).
         runs_root: `$REID_RUNS`, default `project/runs`.
     """
 
@@ -276,18 +297,37 @@ class Workspace:
                local: str | Path = "/content") -> "Workspace":
         """The workspace of this kernel: Colab when `google.colab` is loaded, the project = the
         working folder (the first cell made it the Drive folder on Colab), `$REID_RUNS` honoured."""
+        local = os.environ.get("REID_LOCAL", "") or local
         return cls(Path(project if project is not None else os.getcwd()), "google.colab" in sys.modules,
                    quick, Path(local), Path(os.environ.get("REID_RUNS", "runs")))
 
     @property
-    def runs(self) -> Path:
-        """Checkpoints and the submission zip: runs_root/quick or runs_root/full."""
+    def kept(self) -> Path:
+        """What is kept of the runs — the submission zip, the run record, the Drive copy of the checkpoints:
+        runs_root/quick or runs_root/full (in the project folder, so in Drive on Colab)."""
         return self.runs_root / ("quick" if self.quick else "full")
+
+    @property
+    def runs(self) -> Path:
+        """Where checkpoints are written every epoch: the runtime's local disk on Colab
+        (local/reid_runs/quick|full, mirrored to :attr:`kept` by :meth:`mirror`), else :attr:`kept`."""
+        return self.local / "reid_runs" / self.kept.name if self.colab else self.kept
+
+    def mirror(self, interval_s: float = 600.0) -> object:
+        """On Colab the reid.drive.DriveMirror that copies checkpoints from :attr:`runs` to :attr:`kept` (at
+        most every ``interval_s``, at each model's end and on Ctrl-C); None elsewhere (nothing to copy)."""
+        if not self.colab:
+            return None
+        from .drive import DriveMirror  # noqa: PLC0415
+        return DriveMirror(self.runs, self.kept, interval_s)
 
     @property
     def figures(self) -> Path:
         """Figures: runs/quick/figures in quick mode, else project/figures (the ones answers.md shows)."""
-        return self.runs / "figures" if self.quick else self.project / "figures"
+        override = getattr(self, "figures_override", None)
+        if override is not None:
+            return override
+        return self.kept / "figures" if self.quick else self.project / "figures"
 
     @property
     def data_dir(self) -> Path:
@@ -300,7 +340,7 @@ class Workspace:
 
     @property
     def submission_zip(self) -> Path:
-        return self.runs / SUBMISSION_NAME
+        return self.kept / SUBMISSION_NAME
 
     def keep(self, path: str | Path, name: str | None = None) -> Path:
         """On Colab, copy a file the student keeps into the project folder (Drive) unless it is
@@ -313,34 +353,30 @@ class Workspace:
         _atomic_copy(path, target)
         return target
 
-    def submit(self, pred_csv: str | Path, notebook: str = "assignment.ipynb") -> Path:
-        """Make the submission: a zip of the notebook file as saved, pred.csv and the figures, at
-        `submission_zip` (replaced atomically); on Colab also offered for download.
+    def pack(self, notebook: str | Path, pred_csv: str | Path, beyond_csv: str | Path | None = None,
+             zip_path: str | Path | None = None) -> Path:
+        """Write the submission zip (``zip_path``, default :attr:`submission_zip`, replaced atomically): the
+        notebook file as saved, pred.csv, the stronger recipe's pred_beyond.csv when given, and the
+        figures; on Colab pred.csv is kept in the Drive folder and the zip offered for download. Whether
+        the saved notebook is this run is checked before (reid.submission).
 
         Raises:
-            FileNotFoundError when the notebook is not in the project folder or pred.csv is missing.
+            FileNotFoundError when the notebook or pred.csv is missing.
         """
-        nb, pred_csv = self.project / notebook, Path(pred_csv)
-        if not nb.is_file():
-            raise FileNotFoundError(f"{nb}: not found. Open {notebook} from the project folder (in Colab: "
-                                    f"File → Open notebook → Google Drive → {self.project.name}) so that it is "
-                                    f"saved there, save it (Ctrl+S) and run this cell again")
-        if not pred_csv.is_file():
-            raise FileNotFoundError(f"{pred_csv}: no predictions; run the 'Test predictions' cell first")
+        nb, pred_csv = Path(notebook), Path(pred_csv)
+        for path, what in ((nb, "the saved notebook"), (pred_csv, "no predictions: run the prediction cell first")):
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: {what}")
         pred = self.keep(pred_csv, "pred.csv")
         figures = sorted(self.figures.glob("*.png"))
-        done, total = executed_cells(nb)
-        if done == 0:
-            print(check_line(False, f"{nb} as saved has no executed cell: save the notebook (Ctrl+S) "
-                                    f"and run this cell again"))
-        elif done < total - 1:  # every cell but this one should have run in the saved copy
-            print(check_line(None, f"{nb} as saved has {done} of its {total} code cells run (the copy on disk "
-                                   f"is older than this session's outputs): save the notebook (Ctrl+S) and "
-                                   f"run this cell again before handing the zip in"))
-        members = {nb.name: nb, "pred.csv": pred, **{f"figures/{p.name}": p for p in figures}}
-        zip_path = write_zip(self.submission_zip, members)
-        print(check_line(True, f"submission: {zip_path} — {nb.name} as saved ({done} of {total} code cells "
-                               f"run), pred.csv, {len(figures)} figures"))
+        members = {nb.name: nb, "pred.csv": pred}
+        if beyond_csv is not None and Path(beyond_csv).is_file():
+            members["pred_beyond.csv"] = Path(beyond_csv)
+        members.update({f"figures/{p.name}": p for p in figures})
+        zip_path = write_zip(zip_path or self.submission_zip, members)
+        from .text import wrap  # noqa: PLC0415
+        print(wrap(check_line(True, f"submission: {zip_path} — {nb.name} as saved, {', '.join(list(members)[1:3])}, "
+                                    f"{len(figures)} figures")))
         if self.colab:
             from google.colab import files  # noqa: PLC0415 (only on Colab)
             files.download(str(zip_path))

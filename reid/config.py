@@ -17,7 +17,7 @@ from .device import resolve_amp
 from .losses import HANDOUT_MARGIN
 from .text import wrap
 
-__all__ = ["TrainConfig", "RECIPES", "MINING", "RANDOM_START", "PRETRAINED", "start_of", "unused_fields"]
+__all__ = ["TrainConfig", "RECIPES", "MINING", "RANDOM_START", "PRETRAINED", "start_of", "start_folder", "unused_fields"]
 
 RANDOM_START = "random"
 RECIPES = ("id", "triplet", "strong")
@@ -224,6 +224,13 @@ def start_of(report: Any) -> dict[str, str | None]:
     if report is None or not getattr(report, "ok", False) or not getattr(report, "sha256", None):
         return {"start": RANDOM_START, "start_file": None}
     return {"start": f"sha256:{report.sha256}", "start_file": report.file_name}
+
+
+def start_folder(start: str) -> str:
+    """The checkpoint folder of a start (``RUNS/<data>/<start folder>/<model>``): ``"random"``, or
+    ``"pretrained-<the first 12 hex digits of the weights file's SHA-256>"``, so a run of one start
+    never finds another's checkpoint."""
+    return RANDOM_START if start == RANDOM_START else "pretrained-" + start.removeprefix("sha256:")[:12]
 
 
 def unused_fields(recipe: str, mining: str = "none") -> set[str]:

@@ -374,14 +374,14 @@ def _read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
 
 
 def load_imagenet_weights(model: nn.Module, source: str | os.PathLike | WeightsFile | None = None,
-                          progress: bool = False) -> WeightReport:
+                          progress: bool = False, verbose: bool = True) -> WeightReport:
     """C6: copy torchvision's ImageNet weights into a backbone (or ``model.backbone``).
 
     ``source``: a local file; or what :func:`find_imagenet_weights` found (the notebook's first cell
     looks once, and C6 loads that file without a second network attempt); None: look now —
     ``$REID_IMAGENET_WEIGHTS``, torch hub's cache, else one download of the backbone's
     ``imagenet_url``. With no file, one paragraph (what failed, where to put the file) is printed
-    to stdout and a report with ``ok=False`` and nothing loaded comes back. Every shape is checked:
+    to stdout (``verbose``) and a report with ``ok=False`` and nothing loaded comes back. Every shape is checked:
     a mismatch raises a ``ValueError`` naming both tensors and shapes (with the report as ``.report``).
     The report records the file's SHA-256 and name (the run's start, ``reid.config.start_of``).
     """
@@ -394,7 +394,8 @@ def load_imagenet_weights(model: nn.Module, source: str | os.PathLike | WeightsF
     if isinstance(source, WeightsFile):
         if source.path is None:
             message = f"{source.message} Training continues from random initialisation."
-            print(wrap(message))
+            if verbose:
+                print(wrap(message))
             return WeightReport([], all_names, [], source.url, False, message)
         path, where = source.path, (str(source.path) if source.how == f"${WEIGHTS_ENV}" else source.url)
     else:
@@ -534,6 +535,18 @@ class BNNeckNet(nn.Module):
     def embed_from_feature(self, feature: Tensor) -> Tensor:
         """The retrieval feature from forward's first output (the pre-BN ``f``): ``BN(f)``."""
         return self.bnneck(feature)
+
+
+def weights_copy(model: nn.Module) -> dict[str, Tensor]:
+    """A copy of every tensor of ``model.state_dict()`` (backbone and head), on the CPU: an initial state
+    another model can start from (``load_state_dict``), whatever random numbers are drawn in between."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def holds_weights(model: nn.Module, state: Mapping[str, Tensor]) -> bool:
+    """Whether ``model``'s state dict equals ``state`` tensor for tensor (same names, equal values)."""
+    mine = model.state_dict()
+    return mine.keys() == state.keys() and all(torch.equal(mine[k].cpu(), state[k].cpu()) for k in mine)
 
 
 BACKBONES = {"resnet18": ModifiedResNet18, "resnet50": ModifiedResNet50}

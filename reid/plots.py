@@ -25,6 +25,40 @@ from .data import IMAGENET_MEAN, IMAGENET_STD
 
 FIGURE_DPI = 72
 """Dots per inch of the image figures, saved and inline: 1 inch of figure = 72 pixels."""
+SHOWN_WIDTH = 900
+"""Figures are readable when shown this many pixels wide: every text at least MIN_TEXT_PX pixels high."""
+MIN_TEXT_PX = 10
+
+
+def readable_size(width_in: float, least: float = 7.0) -> float:
+    """The smallest font size (points) that stays ``MIN_TEXT_PX`` high when a figure ``width_in`` inches
+    wide is shown ``SHOWN_WIDTH`` pixels wide: pt × (SHOWN_WIDTH / (72 × width_in)) ≥ MIN_TEXT_PX,
+    whatever the dpi; at least ``least``, rounded up to a half point."""
+    needed = MIN_TEXT_PX * 72 * width_in / SHOWN_WIDTH
+    return max(least, np.ceil(needed * 2) / 2)
+
+
+def _drawn_texts(fig: Figure) -> list[matplotlib.text.Text]:
+    """The texts a saved figure shows: figure titles, and per axes its titles, its labels and tick labels
+    when its axis is on, its legend and the texts placed in it (empty or hidden ones left out)."""
+    texts = list(fig.texts)
+    for ax in fig.axes:
+        texts += [ax.title, ax._left_title, ax._right_title, *ax.texts]
+        if ax.axison:
+            texts += [ax.xaxis.label, ax.yaxis.label, *ax.get_xticklabels(), *ax.get_yticklabels()]
+        legend = ax.get_legend()
+        if legend is not None:
+            texts += [*legend.get_texts(), legend.get_title()]
+    return [t for t in texts if t.get_visible() and t.get_text().strip()]
+
+
+def shown_text_px(fig: Figure, shown_width: int = SHOWN_WIDTH) -> float:
+    """The height in pixels of the smallest text ``fig`` shows when its saved picture (tight bounding
+    box, as save_png writes it) is shown ``shown_width`` pixels wide."""
+    fig.canvas.draw()
+    width_in = fig.get_tightbbox(fig.canvas.get_renderer()).width
+    sizes = [t.get_fontsize() for t in _drawn_texts(fig)]
+    return min(sizes) * shown_width / (72 * width_in) if sizes else float("inf")
 
 
 def denormalize(images: Tensor) -> np.ndarray:
@@ -97,38 +131,53 @@ def _smooth(values: Sequence[float], window: int) -> np.ndarray:
 
 def plot_history(histories: Mapping[str, Any], path: str | Path | None = None,
                  title: str | None = None) -> Figure:
-    """Three panels per the handout: training loss per iteration, validation loss per epoch,
-    and val Rank-1/5/10 per epoch, one line style per model.
+    """The handout's curves, one colour per model: training loss per iteration (faint: each
+    iteration; solid: its moving average), validation loss per epoch, and val Rank-1, Rank-5 and
+    Rank-10 per epoch, each in its own panel; a ring marks each model's kept epoch (best val mAP).
+    Drawn 9 inches wide, so its text stays readable shown 900 pixels wide (:func:`shown_text_px`).
 
     Args:
-        histories: {label: History or its dict}; each has iter_loss, val_loss, rank1, rank5, rank10.
+        histories: {label: History or its dict}; each has iter_loss, val_loss, rank1, rank5, rank10, mAP.
     """
-    fig, axes = plt.subplots(1, 3, figsize=(16.5, 3.8))
+    fig, axes = plt.subplots(2, 3, figsize=(9.0, 5.6))
     colors = matplotlib.colormaps["tab10"].colors
+    windows = []
     for i, (label, h) in enumerate(histories.items()):
         c = colors[i % 10]
         loss = _get(h, "iter_loss")
         window = max(1, len(loss) // 50)
-        axes[0].plot(np.arange(len(loss)) + 1, loss, color=c, alpha=0.25, lw=0.8)
+        windows.append(window)
+        axes[0, 0].plot(np.arange(len(loss)) + 1, loss, color=c, alpha=0.25, lw=0.8)
         sm = _smooth(loss, window)
-        axes[0].plot(np.arange(len(sm)) + window, sm, color=c, lw=1.6, label=f"{label} (mean of {window})")
+        axes[0, 0].plot(np.arange(len(sm)) + window, sm, color=c, lw=1.6, label=label)
         vl = _get(h, "val_loss")
-        axes[1].plot(np.arange(1, len(vl) + 1), vl, "o-", color=c, label=label)
-        for k, style in ((1, "o-"), (5, "s--"), (10, "^:")):
+        axes[0, 1].plot(np.arange(1, len(vl) + 1), vl, "o-", color=c, ms=3, label=label)
+        maps = [m if m is not None else -1 for m in _get(h, "mAP")]
+        kept = max(range(len(maps)), key=lambda e: (maps[e], -e)) if maps else None
+        for ax, k in zip(axes[1], (1, 5, 10)):
             r = _get(h, f"rank{k}")
-            axes[2].plot(np.arange(1, len(r) + 1), r, style, color=c, label=f"{label} Rank-{k}")
-    axes[0].set(xlabel="iteration", ylabel="training loss", title="Training loss per iteration")
-    axes[1].set(xlabel="epoch", ylabel="validation loss", title="Validation loss per epoch")
-    axes[2].set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02), title="Val Rank-1 / 5 / 10 per epoch")
-    for ax in axes:
+            ax.plot(np.arange(1, len(r) + 1), r, "o-", color=c, ms=3, label=label)
+            if kept is not None and kept < len(r):
+                ax.plot([kept + 1], [r[kept]], "o", ms=9, mfc="none", mec=c, mew=1.5)
+    smooth = f"moving average of {max(windows)}" if windows and max(windows) > 1 else "each iteration"
+    axes[0, 0].set(xlabel="iteration", ylabel="loss", title=f"Training loss\n(faint: each iteration; solid: {smooth})")
+    axes[0, 1].set(xlabel="epoch", ylabel="loss", title="Validation loss\n(triplet loss on val triplets)")
+    for ax, k in zip(axes[1], (1, 5, 10)):
+        ax.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02), title=f"Val Rank-{k}")
+    for ax in axes.flat:
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
-    axes[0].legend(fontsize=7, loc="best")
-    axes[1].legend(fontsize=7, loc="best")
-    # nine Rank-k lines: their legend goes beside the panel, where it covers no curve
-    axes[2].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+        ax.title.set_fontsize(9)
+        ax.xaxis.label.set_fontsize(8)
+        ax.yaxis.label.set_fontsize(8)
+        ax.tick_params(labelsize=8)
+    axes[0, 2].axis("off")  # the legend's panel: one entry per model, covering no curve
+    handles, labels = axes[0, 1].get_legend_handles_labels()
+    handles.append(matplotlib.lines.Line2D([], [], ls="none", marker="o", ms=9, mfc="none", mec="grey"))
+    labels.append("ring: the kept epoch\n(best val mAP)")
+    axes[0, 2].legend(handles, labels, loc="center", fontsize=8, frameon=False)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path, colors=64)  # line plots: a small palette loses nothing
 
@@ -146,7 +195,7 @@ def _tile_axes(nrows: int, ncols: int, tile_w: float, tile_h: float, title_room:
                         top=1 - (top + title_room) / height,
                         wspace=gap / tile_w, hspace=(title_room + gap) / tile_h)
     if title:
-        fig.suptitle(title, fontsize=10, y=1 - 0.04 / height, va="top")
+        fig.suptitle(title, fontsize=readable_size(width, 10), y=1 - 0.04 / height, va="top")
     return fig, axes
 
 
@@ -173,18 +222,19 @@ def plot_ranked_results(query_images: Tensor, gallery_images: Tensor, ranks: Ten
     (the synthetic pedestrians: about 50 KB); shown inline in full colour, about 300 KB.
     """
     k, tile_w = ranks.shape[1], _tile_width(gallery_images, tile_height)
-    fig, axes = _tile_axes(len(rows), k + 1, tile_w, tile_height, title_room=0.2, title=title)
+    size = readable_size((k + 1) * (tile_w + 0.08))
+    fig, axes = _tile_axes(len(rows), k + 1, tile_w, tile_height, title_room=max(0.2, 1.6 * size / 72), title=title)
     for r, q in enumerate(rows):
         ax = axes[r, 0]
         ax.imshow(denormalize(query_images[q]))
-        ax.set_title(f"query {q}", fontsize=7)
+        ax.set_title(f"query {q}", fontsize=size)
         _frame(ax, "black")
         for j in range(k):
             g = int(ranks[q, j])
             ax = axes[r, j + 1]
             ax.imshow(denormalize(gallery_images[g]))
             hit = g == int(gt[q])
-            ax.set_title(f"#{j + 1}: {g}", fontsize=7, color="green" if hit else "red")
+            ax.set_title(f"#{j + 1}: {g}", fontsize=size, color="green" if hit else "red")
             _frame(ax, "green" if hit else "red")
     for ax in axes.flat:
         ax.set_xticks([])
@@ -201,13 +251,15 @@ def show_gallery_grid(images: Tensor, ncols: int = 20, path: str | Path | None =
     (100 Market crops in rows of 20: about 80 KB at 128×64, 85 KB at 128×128)."""
     n = len(images)
     nrows = max(1, int(np.ceil(n / ncols)))
-    fig, axes = _tile_axes(nrows, ncols, _tile_width(images, tile_height), tile_height, title_room=0.14, title=title)
+    tile_w = _tile_width(images, tile_height)
+    size = readable_size(ncols * (tile_w + 0.08))
+    fig, axes = _tile_axes(nrows, ncols, tile_w, tile_height, title_room=1.3 * size / 72, title=title)
     pics = denormalize(images)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
             ax.imshow(pics[i])
-            ax.set_title(str(i), fontsize=6, pad=1)
+            ax.set_title(str(i), fontsize=size, pad=1)
     return _save(fig, path, dpi=FIGURE_DPI, colors=colors)
 
 
@@ -231,12 +283,13 @@ def show_images(images: Tensor, titles: Sequence[str], path: str | Path | None =
     samples of IDLossDataset, or a triplet (anchor, positive, negative). Tiles keep the aspect."""
     if len(images) != len(titles):
         raise ValueError(f"show_images got {len(images)} images and {len(titles)} titles")
-    fig, axes = _tile_axes(1, len(images), _tile_width(images, tile_height), tile_height, title_room=0.3,
-                           title=title)
+    tile_w = _tile_width(images, tile_height)
+    size = readable_size(len(images) * (tile_w + 0.08))
+    fig, axes = _tile_axes(1, len(images), tile_w, tile_height, title_room=max(0.3, 1.6 * size / 72), title=title)
     pics = denormalize(images)
     for ax, pic, text in zip(axes[0], pics, titles):
         ax.imshow(pic)
-        ax.set_title(text, fontsize=7)
+        ax.set_title(text, fontsize=size)
         ax.set_xticks([])
         ax.set_yticks([])
     return _save(fig, path, dpi=FIGURE_DPI, colors=colors)

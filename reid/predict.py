@@ -94,7 +94,7 @@ def _write_rows(path: Path, header: list[str], rows: list[list[str]]) -> None:
 
 def write_predictions(model: Ranker, root: str | Path, dataset: RetrievalDataset | None = None,
                       batch_size: int = 256, flip: bool = False, metric: str = "euclidean",
-                      rerank: bool = False) -> Path:
+                      rerank: bool = False, name: str = "pred.csv") -> Path:
     """Fill `root/test/pred.csv`'s gallery column with each query's top-1 gallery image.
 
     Args:
@@ -106,6 +106,9 @@ def write_predictions(model: Ranker, root: str | Path, dataset: RetrievalDataset
         metric: the distance to rank by, "euclidean" or "cosine".
         rerank: rank by k-reciprocal re-ranked distances (off by default: it is transductive,
             every query's ranking then depends on all the test queries at once).
+        name: the file written beside test/pred.csv: "pred.csv" fills it in place; another name
+            (the stronger recipe's "pred_beyond.csv") writes pred.csv's rows, filled, to that file and
+            leaves pred.csv alone.
 
     Returns:
         The path written (`test/pred.csv`).
@@ -134,9 +137,12 @@ def write_predictions(model: Ranker, root: str | Path, dataset: RetrievalDataset
         row[gcol] = template.format(k=k, ext=exts[k])
     with open(pred_csv, newline="", encoding="utf-8-sig") as f:
         header = [h.strip() for h in next(csv.reader(f))]
-    if os.access(pred_csv, os.W_OK) and os.access(pred_csv.parent, os.W_OK):
-        _write_rows(pred_csv, header, rows)
-        return pred_csv
+    target = pred_csv.with_name(name)  # a ValueError for anything but a file name
+    if (not target.exists() or os.access(target, os.W_OK)) and os.access(target.parent, os.W_OK):
+        _write_rows(target, header, rows)
+        return target
+    if target != pred_csv:
+        raise PredictionWriteError(f"{target} cannot be written (read-only)", target)
     for fallback in (pred_csv.with_name("pred.predicted.csv"), Path.cwd() / "pred.predicted.csv"):
         try:
             _write_rows(fallback, header, rows)

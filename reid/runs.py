@@ -109,24 +109,26 @@ def shape_run_files(results_dir: str | Path, layout: str, shape: str) -> dict[in
 
 
 ABLATIONS = (
-    ("batch-all triplets of the CSV's rows (P=8 × K=4) instead of the listed triplets",
-     "not used (the stronger recipe mines batch-hard triplets of P×K images)",
-      "explore/triplet_4ep_batch_all_p8k4.json", "explore/triplet_3ep_b16_bf16.json", 3),
-    ("random shifts of up to 8 px (ID loss + flips + label smoothing)", "handout ID model (augmentation), stronger recipe",
+    ("batch-all triplets vs the listed ones", "not used",
+     "explore/triplet_4ep_batch_all_p8k4.json", "explore/triplet_3ep_b16_bf16.json", 3),
+    ("shifts ≤ 8 px (ID + flips + smoothing)", "ID model, stronger recipe",
      "market_tta_id.json", "market_tta_id_24ep_noshift.json", None),
-    ("random shifts of up to 8 px (stronger recipe)", "stronger recipe",
+    ("shifts ≤ 8 px (stronger recipe)", "stronger recipe",
      "market_tta_strong_26ep_128x128.json", "market_tta_strong_26ep_noshift.json", None),
-    ("random flips + label smoothing 0.1 (ID loss, float32, 12 epochs)",
-     "flips: all three models; label smoothing: stronger recipe",
+    ("flips + label smoothing (ID, float32)", "flips: all; smoothing: stronger",
      "market_tta_id_12ep_float32.json", "market_tta_id_12ep.json", None),
-    ("cosine instead of Euclidean ranking (stronger recipe, no shifts)", "stronger recipe",
+    ("cosine vs Euclidean ranking (stronger)", "stronger recipe",
      "market_tta_strong_26ep_noshift.json", "market_tta_strong_26ep_euclidean.json", None),
-    ("random erasing (stronger recipe, no shifts)", "not used",
+    ("random erasing (stronger recipe)", "not used",
      "market_tta_strong_34ep_erase.json", "market_tta_strong_26ep_noshift.json", None),
-    ("the person at 128×64 instead of C2's padded 128×128 (stronger recipe, runs side by side)",
-     "stronger recipe", tuple("shape/" + shape_run_name("market_s0", "128x64", seed) for seed in (0, 1, 2)),
+    ("the person at 128×64 vs padded 128×128", "stronger recipe",
+     tuple("shape/" + shape_run_name("market_s0", "128x64", seed) for seed in (0, 1, 2)),
      tuple("shape/" + shape_run_name("market_s0", "128x128", seed) for seed in (0, 1, 2)), "time"),
 )
+"""(addition — at most 40 characters, the table's row label —, where it is used, run with it, run without
+it, where they are compared: an epoch number, None = each run's last epoch, "time" = each run's last
+epoch, the two schedules planned to take the same wall time). The stronger recipe's rows ran without
+shifts where the label says "(stronger)" after shifts; bench/BENCHMARKS.md section 3 has every run."""
 
 
 def _files(run: str | tuple[str, ...]) -> tuple[str, ...]:
@@ -174,17 +176,48 @@ def ablation_table(results_dir: str | Path) -> "pd.DataFrame":
             lengths.append(epochs.pop())
             minutes.append(sum(mins) / len(mins))
         if epoch == "time":
-            at = (f"last epoch, equal wall time ({lengths[0]} epochs in {minutes[0]:.1f} min vs "
-                  f"{lengths[1]} in {minutes[1]:.1f})")
+            at = f"equal time ({lengths[0]} vs {lengths[1]} epochs)"
         elif epoch is not None:
             at = f"epoch {epoch}"
         else:
-            at = ("last epoch" if lengths[0] == lengths[1]
-                  else f"last epoch ({lengths[0]} vs {lengths[1]} epochs: not separated)")
+            at = "last epoch" if lengths[0] == lengths[1] else f"last epochs ({lengths[0]} vs {lengths[1]})"
         if seeds > 1:
-            at += f", mean of {seeds} training seeds"
+            at += f", {seeds} seeds"
         shown = [_shown(r) for r in (with_run, without_run)]
-        rows.append({"addition": addition, "in": used, "Rank-1 with": values[0], "Rank-1 without": values[1],
+        rows.append({"addition": addition, "used in": used, "Rank-1 with": values[0], "Rank-1 without": values[1],
                      "difference": values[0] - values[1], "compared at": at,
-                     "runs": f"{shown[0]} / {shown[1]}"})
+                     "minutes": f"{minutes[0]:.1f} / {minutes[1]:.1f}", "runs": f"{shown[0]} / {shown[1]}"})
     return pd.DataFrame(rows).set_index("addition").round(3)
+
+
+START_RUNS = (("ID loss (handout)", "pretrained/id_scratch.json", "pretrained/id_standin_chosen.json"),
+              ("triplet loss (handout)", "pretrained/triplet_scratch.json", "pretrained/triplet_standin_chosen.json"),
+              ("stronger recipe (beyond)", "pretrained/strong_scratch.json", "pretrained/strong_standin_chosen.json"))
+"""Per model, the recorded runs of "what the weights bought" (bench/BENCHMARKS.md section 7): from random
+weights and from the stand-in weights file, each with the settings and budget of its start."""
+
+
+def _kept_index(run: dict) -> int:
+    maps = run["mAP"]
+    return max(range(len(maps)), key=lambda i: (maps[i], -i))
+
+
+def start_table(results_dir: str | Path) -> "pd.DataFrame":
+    """Beyond the handout: per model, val and test Rank-1 of the recorded random-start and stand-in-start
+    runs (START_RUNS; each at its kept epoch, test scored with the layout's test_gt.csv); a missing file
+    is named."""
+    import pandas as pd
+
+    rows = {}
+    for model, random_run, standin_run in START_RUNS:
+        got = []
+        for name in (random_run, standin_run):
+            path = Path(results_dir) / name
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: a recorded run of the start comparison is missing")
+            got.append(json.loads(path.read_text()))
+        (r, s), (kr, ks) = got, (_kept_index(got[0]), _kept_index(got[1]))
+        rows[model] = {"val Rank-1, random start": r["rank1"][kr], "val Rank-1, stand-in start": s["rank1"][ks],
+                       "test Rank-1, random start": r["test"]["rank1"], "test Rank-1, stand-in start": s["test"]["rank1"],
+                       "epochs kept / run": f"{kr + 1}/{len(r['rank1'])} · {ks + 1}/{len(s['rank1'])}"}
+    return pd.DataFrame.from_dict(rows, orient="index").round(3)

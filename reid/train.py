@@ -36,6 +36,7 @@ from .device import seed_everything
 from .evaluate import Retrieval
 from .losses import random_triplets
 from .recipes import Recipe, TrainRun, build_run, train_epoch, warmup_cosine  # noqa: F401  (re-exported)
+from .text import wrap
 from .validation import evaluate_val, validation_loss  # noqa: F401  (re-exported)
 
 __all__ = ["TrainConfig", "History", "train_model", "evaluate_val", "build_run", "train_epoch",
@@ -282,52 +283,24 @@ def train_model(model: nn.Module, cfg: TrainConfig, train_set: Any, val_set: Any
     """
     seed_everything(cfg.seed)
     run = build_run(model, cfg, train_set)
-    history = History(recipe=cfg.recipe)
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    ckpt = folder / CHECKPOINT_NAME if folder is not None else None
     kept = _Kept(folder / BEST_NAME if folder is not None else None)
-    ours = False  # does ckpt hold this run's state? (an old run's file must not be restored)
-    if resume and folder is not None and sync is not None:
-        sync.pull(folder)
-    if resume and ckpt is not None and ckpt.exists():
-        history, ours = _restore(run, load_checkpoint(ckpt), ckpt), True
-        history.interrupted = False
-        kept.recover(run, history, ckpt)
-        print(f"Resuming from {ckpt}: {history.epochs_done} of {cfg.epochs} epochs done.")
-    elif resume:
-        print(f"No checkpoint at {ckpt}; training from the start.")
+    history, ours = _resume(run, folder, kept, resume, sync)
     val_triplets = None
     if val_idloss is not None:
         val_triplets = random_triplets(val_idloss.ids.cpu(), torch.Generator().manual_seed(VAL_TRIPLET_SEED))
-
     start = history.epochs_done
-    offset = history.elapsed_seconds[-1] if history.elapsed_seconds else 0.0
-    t_start = time.perf_counter()
-    epoch = start
+    loop = _Loop(run, folder, kept, sync, progress)
     try:
         for epoch in range(start, cfg.epochs):
-            t0 = time.perf_counter()
-            losses = train_epoch(run, epoch, progress)
-            train_seconds = time.perf_counter() - t0
-            metrics = evaluate_val(run, val_set, val_idloss, val_triplets) if val_set is not None else {}
-            retrieval = metrics.pop("retrieval", None)
-            _append_epoch(history, losses, metrics, train_seconds, offset + time.perf_counter() - t_start)
-            if ckpt is not None:
-                save_checkpoint(ckpt, _checkpoint_state(run, history, epoch + 1))
-                ours = True
-            if history.kept_epoch == epoch + 1:  # best.pt after last.pt: a crash between leaves a pair
-                kept.update(run, epoch + 1, retrieval)  # that recover() mends
-            if folder is not None:
-                history.elapsed_seconds[-1] = offset + time.perf_counter() - t_start
-                if sync is not None:
-                    sync.push(folder)
-            if progress:
-                print(epoch_line(history, cfg.epochs), flush=True)
+            loop.epoch = epoch
+            ours = loop.one_epoch(history, val_set, val_idloss, val_triplets) or ours
             if cfg.time_budget_s is not None and history.elapsed_seconds[-1] >= cfg.time_budget_s:
                 print(f"Time budget of {cfg.time_budget_s:.0f} s reached after epoch {epoch + 1}.")
                 break
     except KeyboardInterrupt:
-        history = _on_interrupt(run, history, ckpt if ours else None, epoch)
+        ckpt = folder / CHECKPOINT_NAME if folder is not None and ours else None
+        history = _on_interrupt(run, history, ckpt, loop.epoch if loop.epoch is not None else start)
     if folder is not None and sync is not None and (ours or history.epochs_done > start):
         sync.push(folder, final=True)
     kept.hold(run, history)
@@ -335,6 +308,76 @@ def train_model(model: nn.Module, cfg: TrainConfig, train_set: Any, val_set: Any
         print(f"Kept epoch {history.kept_epoch} of {history.epochs_done} (best val {KEEP_METRIC} "
               f"{history.at_kept(KEEP_METRIC):.3f}): the model now holds its weights.")
     return history
+
+
+def _resume(run: TrainRun, folder: Path | None, kept: _Kept, resume: bool,
+            sync: CheckpointSync | None) -> tuple[History, bool]:
+    """(the history to continue, whether the folder's last.pt is this run's): a fresh History, or, with
+    ``resume``, the one in last.pt (after ``sync`` brought a newer copy down) with its weights, optimiser,
+    schedule and RNG states restored and best.pt checked."""
+    ckpt = folder / CHECKPOINT_NAME if folder is not None else None
+    if resume and folder is not None and sync is not None:
+        sync.pull(folder)
+    if resume and ckpt is not None and ckpt.exists():
+        history = _restore(run, load_checkpoint(ckpt), ckpt)
+        history.interrupted = False
+        kept.recover(run, history, ckpt)
+        print(wrap(f"Resuming from {ckpt}: {history.epochs_done} of {run.cfg.epochs} epochs done."))
+        return history, True
+    if resume:
+        print(wrap(f"No checkpoint at {ckpt}; training from the start."))
+    return History(recipe=run.cfg.recipe), False
+
+
+@dataclass
+class _Loop:
+    """One epoch of train_model: the steps, the validation, last.pt then best.pt, the Drive copy, the line."""
+
+    run: TrainRun
+    folder: Path | None
+    kept: _Kept
+    sync: CheckpointSync | None
+    progress: bool
+    epoch: int | None = None
+    t_start: float = field(default_factory=time.perf_counter)
+    offset: float | None = None
+
+    def one_epoch(self, history: History, val_set: Any, val_idloss: Any, val_triplets: Any) -> bool:
+        """Train and validate epoch ``self.epoch``; returns whether last.pt was written."""
+        run, epoch = self.run, self.epoch
+        if self.offset is None:  # wall time before this process: a resumed run's clock goes on
+            self.offset = history.elapsed_seconds[-1] if history.elapsed_seconds else 0.0
+        t0 = time.perf_counter()
+        losses = train_epoch(run, epoch, self.progress)
+        train_seconds = time.perf_counter() - t0
+        metrics = evaluate_val(run, val_set, val_idloss, val_triplets) if val_set is not None else {}
+        retrieval = metrics.pop("retrieval", None)
+        _append_epoch(history, losses, metrics, train_seconds, self.offset + time.perf_counter() - self.t_start)
+        if self.folder is not None:
+            save_checkpoint(self.folder / CHECKPOINT_NAME, _checkpoint_state(run, history, epoch + 1))
+        if history.kept_epoch == epoch + 1:  # best.pt after last.pt: a crash between leaves a pair
+            self.kept.update(run, epoch + 1, retrieval)  # that _Kept.recover mends
+        if self.folder is not None:
+            history.elapsed_seconds[-1] = self.offset + time.perf_counter() - self.t_start
+            if self.sync is not None:
+                self.sync.push(self.folder)
+        if self.progress and shown_epoch(epoch + 1, run.cfg.epochs):
+            print(epoch_line(history, run.cfg.epochs), flush=True)
+        return self.folder is not None
+
+
+EPOCH_LINES = 18
+"""At most about this many per-epoch lines are printed (a GPU budget runs 35–140 epochs)."""
+
+
+def shown_epoch(epoch: int, epochs: int, most: int = EPOCH_LINES) -> bool:
+    """Whether epoch ``epoch`` (1-based) of ``epochs`` gets its line: every epoch of a run of at most
+    ``most``; else the first, every k-th (k = ⌈epochs / most⌉) and the last, so a log stays on a screen
+    (the curves and the History hold every epoch)."""
+    if epochs <= most:
+        return True
+    step = -(-epochs // most)
+    return epoch == 1 or epoch == epochs or epoch % step == 0
 
 
 def epoch_line(history: History, epochs: int) -> str:

@@ -6,14 +6,21 @@
 * ``data``: a synthetic layout (make_data.build_synthetic) loaded as training/val datasets;
   ``TinyBackbone`` / ``tiny_model``: a one-conv network to train on it in seconds; ``CONFIGS``,
   ``run``, ``without_timing``: train a preset on it and compare histories.
+* The Colab simulations' parts: ``archive`` (what ``git archive`` ships of the working tree),
+  ``first_cell``, ``foldername``, ``MOUNT_LINE``, ``zip_layout``.
 
 Test modules import helpers from here (``from conftest import ...``), never from each other.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import re
 import shutil
+import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +38,8 @@ from reid.model import BNNeckNet, ReIDNet  # noqa: E402
 from reid.train import History, TrainConfig, train_model  # noqa: E402
 
 TIMING = ("epoch_seconds", "elapsed_seconds")
+MOUNT_LINE = 'DRIVE = "/content/drive"'
+"""The first cell's mount point; the Colab simulations point it at a temporary "Drive"."""
 
 
 def write_jpeg(path: Path, seed: int, size: tuple[int, int] = (64, 128)) -> Path:
@@ -165,13 +174,55 @@ CONFIGS = {
 
 
 def run(data: dict, recipe: str, ckpt: Path | None = None, model: nn.Module | None = None,
-        resume: bool = False, progress: bool = False, **overrides) -> History:
+        resume: bool = False, progress: bool = False, sync=None, **overrides) -> History:
     cfg = dataclasses.replace(CONFIGS[recipe], **overrides)
     train_set = data["triplet" if recipe.startswith("triplet") else "id"]
     model = model if model is not None else tiny_model("bnneck" if recipe == "strong" else "reid")
     return train_model(model, cfg, train_set, data["val"], data["val_idloss"],
-                       checkpoint_dir=ckpt, resume=resume, progress=progress)
+                       checkpoint_dir=ckpt, resume=resume, progress=progress, sync=sync)
 
 
 def without_timing(h: History) -> dict:
     return {k: v for k, v in h.to_dict().items() if k not in TIMING}
+
+
+# --------------------------------------------------------------------------- the Colab simulations
+def first_cell() -> str:
+    nb = json.loads((ROOT / "assignment.ipynb").read_text(encoding="utf-8"))
+    return "".join(next(c for c in nb["cells"] if c["cell_type"] == "code")["source"])
+
+
+def foldername() -> str:
+    match = re.match(r'FOLDERNAME = "([^"]+)"', first_cell())
+    assert match, "the first code cell must start with FOLDERNAME = \"...\""
+    return match.group(1)
+
+
+@pytest.fixture(scope="session")
+def archive(tmp_path_factory) -> Path:
+    """What `git archive` ships of the working tree as it would be committed (a temporary index,
+    so neither the real index nor the working tree is touched; .gitattributes export-ignore holds)."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout: nothing to archive")
+    tmp = tmp_path_factory.mktemp("archive")
+    env = {**os.environ, "GIT_INDEX_FILE": str(tmp / "index")}
+    git = ["git", "-C", str(ROOT)]
+    subprocess.run(git + ["add", "-A"], env=env, check=True, capture_output=True)
+    tree = subprocess.run(git + ["write-tree"], env=env, check=True, capture_output=True, text=True).stdout.strip()
+    tar = subprocess.run(git + ["archive", "--format=tar", tree], check=True, capture_output=True).stdout
+    out = tmp / "project"
+    out.mkdir()
+    subprocess.run(["tar", "-x", "-C", str(out)], input=tar, check=True)
+    return out
+
+
+def zip_layout(layout: Path, zip_path: Path, inside: str = "") -> Path:
+    """Zip a layout folder flat (`inside=""`) or inside one folder (`inside="pa2_data/"`)."""
+    zip_path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(zip_path, "w") as zf:
+        for path in sorted(layout.rglob("*")):
+            if path.is_file():
+                zf.write(path, inside + path.relative_to(layout).as_posix())
+    return zip_path
+
+

@@ -189,7 +189,7 @@ def test_figure_rows_padding_and_size(tmp_path):
     assert (wash[:, :32, 3] > 0).all() and (wash[:, 32:96, 3] == 0).all()
     size = (tmp_path / "a.png").stat().st_size
     print(f"activation-map figure, 8 images x 4 rows: {size / 1000:.0f} KB")
-    assert 10_000 < size < 150_000
+    assert 10_000 < size < 200_000  # tiles large enough for readable titles (1.5 inches high)
     fig = show_activation_maps(build_model(), images[:2], path=tmp_path / "b.png")
     assert len(fig.axes) == 2 * 2 and fig.axes[2].get_ylabel() == "model"
 

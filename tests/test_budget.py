@@ -10,8 +10,8 @@ import torch
 
 from conftest import CONFIGS, run, tiny_model, without_timing
 from reid import budget
-from reid.budget import (IMAGE_BUDGET, MIN_EPOCHS, default_epochs, default_input_size, epochs_from_env,
-                         image_cost, images_per_epoch, samples_per_epoch)
+from reid.budget import (MIN_EPOCHS, SAMPLE_BUDGET, default_epochs, default_input_size, epochs_from_env,
+                         images_per_epoch, plan_training, samples_per_epoch)
 from reid.checkpoints import load_checkpoint
 from reid.model import build_model
 from reid.train import TrainConfig, build_run
@@ -42,9 +42,12 @@ def test_images_per_epoch_by_hand():
     assert images_per_epoch(TrainConfig.handout_id(), small) == 6
 
 
+PRE = {"start": "sha256:" + "ab" * 32, "start_file": "w.pth"}   # a pretrained start
+
+
 def test_default_epochs_fit_the_data_and_the_device():
     course, small = sized(230, 10), sized(40, 10)
-    # CPU: the ID model's measured 14 epochs on the course's 2,300 images ...
+    # CPU, random start: the ID model's measured 14 epochs on the course's 2,300 images ...
     assert default_epochs(TrainConfig.handout_id(), course, "cpu") == 14 == math.ceil(31_000 / 2240)
     # ... and the same number of images (so about the same steps and minutes) on 400 images
     assert default_epochs(TrainConfig.handout_id(), small, "cpu") == math.ceil(31_000 / (400 // 64 * 64)) == 81
@@ -54,29 +57,69 @@ def test_default_epochs_fit_the_data_and_the_device():
     mined = TrainConfig.handout_triplet(mining="batch_all", p=8, k=4)
     assert samples_per_epoch(mined, course) == images_per_epoch(mined, course) // 3 == (230 * 2 // 8) * 32
     assert samples_per_epoch(TrainConfig.handout_id(), course) == images_per_epoch(TrainConfig.handout_id(), course)
-    # the stronger recipe's 128×64 images cost half a 128×128 one, so it gets twice the images
+    # the stronger recipe's images count one each, whatever their size: 35 epochs of 28 P×K batches
     half = sized(230, 10, (128, 64))
-    assert image_cost(half) == 0.5
-    assert default_epochs(TrainConfig.strong(), half, "cpu") == math.ceil(31_000 / (1792 * 0.5)) == 35
-    assert default_epochs(TrainConfig.handout_id(), course, "cuda") == math.ceil(IMAGE_BUDGET["cuda"] / 2240)
+    assert default_epochs(TrainConfig.strong(), half, "cpu") == math.ceil(62_000 / 1792) == 35
+    assert default_epochs(TrainConfig.handout_id(), course, "cuda") == math.ceil(124_000 / 2240)
     assert default_epochs(TrainConfig.handout_id(), course, torch.device("meta")) == 14  # not CUDA: CPU budget
     huge = sized(2000, 100)
     assert default_epochs(TrainConfig.handout_id(), huge, "cpu") == MIN_EPOCHS
+
+
+def _steps(cfg: TrainConfig, train_set, device: str) -> int:
+    """Optimiser steps of a whole run: epochs × batches an epoch."""
+    cfg = dataclasses.replace(cfg, epochs=default_epochs(cfg, train_set, device))
+    return cfg.epochs * images_per_epoch(cfg, train_set) // (3 if cfg.recipe == "triplet" else 1) // (
+        cfg.p * cfg.k if cfg.recipe == "strong" else cfg.batch_size)
+
+
+@pytest.mark.parametrize("preset", [TrainConfig.handout_id, TrainConfig.handout_triplet, TrainConfig.strong])
+def test_a_pretrained_budget_gives_the_same_steps_on_cpu_and_cuda(preset):
+    """A budget measured here carries over as optimiser steps: the stronger recipe trains at 128×64 on a
+    CPU and at 256×128 on CUDA, with the same steps; so does every model from a pretrained start."""
+    cpu_set = sized(230, 10, default_input_size(preset().recipe, "cpu"))
+    cuda_set = sized(230, 10, default_input_size(preset().recipe, "cuda"))
+    cfg = preset(**PRE)
+    assert _steps(cfg, cpu_set, "cpu") == _steps(cfg, cuda_set, "cuda") > 0
+    # from a random start CUDA's budget is 4× the CPU's, in steps too, for every model
+    random = preset()
+    assert SAMPLE_BUDGET["random"]["cuda"][random.recipe] == 4 * SAMPLE_BUDGET["random"]["cpu"][random.recipe]
+    cpu_epochs = default_epochs(random, cpu_set, "cpu")
+    assert default_epochs(random, cuda_set, "cuda") == math.ceil(4 * SAMPLE_BUDGET["random"]["cpu"][random.recipe]
+                                                                 / samples_per_epoch(random, cuda_set)) >= 3 * cpu_epochs
 
 
 def test_choose_epochs_says_how_it_counted(monkeypatch):
     monkeypatch.delenv(budget.EPOCHS_ENV, raising=False)
     course = sized(230, 10)
     assert budget.choose_epochs(TrainConfig.handout_triplet(), course, "cpu") == (
-        14, "14 epochs: the CPU budget of 31,000 training samples ÷ 2,272 triplet rows (three images each) "
-            "an epoch (reid/budget.py)")
+        14, "14 epochs: the budget for a random start (CPU) of 31,000 triplet rows (three images each) ÷ 2,272 an "
+            "epoch (reid/budget.py)")
     assert budget.choose_epochs(TrainConfig.strong(), sized(230, 10, (128, 64)), "cpu")[1] == (
-        "35 epochs: the CPU budget of 31,000 training samples ÷ 1,792 images an epoch × 0.5 of a 128×128 "
-        "image's cost (reid/budget.py)")
+        "35 epochs: the budget for a random start (CPU) of 62,000 images ÷ 1,792 an epoch (reid/budget.py)")
+    n = SAMPLE_BUDGET["pretrained"]["cpu"]["id"]
+    assert budget.choose_epochs(TrainConfig.handout_id(**PRE), course, "cuda")[1] == (
+        f"{math.ceil(n / 2240)} epochs: the budget for a pretrained start (the same on every device) of {n:,} images "
+        "÷ 2,240 an epoch (reid/budget.py)")
     assert budget.choose_epochs(TrainConfig.handout_id(), course, "cpu", quick=True) == (2, "2 epochs (quick mode)")
     monkeypatch.setenv(budget.EPOCHS_ENV, "3")
     assert budget.choose_epochs(TrainConfig.handout_id(), course, "cpu") == (
         3, "3 epochs (REID_EPOCHS; the default here would be 14)")
+
+
+def test_plan_training_follows_the_models_own_load_report(monkeypatch):
+    monkeypatch.delenv(budget.EPOCHS_ENV, raising=False)
+    course = sized(230, 10)
+    loaded = SimpleNamespace(ok=True, sha256="cd" * 32, file_name="resnet18-5c106cde.pth")
+    cfg, how = plan_training(TrainConfig.handout_id, course, "cpu", loaded)
+    assert cfg.start == "sha256:" + "cd" * 32 and cfg.start_file == "resnet18-5c106cde.pth"
+    assert cfg.epochs == math.ceil(SAMPLE_BUDGET["pretrained"]["cpu"]["id"] / 2240) and "pretrained start" in how
+    failed = SimpleNamespace(ok=False, sha256=None, file_name=None)
+    for report in (failed, None):
+        cfg, how = plan_training(TrainConfig.handout_id, course, "cpu", report)
+        assert cfg.start == "random" and cfg.epochs == 14 and "random start" in how
+    cfg, _ = plan_training(TrainConfig.strong, course, "cpu", loaded, quick=True, p=4, k=4)
+    assert (cfg.epochs, cfg.p, cfg.k, cfg.start) == (2, 4, 4, "sha256:" + "cd" * 32)
 
 
 def test_default_input_size():

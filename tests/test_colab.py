@@ -24,54 +24,16 @@ import pytest
 import torch
 
 from reid.colab import (SUBMISSION_NAME, UNPACK_MARKER, ProjectFilesError, Workspace, check_project,
-                        layout_prefix, layout_zips, required_files, unpack_layout_zip, weights_check)
+                        find_weights_once, layout_prefix, layout_zips, required_files, unpack_layout_zip,
+                        weights_check)
 from reid.data import DataLayoutError, RetrievalDataset
+from conftest import MOUNT_LINE, first_cell, foldername, zip_layout
 from reid.layout import DataInfo
 
 ROOT = Path(__file__).resolve().parent.parent
-MOUNT_LINE = 'DRIVE = "/content/drive"'
 
 
 # --------------------------------------------------------------------------- helpers and fixtures
-def first_cell() -> str:
-    nb = json.loads((ROOT / "assignment.ipynb").read_text(encoding="utf-8"))
-    return "".join(next(c for c in nb["cells"] if c["cell_type"] == "code")["source"])
-
-
-def foldername() -> str:
-    match = re.match(r'FOLDERNAME = "([^"]+)"', first_cell())
-    assert match, "the first code cell must start with FOLDERNAME = \"...\""
-    return match.group(1)
-
-
-@pytest.fixture(scope="module")
-def archive(tmp_path_factory) -> Path:
-    """What `git archive` ships of the working tree as it would be committed (a temporary index,
-    so neither the real index nor the working tree is touched; .gitattributes export-ignore holds)."""
-    if shutil.which("git") is None or not (ROOT / ".git").exists():
-        pytest.skip("not a git checkout: nothing to archive")
-    tmp = tmp_path_factory.mktemp("archive")
-    env = {**os.environ, "GIT_INDEX_FILE": str(tmp / "index")}
-    git = ["git", "-C", str(ROOT)]
-    subprocess.run(git + ["add", "-A"], env=env, check=True, capture_output=True)
-    tree = subprocess.run(git + ["write-tree"], env=env, check=True, capture_output=True, text=True).stdout.strip()
-    tar = subprocess.run(git + ["archive", "--format=tar", tree], check=True, capture_output=True).stdout
-    out = tmp / "project"
-    out.mkdir()
-    subprocess.run(["tar", "-x", "-C", str(out)], input=tar, check=True)
-    return out
-
-
-def zip_layout(layout: Path, zip_path: Path, inside: str = "") -> Path:
-    """Zip a layout folder flat (`inside=""`) or inside one folder (`inside="pa2_data/"`)."""
-    zip_path.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(zip_path, "w") as zf:
-        for path in sorted(layout.rglob("*")):
-            if path.is_file():
-                zf.write(path, inside + path.relative_to(layout).as_posix())
-    return zip_path
-
-
 @pytest.fixture
 def fake_colab(monkeypatch) -> types.SimpleNamespace:
     """`google.colab` in sys.modules: drive.mount and files.download record their calls."""
@@ -110,8 +72,26 @@ def runtime(tmp_path, archive, fake_colab, monkeypatch) -> types.SimpleNamespace
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     pips = []
     monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: pips.append(cmd))
+    downloads = offline(monkeypatch, tmp_path)
     return types.SimpleNamespace(drive=drive, project=project, local=tmp_path / "content",
-                                 calls=fake_colab, pips=pips)
+                                 calls=fake_colab, pips=pips, downloads=downloads)
+
+
+def offline(monkeypatch, tmp_path: Path) -> list[str]:
+    """No network: torch's hub cache is an empty folder and a download raises URLError (recorded)."""
+    import urllib.error
+
+    calls: list[str] = []
+
+    def no_network(url: str, dst: str, *args, **kwargs) -> None:
+        calls.append(url)
+        raise urllib.error.URLError("no network here")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    monkeypatch.delenv("REID_IMAGENET_WEIGHTS", raising=False)
+    return calls
 
 
 @contextlib.contextmanager
@@ -201,7 +181,8 @@ def test_first_cell_wrong_foldername_says_where_it_looked(runtime):
         run_first_cell(runtime.drive)
 
 
-def test_first_cell_off_colab_mounts_nothing_and_stays_put(monkeypatch):
+def test_first_cell_off_colab_mounts_nothing_and_stays_put(monkeypatch, tmp_path):
+    offline(monkeypatch, tmp_path)
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
     monkeypatch.chdir(ROOT)
     pips = []
@@ -234,11 +215,21 @@ def code_cell(marker: str) -> str:
     return "\n".join(line for line in cells[0].splitlines() if not line.startswith("%"))
 
 
+def saved_notebook(path: Path, first: str, predictions: str | None) -> Path:
+    """A saved notebook whose first code cell printed ``first`` and a later one ``predictions``."""
+    cell = lambda source, out: {"cell_type": "code", "execution_count": 1, "metadata": {}, "source": source,  # noqa: E731
+                                "outputs": [{"output_type": "stream", "name": "stdout", "text": out}]}
+    cells = [cell("start_run()", first)] + ([cell("record_predictions(...)", predictions)] if predictions else [])
+    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    return path
+
+
 def test_fresh_runtime_session_keeps_everything_in_drive(runtime, tiny_layout, monkeypatch):
-    """First cell, settings cell and submission cell of the notebook, run as on Colab."""
+    """First cell, settings cell and submission cell of the notebook, run as on Colab (the prediction
+    cell's part simulated by record_predictions and a saved copy holding this run's token)."""
     zip_layout(tiny_layout, runtime.project / "PA2 data (1).zip", "pa2_data/")
     with project_modules():
-        ns, _ = run_first_cell(runtime.drive)
+        ns, first_out = run_first_cell(runtime.drive)
         drive_copy = sys.modules["reid.colab"].Workspace                   # what the cells use
         detect = drive_copy.detect.__func__
         monkeypatch.setattr(drive_copy, "detect", classmethod(
@@ -250,14 +241,19 @@ def test_fresh_runtime_session_keeps_everything_in_drive(runtime, tiny_layout, m
         assert ws.colab and ws.project == runtime.project
         assert info.root == runtime.local / "reid_data" / "pa2_data" and info.source == "course"
         assert info.fingerprint == DataInfo(tiny_layout, "course").fingerprint
-        assert ns["RUNS"] == runtime.project / "runs" / "full" / f"course-{info.fingerprint}"
+        assert ns["RUNS"] == runtime.local / "reid_runs" / "full" / f"course-{info.fingerprint}"   # local disk
+        assert ns["MIRROR"].drive_dir(ns["RUNS"]) == runtime.project / "runs" / "full" / f"course-{info.fingerprint}"
         assert ns["FIGURES"] == runtime.project / "figures"
         assert "✓ data: the course's data — PA2 data (1).zip, unpacked in" in out.getvalue()
         pred = info.root / "test" / "pred.csv"
         pred.write_text("query,gallery\ntest/query/7001.jpg,test/gallery/0.jpg\ntest/query/7000.jpg,test/gallery/2.jpg\n")
-        ns["pred_path"] = pred
         with contextlib.redirect_stdout(out):
-            exec(compile(code_cell("ws.submit("), "submission cell", "exec"), ns)
+            line = ns["record_predictions"](ws, pred)
+        token = sys.modules["reid.submission"].run_token()
+        assert token in first_out and token in line
+        saved_notebook(runtime.project / "assignment.ipynb", first_out, line)   # saved after the prediction cell
+        with contextlib.redirect_stdout(out):
+            exec(compile(code_cell("submit_this_run()"), "submission cell", "exec"), ns)
     sub = ns["submission"]
     assert sub == runtime.project / "runs" / "full" / SUBMISSION_NAME
     assert runtime.calls.downloads == [str(sub)]
@@ -266,11 +262,13 @@ def test_fresh_runtime_session_keeps_everything_in_drive(runtime, tiny_layout, m
         names = zf.namelist()
     assert names[:2] == ["assignment.ipynb", "pred.csv"]
     figures = sorted(f"figures/{p.name}" for p in (runtime.project / "figures").glob("*.png"))
-    assert sorted(names[2:]) == figures and len(figures) > 0
+    assert sorted(names[2:]) == figures
 
 
 def test_cells_off_colab_as_make_test_runs_them(tmp_path, tiny_layout, monkeypatch):
-    """First, settings and submission cells with make test's settings: nothing mounted, REID_* honoured."""
+    """First, settings and submission cells with make test's settings: nothing mounted, REID_* honoured;
+    the saved notebook (this checkout's) is an earlier run's, so nothing is packed, and nothing raises."""
+    offline(monkeypatch, tmp_path)
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
     monkeypatch.chdir(ROOT)
     for var, value in (("REID_QUICK", "1"), ("REID_DATA", str(tiny_layout)), ("REID_RUNS", str(tmp_path / "runs"))):
@@ -280,15 +278,60 @@ def test_cells_off_colab_as_make_test_runs_them(tmp_path, tiny_layout, monkeypat
         ns, _ = run_first_cell()
         with contextlib.redirect_stdout(out):
             exec(compile(code_cell("USE_SYNTHETIC_DATA ="), "settings cell", "exec"), ns)
-            ns["pred_path"] = tiny_layout / "test" / "pred.csv"
-            exec(compile(code_cell("ws.submit("), "submission cell", "exec"), ns)
+            ns["record_predictions"](ns["ws"], tiny_layout / "test" / "pred.csv")
+            exec(compile(code_cell("submit_this_run()"), "submission cell", "exec"), ns)
     info = ns["info"]
-    assert info.root == tiny_layout and not ns["ws"].colab
+    assert info.root == tiny_layout and not ns["ws"].colab and ns["MIRROR"] is None
     assert ns["RUNS"] == tmp_path / "runs" / "quick" / f"course-{info.fingerprint}"
     assert ns["FIGURES"] == tmp_path / "runs" / "quick" / "figures"
     assert f"✓ data: the course's data — REID_DATA={tiny_layout}" in out.getvalue()
-    assert ns["submission"] == tmp_path / "runs" / "quick" / SUBMISSION_NAME
+    assert ns["submission"] is None and "✗ nothing packed" in out.getvalue()
+    assert not (tmp_path / "runs" / "quick" / SUBMISSION_NAME).exists()
     assert not (ROOT / "pred.csv").exists()                               # off Colab nothing is copied
+
+
+def test_the_submission_cell_alone_in_a_fresh_kernel_says_what_to_do(capsys):
+    from reid import submission
+
+    submission._STATE.clear()
+    cell = code_cell("submit_this_run()")
+    ns: dict = {"submit_this_run": submission.submit_this_run}
+    exec(compile(cell, "submission cell", "exec"), ns)                  # no NameError: no notebook variable
+    assert ns["submission"] is None
+    assert "Runtime → Run all, save, then run this cell" in capsys.readouterr().out
+
+
+def test_saved_notebook_check(tmp_path):
+    from reid.submission import PRED_LINE, TOKEN_LINE, check_saved
+
+    a, b = "20261205T101010Z-abc123", "20261205T111111Z-def456"
+    nb = saved_notebook(tmp_path / "n.ipynb", TOKEN_LINE.format(token=a), PRED_LINE.format(token=a) + ": pred.csv")
+    assert check_saved(nb, a)[0]
+    ok, line = check_saved(nb, b)                                          # an earlier run's outputs
+    assert not ok and "an earlier run's outputs" in line and "Ctrl+S" in line
+    saved_notebook(nb, TOKEN_LINE.format(token=b), PRED_LINE.format(token=a) + ": pred.csv")
+    ok, line = check_saved(nb, b)                                          # saved before the prediction cell
+    assert not ok and "saved before the prediction cell ran" in line
+    assert not check_saved(tmp_path / "missing.ipynb", a)[0]
+
+
+def test_make_run_packs_the_saved_run_from_the_command_line(tmp_path, tiny_layout):
+    from reid.submission import PRED_LINE, RUN_RECORD, TOKEN_LINE, main
+
+    project, runs, token = tmp_path / "project", tmp_path / "project" / "runs" / "full", "20261205T101010Z-abc123"
+    runs.mkdir(parents=True)
+    (project / "figures").mkdir()
+    (project / "figures" / "a.png").write_bytes(b"png")
+    pred = tiny_layout / "test" / "pred.csv"
+    nb = saved_notebook(project / "assignment.ipynb", TOKEN_LINE.format(token=token), PRED_LINE.format(token=token))
+    record = {"token": token, "pred": str(pred), "pred_beyond": None, "figures": str(project / "figures"),
+              "notebook": str(nb)}
+    (runs / RUN_RECORD).write_text(json.dumps(record))
+    assert main(["submit", str(nb), str(runs)]) == 0
+    with zipfile.ZipFile(runs / SUBMISSION_NAME) as zf:
+        assert zf.namelist() == ["assignment.ipynb", "pred.csv", "figures/a.png"]
+    (runs / RUN_RECORD).write_text(json.dumps({**record, "token": "20261205T000000Z-000000"}))
+    assert main(["submit", str(nb), str(runs)]) == 1                        # another run's record: refused
 
 
 # --------------------------------------------------------------------------- finding the course's zip
@@ -315,7 +358,7 @@ def test_submission_and_other_zips_are_never_the_data(tmp_path, tiny_layout):
     project.mkdir()
     (project / "assignment.ipynb").write_text(json.dumps({"cells": []}))
     pred = tiny_layout / "test" / "pred.csv"
-    sub = Workspace(project, quick=True).submit(pred)                      # a real submission zip ...
+    sub = Workspace(project, quick=True).pack(project / "assignment.ipynb", pred)   # a real submission zip ...
     shutil.copy(sub, project / "pa2_data.zip")                             # ... even named like the data
     (project / "broken.zip").write_bytes(b"PK\x03\x04 cut short")
     ws = colab_ws(project, tmp_path / "content")
@@ -437,27 +480,44 @@ def test_keep_copies_into_the_drive_folder_only_from_outside(tmp_path):
     assert [p.name for p in project.iterdir()] == ["pred.csv"]             # no temporary file left
 
 
-def test_submit_needs_the_saved_notebook_and_warns_when_it_was_not_run(tmp_path, tiny_layout, capsys):
-    project = tmp_path / "project"
-    project.mkdir()
-    ws = Workspace(project)
-    pred = tiny_layout / "test" / "pred.csv"
-    with pytest.raises(FileNotFoundError, match="File → Open notebook → Google Drive → project"):
-        ws.submit(pred)
-    (project / "assignment.ipynb").write_text(json.dumps({"cells": [
-        {"cell_type": "code", "execution_count": None, "source": "1"}]}))
-    first = ws.submit(pred)
-    assert "has no executed cell: save the notebook" in capsys.readouterr().out
-    second = ws.submit(pred)                                               # fixed name, replaced
-    assert first == second and sorted(p.name for p in second.parent.iterdir()) == [SUBMISSION_NAME]
-    with pytest.raises(FileNotFoundError, match="no predictions"):
-        ws.submit(tmp_path / "missing.csv")
-
-
-def test_weights_line():
+def test_weights_line_from_c6():
     assert weights_check(True, True) == "✓ ImageNet weights loaded into the backbone"
-    assert weights_check(False, True).startswith("✗ ImageNet weights not loaded") and "run this cell again" in weights_check(False, True)
-    assert "run this cell again" not in weights_check(False, False)
+    assert weights_check(False, True).startswith("✗ ImageNet weights not loaded") and "run the first cell again" in weights_check(False, True)
+    assert "first cell again" not in weights_check(False, False)
+
+
+def test_first_cell_looks_for_the_weights_once_in_order(monkeypatch, tmp_path):
+    """$REID_IMAGENET_WEIGHTS, then torch's hub cache, then one download; once per kernel; ✓ says where
+    from, ✗ why and how to fix it, in lines of at most 110 characters; C6 then makes no second attempt."""
+    from reid import colab
+    from reid.model import RESNET18_URL, build_model, load_imagenet_weights
+
+    calls = offline(monkeypatch, tmp_path)
+    colab._WEIGHTS.clear()
+    missing = find_weights_once()
+    assert missing.path is None and calls == [RESNET18_URL]
+    line = weights_check(missing, True)
+    assert line.startswith("✗ ImageNet weights not found.") and "Runtime → Restart session" in " ".join(line.split())
+    assert "REID_IMAGENET_WEIGHTS" in " ".join(line.split()) and max(map(len, line.splitlines())) <= 110
+    assert find_weights_once() is missing and len(calls) == 1               # once per kernel
+    report = load_imagenet_weights(build_model(), source=missing)         # C6: no second network attempt
+    assert not report.ok and len(calls) == 1
+
+    weights = tmp_path / "w.pth"
+    torch.save({"conv1.weight": torch.zeros(1)}, weights)
+    colab._WEIGHTS.clear()
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / "resnet18-5c106cde.pth"
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_bytes(weights.read_bytes())
+    found = find_weights_once()
+    assert found.path == cached and found.how == "torch hub cache" and len(calls) == 1
+    assert weights_check(found, True).startswith("✓ ImageNet weights:")
+    monkeypatch.setenv("REID_IMAGENET_WEIGHTS", str(weights))               # the variable comes first
+    colab._WEIGHTS.clear()
+    assert find_weights_once().path == weights and "$REID_IMAGENET_WEIGHTS" in weights_check(find_weights_once(), False)
+    monkeypatch.setenv("REID_IMAGENET_WEIGHTS", str(tmp_path / "nowhere.pth"))
+    colab._WEIGHTS.clear()
+    assert "is not a file" in " ".join(weights_check(find_weights_once(), False).split())
 
 
 # --------------------------------------------------------------------------- RetrievalDataset one level up

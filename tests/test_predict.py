@@ -160,3 +160,16 @@ def test_write_predictions_refuses_a_retrieval_of_another_split(layout):
     val = retrieve(MeanColour(), RetrievalDataset(layout, "val"))
     with pytest.raises(ValueError, match=r"pred.csv: the retrieval has \(4, 12\) distances, expected \[2 queries, 3"):
         write_predictions(val, layout, dataset=ds)
+
+
+def test_beyond_predictions_go_to_their_own_file(layout):
+    from conftest import MeanColour
+    from reid.predict import read_answers, write_predictions
+
+    before = (layout / "test/pred.csv").read_bytes()
+    out = write_predictions(MeanColour(), layout, name="pred_beyond.csv")
+    assert out == layout / "test" / "pred_beyond.csv"
+    assert (layout / "test/pred.csv").read_bytes() == before        # pred.csv is left alone
+    assert read_answers(out) == {"7001.jpg": "1", "7000.jpg": "2"}
+    with pytest.raises(ValueError):
+        write_predictions(MeanColour(), layout, name="sub/pred.csv")

@@ -53,7 +53,7 @@ def test_denormalize_inverts_the_transform():
 def test_figures_are_saved(tmp_path):
     h = history()
     fig = plot_history({"a": h, "b": h.to_dict()}, path=tmp_path / "c.png")
-    assert len(fig.axes) == 3 and (tmp_path / "c.png").stat().st_size > 1000
+    assert len(fig.axes) == 6 and (tmp_path / "c.png").stat().st_size > 1000
     imgs = torch.zeros(6, 3, 128, 128)
     ranks = torch.tensor([[1, 2, 3], [0, 1, 2]])
     fig = plot_ranked_results(imgs, imgs, ranks, torch.tensor([1, 2]), rows=[0, 1], path=tmp_path / "r.png")
@@ -221,3 +221,51 @@ def test_loss_trend_has_a_tolerance():
     assert loss_trend([3.546, 3.524]) == "no longer falling"
     assert loss_trend([3.6, 3.5]) == "still falling"
     assert loss_trend([0.2, 0.3, 0.25]) == "no longer falling"
+
+
+def _fig_kinds(tmp_path):
+    """Every figure the notebook draws, at the sizes it draws them (fake images and curves)."""
+    from reid.actmap import show_activation_maps
+    from reid.model import build_model
+    from reid.plots import show_images
+
+    torch.manual_seed(0)
+    square, person = torch.randn(100, 3, 128, 128), torch.randn(8, 3, 128, 64)
+    ranks = torch.randint(0, 100, (6, 10))
+    h = History(recipe="id", iter_loss=[5.0 - 0.01 * i for i in range(500)], val_loss=[1.0, 0.8, 0.7],
+                rank1=[0.1, 0.3, 0.35], rank5=[0.3, 0.5, 0.6], rank10=[0.4, 0.6, 0.7], mAP=[0.2, 0.4, 0.38],
+                epoch_train_loss=[3.0, 2.0, 1.5])
+    return {
+        "curves (3 models)": plot_history({"ID loss (handout)": h, "triplet loss (handout)": h,
+                                           "stronger recipe (beyond)": h}),
+        "curves (1 model)": plot_history({"ID loss": h}),
+        "ranked 128x128": plot_ranked_results(square, square, ranks, torch.zeros(6, dtype=torch.long), range(6),
+                                              title="ID-loss model: top-10 gallery images per val query"),
+        "ranked 128x64": plot_ranked_results(person, person, ranks % 8, torch.zeros(6, dtype=torch.long), range(6)),
+        "gallery": show_gallery_grid(square, ncols=20, title="test gallery (100 images)"),
+        "before/after": show_before_after(Image.new("RGB", (64, 128)), square[0]),
+        "id samples": show_images(square[:6], [f"train_id[{i}]: id {i}" for i in range(6)], title="IDLossDataset"),
+        "triplet": show_images(square[:3], ["anchor", "positive (same person)", "negative (another person)"]),
+        "activation maps": show_activation_maps({"ID loss (handout)": build_model(), "triplet loss (handout)":
+                                                 build_model(), "stronger recipe (beyond)": build_model()},
+                                                square[:8], titles=[f"query {i} (hit)" for i in range(8)]),
+    }
+
+
+def test_every_figure_is_readable_shown_900_pixels_wide(tmp_path):
+    from reid.plots import shown_text_px
+
+    for name, fig in _fig_kinds(tmp_path).items():
+        assert shown_text_px(fig) >= 10, name
+        plt.close(fig)
+
+
+def test_curves_have_a_panel_per_rank_and_no_unexplained_legend():
+    h = History(recipe="id", iter_loss=[1.0] * 200, val_loss=[1.0, 0.5], rank1=[0.1, 0.2], rank5=[0.3, 0.4],
+                rank10=[0.5, 0.6], mAP=[0.2, 0.1], epoch_train_loss=[1.0, 0.9])
+    fig = plot_history({"a": h, "b": h})
+    titles = [ax.get_title() for ax in fig.axes]
+    assert {"Val Rank-1", "Val Rank-5", "Val Rank-10"} <= set(titles)
+    assert any("moving average of 4" in t for t in titles)
+    legend_texts = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+    assert "mean of" not in " ".join(legend_texts) and "a" in legend_texts and "b" in legend_texts

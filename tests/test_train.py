@@ -361,3 +361,10 @@ def test_backbone_learning_rate_factor(data):
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
     with pytest.raises(ValueError, match="backbone_lr_factor"):
         T.build_run(tiny_model(), dataclasses.replace(CONFIGS["id"], backbone_lr_factor=0.0), data["id"])
+
+
+@pytest.mark.parametrize("epochs", [1, 14, 18, 19, 35, 56, 140])
+def test_epoch_log_stays_on_a_screen(epochs):
+    shown = [e for e in range(1, epochs + 1) if T.shown_epoch(e, epochs)]
+    assert len(shown) <= 20 and shown[0] == 1 and shown[-1] == epochs
+    assert shown == list(range(1, epochs + 1)) if epochs <= 18 else len(shown) >= 10
