@@ -18,7 +18,16 @@ ROOT = Path(__file__).resolve().parent.parent
 MARGIN = 0.02
 MODELS = {"id": "ID model (handout)", "triplet": "triplet model (handout)", "strong": "stronger recipe (beyond)"}
 
-COMPARISONS: tuple[tuple[str, str, str, str], ...] = ()
+COMPARISONS: tuple[tuple[str, str, str, str], ...] = (
+    ("id", "learning rate 1e-4 (today 3e-4)", "id_standin", "id_standin_lr1e-4"),
+    ("id", "learning rate 1e-3 (today 3e-4)", "id_standin", "id_standin_lr1e-3"),
+    ("id", "backbone at 0.1× the head's rate", "id_standin", "id_standin_bb0.1"),
+    ("id", "a 1-epoch warm-up (today none)", "id_standin", "id_standin_warmup1"),
+    ("strong", "learning rate 3.5e-4 (today 1e-3)", "strong_standin", "strong_standin_lr3.5e-4"),
+    ("strong", "learning rate 1e-4 (today 1e-3)", "strong_standin", "strong_standin_lr1e-4"),
+    ("strong", "backbone at 0.1× the head's rate", "strong_standin", "strong_standin_bb0.1"),
+    ("strong", "a 1-epoch warm-up (today 5)", "strong_standin", "strong_standin_warmup1"),
+)
 """(model, the change, run with today's setting, run with the change): each decides one setting."""
 
 

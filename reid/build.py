@@ -334,6 +334,20 @@ def synthetic_pool(counts: Counts, seed: int = 0) -> list[PoolImage]:
     return pool
 
 
+def write_synthetic_pool(out: Path | str, identities: int, per_id: int = 10, seed: int = 0) -> Path:
+    """A folder of drawn pedestrians under Market-1501 names (``0001_c2s1_000003_00.jpg``: identity 1,
+    camera 2): a small labelled pool for tests and demonstrations of the pool tools (``make_data.py
+    pool``, ``bench.standin_weights``) where no real pool is at hand. Returns ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    items = synthetic_pool(Counts(train_ids=identities, val_ids=1, test_ids=1, per_id=per_id), seed)
+    items = [item for item in items if item.pid <= identities]
+    for item, data in zip(items, _encoded(items)):
+        _, pid, index, cam = item.source  # type: ignore[misc]
+        (out / f"{pid:04d}_c{cam}s1_{index:06d}_00.jpg").write_bytes(data)
+    return out
+
+
 def build_synthetic(out: Path | str, *, seed: int = 0, train_ids: int = 230, val_ids: int = 49,
                     test_ids: int = 100, per_id: int = 10, force: bool = False) -> Path:
     """Build the layout at ``out`` from synthetic pedestrians; returns ``out``."""

@@ -15,9 +15,10 @@ import torch
 
 from .device import resolve_amp
 from .losses import HANDOUT_MARGIN
-from .text import wrap
+from .text import LINE_WIDTH, wrap
 
-__all__ = ["TrainConfig", "RECIPES", "MINING", "RANDOM_START", "PRETRAINED", "start_of", "start_folder", "unused_fields"]
+__all__ = ["TrainConfig", "RECIPES", "MINING", "RANDOM_START", "PRETRAINED", "start_of", "start_folder", "unused_fields",
+           "describe_settings"]
 
 RANDOM_START = "random"
 RECIPES = ("id", "triplet", "strong")
@@ -163,33 +164,9 @@ class TrainConfig:
         return {"flip": self.flip_test, "metric": self.metric, "batch_size": self.eval_batch_size,
                 "amp_dtype": resolve_amp(torch.device(device), self.amp)}
 
-    def describe(self, device: torch.device | str = "cpu", width: int = 110) -> str:
-        """The settings this recipe reads, in one statement wrapped at ``width`` characters: the start,
-        the loss, the optimiser and its schedule, batches, augmentation, input and precision. Settings
-        the recipe does not read (``unused_fields``: p, k for the ID model, …) are left out."""
-        parts = [_start_words(self), _loss_words(self)]
-        lr = f"{self.optimizer.capitalize()} lr {_num(self.lr)}"
-        if self.backbone_lr_factor != 1.0:
-            lr += f" (backbone {self.backbone_lr_factor:g}×)"
-        parts.append(f"{lr}, weight decay {_num(self.weight_decay)}")
-        warm = f"{self.warmup_epochs:g}-epoch warm-up, then " if self.warmup_epochs else ""
-        parts.append(f"{warm}cosine decay over {self.epochs} epochs")
-        if self.recipe == "strong" or self.mining in ("batch_hard", "batch_all"):
-            parts.append(f"batches of P×K = {self.p}×{self.k} {'rows' if self.recipe == 'triplet' else 'images'}")
-        elif self.recipe == "triplet":
-            parts.append(f"{self.batch_size} rows ({3 * self.batch_size} images) a step")
-        else:
-            parts.append(f"batches of {self.batch_size} images")
-        aug = [name for on, name in ((self.flip, "flips"), (self.shift, f"shifts ≤ {self.shift} px"),
-                                     (self.erase, "random erasing")) if on]
-        parts.append("augmentation: " + (", ".join(aug) if aug else "none"))
-        if self.input_size is not None and tuple(self.input_size) != (128, 128):
-            parts.append(f"input {self.input_size[0]}×{self.input_size[1]}")
-        if self.flip_test or self.metric != "euclidean":
-            parts.append(f"ranked by {self.metric} distance" + (" with test-time flip" if self.flip_test else ""))
-        dtype = resolve_amp(torch.device(device), self.amp)
-        parts.append(f"{str(dtype).removeprefix('torch.')} autocast" if dtype is not None else "float32")
-        return wrap("Settings: " + "; ".join(parts), width)
+    def describe(self, device: torch.device | str = "cpu", width: int = LINE_WIDTH) -> str:
+        """The notebook's one settings line for this config (:func:`describe_settings`)."""
+        return describe_settings(self, device, width)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -241,6 +218,35 @@ def unused_fields(recipe: str, mining: str = "none") -> set[str]:
     if recipe == "strong":
         return {"batch_size", "mining"}
     return {"batch_size"} if mining in ("batch_hard", "batch_all") else {"p", "k"}
+
+
+def describe_settings(cfg: TrainConfig, device: torch.device | str = "cpu", width: int = LINE_WIDTH) -> str:
+    """The settings this recipe reads, in one statement wrapped at ``width`` characters: the start,
+    the loss, the optimiser and its schedule, batches, augmentation, input and precision. Settings
+    the recipe does not read (``unused_fields``: p, k for the ID model, …) are left out."""
+    parts = [_start_words(cfg), _loss_words(cfg)]
+    lr = f"{cfg.optimizer.capitalize()} lr {_num(cfg.lr)}"
+    if cfg.backbone_lr_factor != 1.0:
+        lr += f" (backbone {cfg.backbone_lr_factor:g}×)"
+    parts.append(f"{lr}, weight decay {_num(cfg.weight_decay)}")
+    warm = f"{cfg.warmup_epochs:g}-epoch warm-up, then " if cfg.warmup_epochs else ""
+    parts.append(f"{warm}cosine decay over {cfg.epochs} epochs")
+    if cfg.recipe == "strong" or cfg.mining in ("batch_hard", "batch_all"):
+        parts.append(f"batches of P×K = {cfg.p}×{cfg.k} {'rows' if cfg.recipe == 'triplet' else 'images'}")
+    elif cfg.recipe == "triplet":
+        parts.append(f"{cfg.batch_size} rows ({3 * cfg.batch_size} images) a step")
+    else:
+        parts.append(f"batches of {cfg.batch_size} images")
+    aug = [name for on, name in ((cfg.flip, "flips"), (cfg.shift, f"shifts ≤ {cfg.shift} px"),
+                                 (cfg.erase, "random erasing")) if on]
+    parts.append("augmentation: " + (", ".join(aug) if aug else "none"))
+    if cfg.input_size is not None and tuple(cfg.input_size) != (128, 128):
+        parts.append(f"input {cfg.input_size[0]}×{cfg.input_size[1]}")
+    if cfg.flip_test or cfg.metric != "euclidean":
+        parts.append(f"ranked by {cfg.metric} distance" + (" with test-time flip" if cfg.flip_test else ""))
+    dtype = resolve_amp(torch.device(device), cfg.amp)
+    parts.append(f"{str(dtype).removeprefix('torch.')} autocast" if dtype is not None else "float32")
+    return wrap("Settings: " + "; ".join(parts), width)
 
 
 def _num(x: float) -> str:

@@ -18,7 +18,7 @@ from .evaluate import Retrieval
 from .stats import paired_comparison
 from .text import wrap
 
-__all__ = ["ranked_rows", "describe_ranked_rows", "compare_handout_models", "describe_comparison"]
+__all__ = ["ranked_rows", "row_line", "describe_ranked_rows", "compare_handout_models", "describe_comparison"]
 
 
 def ranked_rows(retrieval: Retrieval, rows: list[int]) -> list[dict[str, Any]]:
@@ -40,7 +40,8 @@ def ranked_rows(retrieval: Retrieval, rows: list[int]) -> list[dict[str, Any]]:
     return out
 
 
-def _row_line(i: int, r: dict[str, Any]) -> str:
+def row_line(i: int, r: dict[str, Any]) -> str:
+    """One row's line under the ranked-results figure (see :func:`describe_ranked_rows`)."""
     gap = r["nearest_wrong_distance"] - r["match_distance"]
     if r["match_rank"] == 1:
         return (f"row {i} (query {r['query']}): hit — match (gallery {r['match']}) at distance "
@@ -57,7 +58,7 @@ def describe_ranked_rows(rows: list[dict[str, Any]], retrieval: Retrieval) -> st
     """Lines under the ranked-results figure: each row (:func:`ranked_rows`), then what they show together
     — hits and misses, by how much the nearest wrong image beats the match in a miss, and the gallery
     images that are the wrong top-1 of several val queries."""
-    lines = [_row_line(i, r) for i, r in enumerate(rows, start=1)]
+    lines = [row_line(i, r) for i, r in enumerate(rows, start=1)]
     hits = [r for r in rows if r["match_rank"] == 1]
     misses = [r for r in rows if r["match_rank"] > 1]
     summary = [f"Of the {len(rows)} rows, {len(hits)} are hits and {len(misses)} misses"]

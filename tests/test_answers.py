@@ -187,9 +187,8 @@ def test_readme_input_shape_numbers_are_the_recorded_runs():
 
 
 def test_input_shape_summary_figures_are_the_recorded_runs():
-    """The figures README.md, answers.md and the notebook's beyond section quote about the input
-    shape at equal wall time: layouts ahead, mean differences over the 5 layouts (and the Market
-    ones), the largest seed-to-seed spread, and the notebook table's Market line."""
+    """The figures README.md and answers.md quote about the input shape at equal wall time: layouts
+    ahead, mean differences over the 5 layouts (and the Market ones), the largest seed-to-seed spread."""
     diff = {layout: [a - b for a, b in zip(_shape_means(layout, "128x64"), _shape_means(layout, "128x128"))]
             for layout in SHAPE_LAYOUTS}
     ahead = [sum(round(d[k], 3) > 0 for d in diff.values()) for k in (0, 1)]
@@ -202,19 +201,13 @@ def test_input_shape_summary_figures_are_the_recorded_runs():
             spreads.append(max(finals) - min(finals))
     readme = " ".join((ROOT / "README.md").read_text().split())
     answers = " ".join(ANSWERS.split())
-    nb = json.loads((ROOT / "assignment.ipynb").read_text())
-    beyond = " ".join("".join(next(c["source"] for c in nb["cells"]
-                                   if "".join(c["source"]).startswith("## Beyond the handout"))).split())
     assert (f"ahead on val on {ahead[0]} of the 5 layouts and on test on {ahead[1]}; the mean over the 5 layouts is "
             f"{mean[0]} val and {mean[1]} test Rank-1 (on the two Market layouts alone {market[0]} val and "
             f"{market[1]} test)") in readme
     assert f"moves val Rank-1 by up to {max(spreads):.3f}" in readme and f"by up to {max(spreads):.3f}" in answers
     assert (f"ahead on val on {ahead[0]} of the 5 layouts and on test on {ahead[1]}, by {mean[0]} val and {mean[1]} "
             "test Rank-1 in the mean over the 5 layouts") in answers
-    assert f"{mean[0]} val and {mean[1]} test Rank-1 in the mean over the 5 layouts" in beyond
-    assert f"val Rank-1 by up to {max(spreads):.3f}" in beyond
-    side = "behind" if diff["market_s0"][0] < 0 else "ahead"
-    assert f"{abs(diff['market_s0'][0]):.3f} {side} there" in beyond
+    # the notebook types no measured number (tests/test_notebook.py): its ablation table prints the Market line
 
 
 def test_readme_run_by_run_and_144x72_figures_are_the_recorded_runs():
@@ -262,11 +255,6 @@ def test_readme_run_by_run_and_144x72_figures_are_the_recorded_runs():
     for size in ("128x64", "144x72"):
         cells = [f"{mean(size, split)} [{interval(size, split)}] {split}" for split in ("val", "test")]
         assert f"{cells[0]} and {cells[1]}" in answers, size
-    nb = json.loads((ROOT / "assignment.ipynb").read_text())
-    beyond = " ".join("".join(next(c["source"] for c in nb["cells"]
-                                   if "".join(c["source"]).startswith("## Beyond the handout"))).split())
-    val, test = (f"{mean('128x64', split)} [{interval('128x64', split)}]" for split in ("val", "test"))
-    assert f"the difference is {val} val and {test} test Rank-1" in beyond
     means = {s: sum(_shape_means(layout, s)[0] for layout in SHAPE_LAYOUTS) / 5 for s in ("128x64", "144x72")}
     assert means["128x64"] > means["144x72"]
     assert f"({means['128x64']:.3f} against {means['144x72']:.3f} in the mean over the 5 layouts)" in readme
@@ -287,3 +275,37 @@ def test_readme_acceptance_proxy_numbers_are_the_recorded_run():
     assert scored["missing"] == 0 and round(scored["accuracy"], 3) == run["pred_csv"]["test_top1_notebook"]
     assert f"test top-1 {scored['accuracy']:.3f} on {int(scored['n'])} queries" in readme
     assert run["layout"]["seed"] == 3 and run["test_queries"] == scored["n"] == 702
+
+
+# --------------------------------------------------------------------------- Q8, Q9, Q11 as the committed run computed them
+def _synthetic() -> dict:
+    return json.loads((ROOT / "results" / "synthetic.json").read_text())
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_q8_quotes_the_computed_verdict():
+    doc = _synthetic()
+    verdict = doc["q8_verdict"].removeprefix("Verdict: ")
+    assert f'"{_flat(verdict)}"' in _flat(section("Q8"))
+    assert "short of training" not in section("Q8") or "still rising" in verdict
+
+
+def test_q9_quotes_the_rows_shown():
+    from reid.findings import row_line
+
+    doc = _synthetic()
+    text = _flat(section("Q9"))
+    for i, row in enumerate(doc["q9_rows"], start=1):
+        assert _flat(row_line(i, row)) in text, i
+
+
+def test_q11_quotes_the_computed_comparisons():
+    from reid.findings import describe_comparison
+
+    doc = _synthetic()
+    assert _flat(describe_comparison(doc["q11"])) in _flat(section("Q11"))
+    for row in doc["q11"]:
+        assert f"the triplet model is {row['word']}" in _flat(section("Q11"))

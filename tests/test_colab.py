@@ -290,6 +290,7 @@ def test_cells_off_colab_as_make_test_runs_them(tmp_path, tiny_layout, monkeypat
     assert not (ROOT / "pred.csv").exists()                               # off Colab nothing is copied
 
 
+@pytest.mark.reliability
 def test_the_submission_cell_alone_in_a_fresh_kernel_says_what_to_do(capsys):
     from reid import submission
 
@@ -301,6 +302,7 @@ def test_the_submission_cell_alone_in_a_fresh_kernel_says_what_to_do(capsys):
     assert "Runtime → Run all, save, then run this cell" in capsys.readouterr().out
 
 
+@pytest.mark.reliability
 def test_saved_notebook_check(tmp_path):
     from reid.submission import PRED_LINE, TOKEN_LINE, check_saved
 
@@ -315,6 +317,7 @@ def test_saved_notebook_check(tmp_path):
     assert not check_saved(tmp_path / "missing.ipynb", a)[0]
 
 
+@pytest.mark.reliability
 def test_make_run_packs_the_saved_run_from_the_command_line(tmp_path, tiny_layout):
     from reid.submission import PRED_LINE, RUN_RECORD, TOKEN_LINE, main
 

@@ -67,6 +67,7 @@ def test_training_copies_at_most_once_per_interval_plus_the_end(data, roots):
     assert copy.bytes == sum(size for _, size in copy.calls) and copy.bytes > 0
 
 
+@pytest.mark.reliability
 def test_resume_from_the_drive_copy_after_the_local_disk_is_gone(data, roots, capsys):
     m, _ = mirror(roots, step=1000.0)  # every epoch past the interval: Drive keeps up
     folder = roots[0] / "course-x" / "random" / "id"
@@ -91,6 +92,7 @@ def test_local_copy_wins_when_it_is_as_new(roots):
     assert not (local / "best.pt").exists()     # the Drive copy had none: no stale local best.pt either
 
 
+@pytest.mark.reliability
 def test_replacing_truncates_the_old_file_first_and_keeps_it_on_a_failed_copy(roots, monkeypatch):
     local, drive = roots[0] / "m", roots[1] / "m"
     save_checkpoint(local / "last.pt", {"format": 1, "epoch": 1, "pad": "x" * 10_000})
@@ -116,6 +118,7 @@ def test_replacing_truncates_the_old_file_first_and_keeps_it_on_a_failed_copy(ro
     assert checkpoint_epoch(drive / "last.pt") == 2 and len(old) > 0   # the previous Drive copy is intact
 
 
+@pytest.mark.reliability
 def test_a_drop_after_truncation_leaves_the_complete_upload_which_pull_takes(roots):
     local, drive = roots[0] / "m", roots[1] / "m"
     save_checkpoint(drive / ("last.pt" + D.TMP_SUFFIX), {"format": 1, "epoch": 9})
@@ -125,6 +128,7 @@ def test_a_drop_after_truncation_leaves_the_complete_upload_which_pull_takes(roo
     assert load_checkpoint(drive / "last.pt")["epoch"] == 9 and not (drive / ("last.pt" + D.TMP_SUFFIX)).exists()
 
 
+@pytest.mark.reliability
 def test_interrupt_copies_what_there_is(data, roots):
     m, copy = mirror(roots, step=1.0)  # the interval never passes by itself
     folder = roots[0] / "r" / "id"

@@ -31,7 +31,9 @@ def test_describe_history_reads_the_numbers():
     assert "2 epoch(s), 2.0 min of training" in text
     assert "5.000 over the first tenth" in text and "1.000 over the last tenth" in text
     assert "0.900 after epoch 1 → 0.700 after epoch 2 (lowest 0.700 at epoch 2)" in text
-    assert "Val Rank-1: 0.200 after epoch 1 → 0.500" in text and "mAP 0.550" in text
+    text = " ".join(text.split())
+    assert "Val Rank-1: 0.200 after epoch 1 → 0.500" in text
+    assert "Kept: epoch 2 of 2, the best val mAP (0.550); there Rank-1 0.500, Rank-5 0.700, Rank-10 0.900" in text
 
 
 def test_pick_examples_hits_then_misses():
@@ -127,7 +129,7 @@ def test_compare_models_measures_each_model_as_its_validation_did(tiny_layout, m
     table = R.compare_models({"plain": (MeanColour(), history()), "as trained": (MeanColour(), history(), cfg)}, ds)
     assert seen == [{"flip": False, "metric": "euclidean"}, {"flip": True, "metric": "cosine"}]
     expected = retrieve(MeanColour(), ds, flip=True, metric="cosine").metrics()
-    assert table.loc["as trained", "mAP"] == round(expected["mAP"], 3) and table.loc["as trained", "epochs"] == 2
+    assert table.loc["as trained", "mAP"] == round(expected["mAP"], 3) and table.loc["as trained", "epoch (kept on val mAP)"] == "2 of 2"
 
 
 def test_compare_models_reuses_the_last_validation_and_shows_flip_columns(tiny_layout, monkeypatch):
