@@ -23,18 +23,36 @@ COMPARISONS: tuple[tuple[str, str, str, str], ...] = (
     ("id", "learning rate 1e-3 (today 3e-4)", "id_standin", "id_standin_lr1e-3"),
     ("id", "backbone at 0.1× the head's rate", "id_standin", "id_standin_bb0.1"),
     ("id", "a 1-epoch warm-up (today none)", "id_standin", "id_standin_warmup1"),
+    ("triplet", "the ID model's choice: a 1-epoch warm-up", "triplet_standin", "triplet_standin_warmup1"),
     ("strong", "learning rate 3.5e-4 (today 1e-3)", "strong_standin", "strong_standin_lr3.5e-4"),
     ("strong", "learning rate 1e-4 (today 1e-3)", "strong_standin", "strong_standin_lr1e-4"),
     ("strong", "backbone at 0.1× the head's rate", "strong_standin", "strong_standin_bb0.1"),
     ("strong", "a 1-epoch warm-up (today 5)", "strong_standin", "strong_standin_warmup1"),
 )
 """(model, the change, run with today's setting, run with the change): each decides one setting."""
+BUDGET_CHECKS: tuple[tuple[str, str, str, str], ...] = (
+    ("id", "10 epochs instead of 14 (with the 1-epoch warm-up)", "id_standin_warmup1", "id_standin_warmup1_10ep"),
+    ("triplet", "8 epochs instead of 14 (with the 1-epoch warm-up)", "triplet_standin_warmup1", "triplet_standin_chosen"),
+    ("strong", "20 epochs instead of 35", "strong_standin", "strong_standin_chosen"),
+)
+"""(model, the shorter budget, the run at the longer one, the run at the shorter one): a budget shrinks only
+where it costs nothing at the kept epoch (:func:`costs_nothing`)."""
+WEAK_CHECKS: tuple[tuple[str, str, str, str], ...] = (
+    ("id", "the chosen settings and budget", "id_weak", "id_weak_chosen"),
+    ("strong", "the chosen budget", "strong_weak", "strong_weak_chosen"),
+)
+"""(model, what is checked, today's run from the weak stand-in, the chosen one from it): reported only."""
+TOLERANCE = 0.01
+
+
+STANDINS = {"standin": "stand-in", "standin_weak": "weak stand-in"}
+"""The weights files' records in results/pretrained (file stem → how the tables name it)."""
 
 
 def _runs(results: Path) -> dict[str, dict]:
-    """{file stem: run JSON} of every recorded run (everything but standin.json), by model then name."""
+    """{file stem: run JSON} of every recorded run (everything but the stand-ins' records), by model then name."""
     order = {m: i for i, m in enumerate(MODELS)}
-    paths = sorted((p for p in results.glob("*.json") if p.stem != "standin"),
+    paths = sorted((p for p in results.glob("*.json") if p.stem not in STANDINS),
                    key=lambda p: (order.get(p.stem.split("_")[0], 9), p.stem))
     return {p.stem: json.loads(p.read_text()) for p in paths}
 
@@ -56,18 +74,45 @@ def decide(today: dict, arm: dict) -> dict[str, float | bool]:
     return d
 
 
-def _start(run: dict) -> str:
+def costs_nothing(longer: dict, shorter: dict) -> dict[str, float | bool]:
+    """A shorter budget against a longer one, at their kept epochs (shorter − longer): it costs nothing when
+    its val mAP is within TOLERANCE of the longer run's and its test Rank-1 and mAP are not behind by more."""
+    d = decide(longer, shorter)
+    d["replaces"] = all(d[k] >= -TOLERANCE for k in ("val mAP", "test Rank-1", "test mAP"))
+    return d
+
+
+def _delta_rows(checks: tuple, runs: dict, rule, word: str) -> list[str]:
+    lines = []
+    for model, change, today, arm in checks:
+        if today not in runs or arm not in runs:
+            lines.append(f"| {MODELS[model]} | {change} | `{today}` | `{arm}` | not recorded | | | | |")
+            continue
+        d = rule(runs[today], runs[arm])
+        verdict = ("yes" if d["replaces"] else "no") if word else ("holds" if d["replaces"] else "behind")
+        lines.append(f"| {MODELS[model]} | {change} | `{today}` | `{arm}` | {d['val mAP']:+.3f} | "
+                     f"{d['val Rank-1']:+.3f} | {d['test Rank-1']:+.3f} | {d['test mAP']:+.3f} | {verdict} |")
+    return lines
+
+
+def _start(run: dict, results: Path) -> str:
     start = run["config"].get("start", "random")
-    return "random" if start == "random" else f"stand-in ({start.removeprefix('sha256:')[:8]})"
+    if start == "random":
+        return "random"
+    for stem, name in STANDINS.items():
+        path = results / f"{stem}.json"
+        if path.is_file() and f"sha256:{json.loads(path.read_text())['sha256']}" == start:
+            return f"{name} ({start.removeprefix('sha256:')[:8]})"
+    return f"weights file ({start.removeprefix('sha256:')[:8]})"
 
 
-def _row(name: str, run: dict) -> str:
+def _row(name: str, run: dict, results: Path) -> str:
     k = kept(run)
     test = run.get("test")
     last = run.get("test_last", test)
     tests = (f"{test['rank1']:.3f} / {test['mAP']:.3f} | {last['rank1']:.3f} / {last['mAP']:.3f}"
              if test else "not recorded | ")
-    return (f"| `{name}` | {_start(run)} | {settings_changed(run['config'])} | {len(run['rank1'])} | "
+    return (f"| `{name}` | {_start(run, results)} | {settings_changed(run['config'])} | {len(run['rank1'])} | "
             f"{', '.join(f'{v:.3f}' for v in run['rank1'])} | {k} | {run['rank1'][k - 1]:.3f} / {run['mAP'][k - 1]:.3f} | "
             f"{run['rank1'][-1]:.3f} / {run['mAP'][-1]:.3f} | {tests} | {run['elapsed_seconds'][-1] / 60:.1f} |")
 
@@ -96,23 +141,54 @@ def _standin_lines(results: Path) -> list[str]:
             "budgets and the kept epoch, and for testing the pretrained path.",
             "",
             f"The backbone alone (C6 loads the file into ModifiedResNet18, no fine-tuning; its 512-d pooled "
-            f"feature), val Rank-1: {alone}: the prior a fine-tune starts from."]
+            f"feature), val Rank-1: {alone}: the prior a fine-tune starts from. It is much stronger than an "
+            "ImageNet start's could be: the stand-in learned pedestrians from the same six cameras.",
+            *_weak_lines(results)]
+
+
+def _weak_lines(results: Path) -> list[str]:
+    """The weak stand-in's paragraph: a prior nearer an ImageNet start's, to check the chosen settings on."""
+    path = results / "standin_weak.json"
+    if not path.is_file():
+        return []
+    w = json.loads(path.read_text())
+    market = next(v for k, v in w["backbone_alone_val"].items() if Path(k).name == "data_market")
+    return ["", f"A weak stand-in checks that the choices hold on a weaker prior: the same command with `--epochs "
+                f"{w['epochs']}` ({w['steps']} steps, final training accuracy {w['epoch_accuracy'][-1]:.3f}; sha256 "
+                f"{w['sha256'][:12]}…, results/pretrained/standin_weak.json), whose backbone alone gives val Rank-1 "
+                f"{market['128x128 padded']['rank1']:.3f} at 128×128 padded and {market['128x64']['rank1']:.3f} at "
+                "128×64 on `data_market`. Its runs are named `*_weak*`: today's settings against the chosen ones, "
+                "nothing chosen on them."]
+
+
+HEADER = ["| model | change | run it is compared with | run with the change | Δ kept val mAP | Δ kept val Rank-1 | "
+          "Δ test Rank-1 | Δ test mAP | {} |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
 
 
 def decision_lines(results: Path) -> list[str]:
+    """The settings table (COMPARISONS, :func:`decide`), the budgets table (BUDGET_CHECKS,
+    :func:`costs_nothing`) and the weak-prior check (WEAK_CHECKS), each with its rule."""
     runs = _runs(results)
-    lines = ["| model | change | today's run | run with the change | Δ kept val mAP | Δ kept val Rank-1 | "
-             "Δ test Rank-1 | Δ test mAP | replaces today's? |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for model, change, today, arm in COMPARISONS:
-        if today not in runs or arm not in runs:
-            lines.append(f"| {MODELS[model]} | {change} | `{today}` | `{arm}` | not recorded | | | | |")
-            continue
-        d = decide(runs[today], runs[arm])
-        lines.append(f"| {MODELS[model]} | {change} | `{today}` | `{arm}` | {d['val mAP']:+.3f} | "
-                     f"{d['val Rank-1']:+.3f} | {d['test Rank-1']:+.3f} | {d['test mAP']:+.3f} | "
-                     f"{'yes' if d['replaces'] else 'no'} |")
-    return lines
+    tolerance = (f"within {TOLERANCE} of the longer budget's and its test Rank-1 and mAP not behind by more than "
+                 f"{TOLERANCE}")
+    return [f"A change replaces today's setting only if its kept-epoch val mAP is ahead by more than {MARGIN} and its "
+            "test Rank-1 and mAP are not behind (differences: the run with the change minus the other, each at its "
+            "kept epoch).", "", HEADER[0].format("replaces today's?"), HEADER[1],
+            *_delta_rows(COMPARISONS, runs, decide, "replaces"), "",
+            "The budgets, read from the curves above (the epoch where each curve stops gaining) and confirmed with one "
+            f"run each: a budget shrinks only where the shorter run's kept-epoch val mAP is {tolerance}.", "",
+            HEADER[0].format("costs nothing?"), HEADER[1], *_delta_rows(BUDGET_CHECKS, runs, costs_nothing, "costs"), "",
+            "The same choices from the weak stand-in (reported, not used to choose):", "",
+            HEADER[0].format(f"within {TOLERANCE}?"), HEADER[1], *_delta_rows(WEAK_CHECKS, runs, costs_nothing, ""),
+            "", f"Chosen: `reid.config.PRETRAINED` = `{_chosen()[0]}`; `reid.budget.PRETRAINED_BUDGET` = "
+                f"`{_chosen()[1]}` samples (the same on every device)."]
+
+
+def _chosen() -> tuple[dict, dict]:
+    from reid.budget import PRETRAINED_BUDGET  # noqa: PLC0415
+    from reid.config import PRETRAINED  # noqa: PLC0415
+
+    return ({k: v for k, v in PRETRAINED.items() if v}, dict(PRETRAINED_BUDGET))
 
 
 def pretrained_section(results: Path = ROOT / "results" / "pretrained") -> str:
@@ -133,13 +209,9 @@ def pretrained_section(results: Path = ROOT / "results" / "pretrained") -> str:
              "| run | start | settings other than its start's preset | epochs | val Rank-1 per epoch | kept epoch | "
              "kept val Rank-1 / mAP | last val Rank-1 / mAP | test Rank-1 / mAP, kept | test, last | minutes |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-             *([_row(name, run) for name, run in runs.items()] or ["| (none) |" + " |" * 10]),
+             *([_row(name, run, results) for name, run in runs.items()] or ["| (none) |" + " |" * 10]),
              "",
              "### What was chosen",
-             "",
-             f"A change replaces today's setting only if its kept-epoch val mAP is ahead by more than {MARGIN} and "
-             "its test Rank-1 and mAP are not behind (differences: the run with the change minus today's, each at "
-             "its kept epoch).",
              "",
              *decision_lines(results)]
     return "\n".join(lines)

@@ -23,8 +23,9 @@ The budget depends on how the backbone starts (``SAMPLE_BUDGET``):
   three images gave it a third of the epochs, and its val curve was still rising when they ran out.
 * ``"pretrained"`` (C6 loaded weights): measured from runs started from a stand-in weights file
   (bench/standin_weights.py; bench/BENCHMARKS.md, section 7), read from the curves and confirmed
-  with one run per model. The same on every device: a fine-tune peaks in few steps, and more steps
-  wear the prior away.
+  with one run per model (``PRETRAINED_BUDGET``). The same on every device, so a GPU gives each
+  model the steps measured here: a fine-tune peaks in few steps, and more steps wear the prior
+  away rather than add to it.
 
 ``REID_EPOCHS`` overrides every model's epochs (see :func:`epochs_from_env`).
 """
@@ -43,8 +44,11 @@ SAMPLE_BUDGET: dict[str, dict[str, dict[str, int]]] = {
     "random": {"cpu": {"id": 31_000, "triplet": 31_000, "strong": 62_000},
                "cuda": {"id": 124_000, "triplet": 124_000, "strong": 248_000}},
 }
-PRETRAINED_BUDGET = {"id": 31_000, "triplet": 31_000, "strong": 62_000}
-"""Samples per model from a pretrained start, on every device (bench/BENCHMARKS.md section 7)."""
+PRETRAINED_BUDGET = {"id": 31_000, "triplet": 18_176, "strong": 35_840}
+"""Samples per model from a pretrained start, on every device (bench/BENCHMARKS.md section 7): on the
+course's 2,300 training images, 14 epochs of the ID model (10 cost 0.018 kept-epoch val mAP), 8 of the
+triplet model's rows (its curve stops gaining after epoch 8 of 14) and 20 of the stronger recipe
+(its kept epoch was 19 of 35; 20 cost nothing)."""
 SAMPLE_BUDGET["pretrained"] = {"cpu": PRETRAINED_BUDGET, "cuda": PRETRAINED_BUDGET}
 MIN_EPOCHS = 2
 EPOCHS_ENV = "REID_EPOCHS"
