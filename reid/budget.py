@@ -44,11 +44,11 @@ SAMPLE_BUDGET: dict[str, dict[str, dict[str, int]]] = {
     "random": {"cpu": {"id": 31_000, "triplet": 31_000, "strong": 62_000},
                "cuda": {"id": 124_000, "triplet": 124_000, "strong": 248_000}},
 }
-PRETRAINED_BUDGET = {"id": 31_000, "triplet": 18_176, "strong": 35_840}
+PRETRAINED_BUDGET = {"id": 31_000, "triplet": 31_000, "strong": 35_840}
 """Samples per model from a pretrained start, on every device (bench/BENCHMARKS.md section 7): on the
-course's 2,300 training images, 14 epochs of the ID model (10 cost 0.018 kept-epoch val mAP), 8 of the
-triplet model's rows (its curve stops gaining after epoch 8 of 14) and 20 of the stronger recipe
-(its kept epoch was 19 of 35; 20 cost nothing)."""
+course's 2,300 training images, 14 epochs for the handout models (10 epochs of the ID model and 8 of
+the triplet model each cost 0.018 kept-epoch val mAP) and 20 for the stronger recipe (its kept epoch
+was 19 of 35, and a 20-epoch schedule cost nothing)."""
 SAMPLE_BUDGET["pretrained"] = {"cpu": PRETRAINED_BUDGET, "cuda": PRETRAINED_BUDGET}
 MIN_EPOCHS = 2
 EPOCHS_ENV = "REID_EPOCHS"

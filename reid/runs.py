@@ -191,11 +191,11 @@ def ablation_table(results_dir: str | Path) -> "pd.DataFrame":
 
 
 START_RUNS = (("ID loss (handout)", "pretrained/id_scratch.json", "pretrained/id_standin_warmup1.json"),
-              ("triplet loss (handout)", "pretrained/triplet_scratch.json", "pretrained/triplet_standin_chosen.json"),
+              ("triplet loss (handout)", "pretrained/triplet_scratch.json", "pretrained/triplet_standin_warmup1.json"),
               ("stronger recipe (beyond)", "pretrained/strong_scratch.json", "pretrained/strong_standin_chosen.json"))
 """Per model, the recorded runs of "what the weights bought" (bench/BENCHMARKS.md section 7): from random
-weights and from the stand-in weights file, each with the settings and budget of its start (the ID
-model's chosen pretrained run is its 1-epoch warm-up run: its budget stayed at 14 epochs)."""
+weights and from the stand-in weights file, each with the settings and budget of its start (the handout
+models' chosen pretrained runs are their 1-epoch warm-up runs: their budgets stayed at 14 epochs)."""
 
 
 def _kept_index(run: dict) -> int:
