@@ -204,7 +204,8 @@ def pretrained_section(results: Path = ROOT / "results" / "pretrained") -> str:
              "same start (`TrainConfig.handout_id` / `handout_triplet` / `strong`, with `reid.config.PRETRAINED` "
              "for a pretrained start). The kept epoch is the first with the best val mAP (the notebook keeps "
              "that epoch's weights); test is scored at the kept epoch and at the last. Val numbers at a chosen "
-             "epoch are optimistic (the epoch was chosen on val); the test numbers are the clean figure.",
+             "epoch are optimistic (the epoch was chosen on val). The val split chooses; the test split only "
+             "vetoes (a change must not be behind there), so it is nearly, not wholly, unseen by the choices.",
              "",
              "| run | start | settings other than its start's preset | epochs | val Rank-1 per epoch | kept epoch | "
              "kept val Rank-1 / mAP | last val Rank-1 / mAP | test Rank-1 / mAP, kept | test, last | minutes |",

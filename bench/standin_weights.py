@@ -86,6 +86,9 @@ def pool_people_in(layout: Path, pool_index: dict[str, int]) -> tuple[set[int], 
     if not people and source == "pool":
         raise StandinError(f"{layout}: built from a pool (BUILD_INFO.json) but none of its {len(images)} images is "
                            f"in this pool: pass the pool it was built from")
+    if not people:
+        print(f"! {layout}: none of its {len(images)} images is in the pool, so none of the pool's people is left out "
+              f"for it (fine for synthetic or other data; not for a layout built from this pool and re-encoded)")
     return people, len(images), matched
 
 

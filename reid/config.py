@@ -205,8 +205,9 @@ def _preset(base: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
 
 def start_of(report: Any) -> dict[str, str | None]:
     """``{"start": …, "start_file": …}`` for a preset, from a C6 weight report (``load_imagenet_weights``'
-    WeightReport): random when nothing loaded, else the loaded file's SHA-256 and name."""
-    if report is None or not getattr(report, "ok", False) or not getattr(report, "sha256", None):
+    WeightReport): random when nothing loaded, else the file's SHA-256 and name (also for a file that
+    filled only part of the backbone: the model no longer starts from random weights)."""
+    if report is None or not getattr(report, "loaded", None) or not getattr(report, "sha256", None):
         return {"start": RANDOM_START, "start_file": None}
     return {"start": f"sha256:{report.sha256}", "start_file": report.file_name}
 

@@ -7,10 +7,13 @@ budget, against 15 GB free). So ``train_model`` writes ``last.pt`` / ``best.pt``
 Drive:
 
 * at most once per ``interval_s`` (10 minutes by default), once at the end of each model's training,
-  and on an interrupt (Ctrl-C), so a dropped runtime loses at most one interval of training, plus
-  whatever Drive had not uploaded yet;
-* ``last.pt`` first, then ``best.pt``, so the Drive pair never has a best epoch after its last one
-  (and a drop between the two leaves a pair ``train_model`` mends on resume);
+  and on an interrupt (Ctrl-C) or an error, so a dropped runtime loses at most one interval of
+  training, plus whatever Drive had not uploaded yet; a file whose Drive copy already holds the same
+  epoch is not sent again; a copy that fails (Drive full or unreachable) is reported and training
+  goes on;
+* ``last.pt`` first, then ``best.pt``, so the Drive pair never has a best epoch after its last one;
+  a drop between the two leaves a pair ``train_model`` mends on resume when the kept epoch is the last
+  one, and otherwise keeps from the last epoch on (``History.keep_from``), never naming lost weights;
 * each file atomically: copied to a temporary name beside it, the replaced file truncated to 0 bytes
   (so what goes to the trash is nearly empty), then the copy renamed into place; a drop before the
   rename leaves the previous Drive copy, a drop after the truncation leaves the complete temporary
@@ -98,14 +101,20 @@ class DriveMirror:
         last = self._last_push.get(local_dir)
         if not final and last is not None and now - last < self.interval_s:
             return False
-        if last is None and not final:  # the first epoch of this process: start the interval now,
-            self._last_push[local_dir] = now  # copy at its end (a one-epoch loss at most)
+        if last is None and not final:  # the first epoch of this process: start the interval now and
+            self._last_push[local_dir] = now  # copy at its end (a drop loses at most one interval)
             return False
         drive_dir = self.drive_dir(local_dir)
-        drive_dir.mkdir(parents=True, exist_ok=True)
-        for name in MIRRORED:
-            if (local_dir / name).is_file():
-                self._replace(local_dir / name, drive_dir / name)
+        try:
+            drive_dir.mkdir(parents=True, exist_ok=True)
+            for name in MIRRORED:
+                src = local_dir / name
+                if src.is_file() and checkpoint_epoch(src) != checkpoint_epoch(drive_dir / name):
+                    self._replace(src, drive_dir / name)   # (a copy Drive already holds is not sent again)
+        except OSError as err:  # Drive full or unreachable: training goes on, the local copy stands
+            print(f"! could not copy the checkpoint to Drive ({type(err).__name__}: {err}); training goes on "
+                  f"from the runtime's disk, and the next copy tries again")
+            return False
         self._last_push[local_dir] = now
         return True
 

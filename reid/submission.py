@@ -57,8 +57,9 @@ def record_predictions(workspace: Any, pred: str | Path, beyond: str | Path | No
     record = {"token": token, "pred": str(Path(pred).absolute()),
               "pred_beyond": str(Path(beyond).absolute()) if beyond else None,
               "figures": str(Path(workspace.figures).absolute()), "notebook": str(workspace.project / "assignment.ipynb")}
-    Path(workspace.runs).mkdir(parents=True, exist_ok=True)
-    (Path(workspace.runs) / RUN_RECORD).write_text(json.dumps(record, indent=1))
+    kept = Path(getattr(workspace, "kept", workspace.runs))   # in Drive on Colab
+    kept.mkdir(parents=True, exist_ok=True)
+    (kept / RUN_RECORD).write_text(json.dumps(record, indent=1))
     return PRED_LINE.format(token=token) + f": {Path(pred).name}" + (f" and {Path(beyond).name}" if beyond else "")
 
 
@@ -99,8 +100,9 @@ def check_saved(notebook: str | Path, token: str) -> tuple[bool, str]:
     else:
         what = "this run's first cell but not its predictions (saved before the prediction cell ran)"
     return False, (f"✗ nothing packed: the saved {notebook.name} holds {what}. Save the notebook (Ctrl+S or File → "
-                   f"Save), then run this cell again. (Under nbconvert or nbval the file on disk is always an "
-                   f"earlier run's: `make run` packs after saving, with `python -m reid.submission submit`.)")
+                   f"Save), then run this cell again (if you saved just now, Drive may need a few seconds). (Under "
+                   f"nbconvert or nbval the file on disk is always an earlier run's: `make run` packs after saving, "
+                   f"with `python -m reid.submission submit`.)")
 
 
 def submit_this_run() -> Path | None:
@@ -113,6 +115,11 @@ def submit_this_run() -> Path | None:
         return None
     notebook = Path(workspace.project) / "assignment.ipynb"
     ok, line = check_saved(notebook, token)
+    for _ in range(3 if getattr(workspace, "colab", False) else 0):  # Drive may show the old copy for a moment
+        if ok:
+            break
+        time.sleep(2.0)
+        ok, line = check_saved(notebook, token)
     print(_wrap(line))
     if not ok:
         return None

@@ -80,6 +80,7 @@ class History:
     rank10: list[float | None] = field(default_factory=list)
     mAP: list[float | None] = field(default_factory=list)
     match_rank: list[list[int] | None] = field(default_factory=list)  # per epoch: each val query's rank of its match
+    keep_from: int = 1  # the first epoch whose weights can be kept (later only when a resume found best.pt lost)
     epoch_seconds: list[float] = field(default_factory=list)
     elapsed_seconds: list[float] = field(default_factory=list)
     interrupted: bool = False
@@ -90,10 +91,10 @@ class History:
 
     @property
     def kept_epoch(self) -> int | None:
-        """1-based epoch kept: the first with the highest val ``KEEP_METRIC``; the last epoch when no
-        epoch has one; None before the first epoch."""
+        """1-based epoch kept: the first with the highest val ``KEEP_METRIC`` (from epoch ``keep_from`` on);
+        the last epoch when no epoch has one; None before the first epoch."""
         values = getattr(self, KEEP_METRIC)
-        scored = [(v, -i) for i, v in enumerate(values) if v is not None]
+        scored = [(v, -i) for i, v in enumerate(values) if v is not None and i + 1 >= self.keep_from]
         if scored:
             return -max(scored)[1] + 1
         return self.epochs_done or None
@@ -211,16 +212,21 @@ class _Kept:
     retrieval: Retrieval | None = None
 
     def update(self, run: TrainRun, epoch: int, retrieval: Retrieval | None) -> None:
-        self.epoch, self.retrieval = epoch, retrieval
+        """Keep epoch ``epoch``: its weights first (best.pt, or a copy in memory), then its number — so a
+        Ctrl-C during the write leaves the previous kept epoch standing, never a number without weights."""
         if self.path is not None:
             save_checkpoint(self.path, _best_state(run, epoch))
         else:
-            self.state = {"model": {k: v.detach().to("cpu", copy=True) for k, v in run.model.state_dict().items()}}
+            self.state = _best_state(run, epoch, {k: v.detach().to("cpu", copy=True)
+                                                  for k, v in run.model.state_dict().items()})
+        self.epoch, self.retrieval = epoch, retrieval
 
     def recover(self, run: TrainRun, history: History, last: Path) -> None:
         """On resume: check best.pt against the history. A crash between writing last.pt and best.pt
-        leaves best.pt one kept epoch behind while the kept epoch is the last one: it is rewritten
-        from last.pt's weights (which the model holds now)."""
+        leaves best.pt one kept epoch behind while the kept epoch is the last one: it is rewritten from
+        last.pt's weights (which the model holds now). A best.pt that cannot be mended (lost, or another
+        epoch's while the kept one is earlier) makes the last epoch the first one that can be kept
+        (``History.keep_from``), so the history never names weights the model cannot hold."""
         kept = history.kept_epoch
         if self.path is None or kept is None:
             return
@@ -230,25 +236,26 @@ class _Kept:
             if int(state["epoch"]) == kept:
                 self.epoch = kept
                 return
-        if kept == history.epochs_done:
-            save_checkpoint(self.path, _best_state(run, kept))
-            self.epoch = kept
-        else:
-            print(f"! {self.path} does not hold epoch {kept}, the best on val {KEEP_METRIC} in {last}: "
-                  f"the model will hold the last epoch instead")
+        if kept != history.epochs_done:
+            print(wrap(f"! {self.path} does not hold epoch {kept}, the best on val {KEEP_METRIC} in {last}; its "
+                       f"weights are lost, so the kept epoch is chosen from epoch {history.epochs_done} on."))
+            history.keep_from = history.epochs_done
+        save_checkpoint(self.path, _best_state(run, history.epochs_done))
+        self.epoch = history.epochs_done
 
-    def hold(self, run: TrainRun, history: History) -> None:
-        """Load the kept epoch's weights into the model (when it is not the last one trained) and hand
-        its Retrieval to the history."""
+    def hold(self, run: TrainRun, history: History, at_last: bool) -> None:
+        """Put the kept epoch's weights in the model and hand its Retrieval to the history. ``at_last``:
+        the model holds the last completed epoch's weights already (training ended, or Ctrl-C restored
+        last.pt). The weights loaded are checked to be the kept epoch's."""
         kept = history.kept_epoch
-        if kept is None or kept != self.epoch:
-            history.kept_retrieval = None
+        history.kept_retrieval = self.retrieval if kept is not None and kept == self.epoch else None
+        if kept is None or (kept == history.epochs_done and at_last):
             return
-        if kept != history.epochs_done or history.interrupted:
-            state = self.state if self.path is None else load_checkpoint(self.path)
-            if state is not None:
-                _load_weights(run.model, state, self.path or Path("the kept weights in memory"))
-        history.kept_retrieval = self.retrieval
+        state = self.state if self.path is None else (load_checkpoint(self.path) if self.path.is_file() else None)
+        if state is None or int(state["epoch"]) != kept:
+            raise CheckpointError(f"the weights of the kept epoch {kept} are not in "
+                                  f"{self.path or 'memory'}: train again with resume=True to mend it")
+        _load_weights(run.model, state, self.path or Path("the kept weights in memory"))
 
 
 # --------------------------------------------------------------------------- train_model
@@ -291,20 +298,27 @@ def train_model(model: nn.Module, cfg: TrainConfig, train_set: Any, val_set: Any
         val_triplets = random_triplets(val_idloss.ids.cpu(), torch.Generator().manual_seed(VAL_TRIPLET_SEED))
     start = history.epochs_done
     loop = _Loop(run, folder, kept, sync, progress)
+    restored = True  # does the model hold the last completed epoch's weights?
     try:
-        for epoch in range(start, cfg.epochs):
-            loop.epoch = epoch
-            ours = loop.one_epoch(history, val_set, val_idloss, val_triplets) or ours
-            if cfg.time_budget_s is not None and history.elapsed_seconds[-1] >= cfg.time_budget_s:
-                print(f"Time budget of {cfg.time_budget_s:.0f} s reached after epoch {epoch + 1}.")
-                break
-    except KeyboardInterrupt:
-        ckpt = folder / CHECKPOINT_NAME if folder is not None and ours else None
-        history = _on_interrupt(run, history, ckpt, loop.epoch if loop.epoch is not None else start)
-    if folder is not None and sync is not None and (ours or history.epochs_done > start):
-        sync.push(folder, final=True)
-    kept.hold(run, history)
-    if history.kept_epoch is not None and history.kept_epoch != history.epochs_done and kept.epoch == history.kept_epoch:
+        try:
+            for epoch in range(start, cfg.epochs):
+                if cfg.time_budget_s is not None and history.elapsed_seconds and \
+                        history.elapsed_seconds[-1] >= cfg.time_budget_s:
+                    print(f"Time budget of {cfg.time_budget_s:.0f} s reached after epoch {epoch}.")
+                    break
+                loop.epoch = epoch
+                restored = False
+                ours = loop.one_epoch(history, val_set, val_idloss, val_triplets) or ours
+                restored = True
+        except KeyboardInterrupt:
+            ckpt = folder / CHECKPOINT_NAME if folder is not None and ours else None
+            history = _on_interrupt(run, history, ckpt, loop.epoch if loop.epoch is not None else start)
+            restored = ckpt is not None
+    finally:  # whatever stopped training, Drive gets what there is
+        if folder is not None and sync is not None and history.epochs_done > start:
+            sync.push(folder, final=True)
+    kept.hold(run, history, at_last=restored)
+    if history.kept_epoch is not None and history.kept_epoch != history.epochs_done:
         print(f"Kept epoch {history.kept_epoch} of {history.epochs_done} (best val {KEEP_METRIC} "
               f"{history.at_kept(KEEP_METRIC):.3f}): the model now holds its weights.")
     return history

@@ -110,11 +110,11 @@ def test_choose_epochs_says_how_it_counted(monkeypatch):
 def test_plan_training_follows_the_models_own_load_report(monkeypatch):
     monkeypatch.delenv(budget.EPOCHS_ENV, raising=False)
     course = sized(230, 10)
-    loaded = SimpleNamespace(ok=True, sha256="cd" * 32, file_name="resnet18-5c106cde.pth")
+    loaded = SimpleNamespace(ok=True, loaded=["backbone.conv1.weight"], sha256="cd" * 32, file_name="resnet18-5c106cde.pth")
     cfg, how = plan_training(TrainConfig.handout_id, course, "cpu", loaded)
     assert cfg.start == "sha256:" + "cd" * 32 and cfg.start_file == "resnet18-5c106cde.pth"
     assert cfg.epochs == math.ceil(SAMPLE_BUDGET["pretrained"]["cpu"]["id"] / 2240) and "pretrained start" in how
-    failed = SimpleNamespace(ok=False, sha256=None, file_name=None)
+    failed = SimpleNamespace(ok=False, loaded=[], sha256=None, file_name=None)
     for report in (failed, None):
         cfg, how = plan_training(TrainConfig.handout_id, course, "cpu", report)
         assert cfg.start == "random" and cfg.epochs == 14 and "random start" in how

@@ -268,7 +268,7 @@ def test_history_keeps_the_last_validation_but_does_not_save_it(data, tmp_path):
 def _patched_val(monkeypatch, maps: list[float]) -> list[dict]:
     """Validation as train_model runs it, except that epoch e reports mAP maps[e - 1]; returns the
     model's weights at each validation, in order."""
-    states, real = [], T.evaluate_val
+    states, real = [], V.evaluate_val  # the real one, also when a test patches twice
 
     def fake(run_, *args, **kwargs):
         states.append({k: v.detach().clone() for k, v in run_.model.state_dict().items()})
@@ -368,3 +368,49 @@ def test_epoch_log_stays_on_a_screen(epochs):
     shown = [e for e in range(1, epochs + 1) if T.shown_epoch(e, epochs)]
     assert len(shown) <= 20 and shown[0] == 1 and shown[-1] == epochs
     assert shown == list(range(1, epochs + 1)) if epochs <= 18 else len(shown) >= 10
+
+
+@pytest.mark.reliability
+def test_ctrl_c_while_best_pt_is_written_keeps_a_true_kept_epoch(data, tmp_path, monkeypatch):
+    """Ctrl-C inside epoch 2's best.pt write: best.pt still holds epoch 1, so epoch 2 was never kept; the
+    model and the history agree on what it holds (epoch 2 from last.pt, whose weights are the best)."""
+    states = _patched_val(monkeypatch, [0.2, 0.5])
+    real, calls = CK.torch.save, []
+
+    def save(obj, f):
+        calls.append(obj.get("kind"))
+        if obj.get("kind") == "best" and obj["epoch"] == 2:
+            raise KeyboardInterrupt
+        return real(obj, f)
+
+    monkeypatch.setattr(CK.torch, "save", save)
+    model = tiny_model()
+    h = run(data, "id", tmp_path, model=model, epochs=3)
+    assert h.interrupted and h.epochs_done == 2 and h.kept_epoch == 2
+    for name, value in states[1].items():       # last.pt (epoch 2) is what the model holds: the kept epoch
+        assert torch.equal(model.state_dict()[name], value), name
+    assert load_checkpoint(tmp_path / "best.pt")["epoch"] == 1
+    monkeypatch.setattr(CK.torch, "save", real)
+    _patched_val(monkeypatch, [0.2, 0.5, 0.3])
+    h = run(data, "id", tmp_path, epochs=3, resume=True)           # resuming mends best.pt from last.pt
+    assert h.kept_epoch == 2 and load_checkpoint(tmp_path / "best.pt")["epoch"] == 2
+
+
+@pytest.mark.reliability
+def test_a_lost_best_pt_moves_the_kept_epoch_to_what_exists(data, tmp_path, monkeypatch):
+    """best.pt lost while the kept epoch is an earlier one (a Drive copy of last.pt without its best.pt):
+    the history keeps from the last epoch on, so it never names weights the model cannot hold."""
+    _patched_val(monkeypatch, [0.2, 0.5, 0.3])
+    run(data, "id", tmp_path, epochs=3)
+    (tmp_path / "best.pt").unlink()
+    _patched_val(monkeypatch, [0.2, 0.5, 0.3, 0.25])
+    model = tiny_model(seed=3)
+    h = run(data, "id", tmp_path, model=model, epochs=4, resume=True)
+    assert h.keep_from == 3 and h.kept_epoch == 3
+    assert load_checkpoint(tmp_path / "best.pt")["epoch"] == 3
+
+
+def test_a_resumed_run_past_its_time_budget_trains_no_further(data, tmp_path):
+    run(data, "id", tmp_path, epochs=3, time_budget_s=0.0)
+    h = run(data, "id", tmp_path, epochs=3, time_budget_s=0.0, resume=True)
+    assert h.epochs_done == 1
