@@ -157,7 +157,9 @@ def test_description_comes_from_the_numbers():
                       "padding": [0.05, 0.03]})
     b = pd.DataFrame({"upper": [0.1], "middle": [0.3], "lower": [0.5], "padding": [0.1]})
     text = describe_activation_maps({"stronger recipe": a, "ID loss": b})
-    assert text.splitlines() == [
+    assert all(len(line) <= 110 for line in text.splitlines())       # wrapped to the notebook's width
+    entries = text.replace("\n  ", " ").splitlines()                 # one entry per model, unwrapped
+    assert entries == [
         "stronger recipe: 4 % of the map on padding; of the part on the person, 43 % on its upper third, "
         "36 % middle, 21 % lower (mean of 2 images).",
         "ID loss: 10 % of the map on padding; of the part on the person, 11 % on its upper third, "

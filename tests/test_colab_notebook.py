@@ -35,7 +35,8 @@ FAKE_COLAB = {
                               "    with open(os.environ['FAKE_COLAB_DOWNLOADS'], 'a') as f:\n"
                               "        f.write(str(path) + '\\n')\n"),
 }
-OFFLINE = ("import urllib.error, torch\n"
+OFFLINE = ("import google.colab  # noqa: F401  (Colab's kernel imports it at start; the first cell looks for it)\n"
+           "import urllib.error, torch\n"
            "def _no_network(url, dst, *a, **k):\n"
            "    raise urllib.error.URLError('no network in this simulation')\n"
            "torch.hub.download_url_to_file = _no_network\n")
@@ -87,7 +88,7 @@ def test_colab_runtime_packs_only_the_saved_run(colab):
     client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=600,
                                      resources={"metadata": {"path": str(colab.cwd)}})
     with client.setup_kernel():
-        setup = nbformat.v4.new_code_cell(OFFLINE)
+        setup = nbformat.v4.new_code_cell(OFFLINE)                    # the runtime as Colab starts it, offline
         client.execute_cell(setup, 0)
         assert not _errors(setup)
         before_predictions = None
