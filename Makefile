@@ -19,7 +19,7 @@ $(STAMP): requirements.txt
 	cp requirements.txt $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m jupyter nbconvert --to notebook --execute --inplace \
+	REID_PACKED_AFTER=1 $(PY) -m jupyter nbconvert --to notebook --execute --inplace \
 	    --ExecutePreprocessor.timeout=-1 --ExecutePreprocessor.kernel_name=python3 assignment.ipynb
 	$(PY) -m reid.record stamp assignment.ipynb
 	$(PY) -m reid.submission submit assignment.ipynb $${REID_RUNS:-runs}/full

@@ -28,7 +28,7 @@ surface (`from helpers import *`). From a notebook heading to its code in one ju
 |                                    | describe_ranked_rows                                           | plots, findings     |
 | Q10 number of triplets             | count_possible_triplets                                        | reid/data.py        |
 | training with triplet loss (Q11)   | TripletDataset, TrainConfig.handout_triplet                    | reid/data.py, train |
-| Q11, comparing models              | compare_handout_models, describe_comparison                    | reid/findings.py    |
+| Q11, comparing models              | compare_handout_models, describe_comparison, epoch_by_epoch    | reid/findings.py    |
 |                                    | compare_models, beyond_table, describe_history, verdict        | reid/report.py      |
 | beyond: stronger recipe            | TrainConfig.strong, BNNeckNet, ablation_table, start_table     | reid/config, runs   |
 | beyond: re-ranking                 | rerank_distances, Retrieval.rerank                             | reid/rerank.py      |
@@ -43,7 +43,8 @@ from reid.budget import (choose_epochs, default_epochs, default_input_size, imag
                          samples_per_epoch, strong_input_size)
 from reid.colab import Workspace, check_project, find_weights_once, gpu_check, weights_check  # noqa: F401
 from reid.config import start_folder, start_of  # noqa: F401
-from reid.findings import compare_handout_models, describe_comparison, describe_ranked_rows, ranked_rows  # noqa: F401
+from reid.findings import (compare_handout_models, describe_comparison, describe_ranked_rows, epoch_by_epoch,  # noqa: F401
+                           ranked_rows)
 from reid.data import (IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD, PERSON_SIZE, UNKNOWN_GT, DataError,  # noqa: F401
                        DataLayoutError, IDLossDataset, ImageCache, ImageDecodeError, RetrievalDataset,
                        TripletDataset, count_possible_triplets, load_image, person_transform, read_csv,

@@ -147,6 +147,15 @@ def activation_stats(maps: Tensor, images: Tensor) -> pd.DataFrame:
     return pd.DataFrame(shares, columns=list(REGIONS))
 
 
+def whole_percentages(fractions: Sequence[float]) -> list[int]:
+    """Fractions that sum to 1 as whole percentages that sum to 100 (the largest remainders round up)."""
+    raw = [100 * f for f in fractions]
+    out = [int(v) for v in raw]
+    for i in sorted(range(len(raw)), key=lambda i: out[i] - raw[i])[:100 - sum(out)]:
+        out[i] += 1
+    return out
+
+
 def describe_activation_maps(stats_by_model: Mapping[str, pd.DataFrame]) -> str:
     """One sentence per model from :func:`activation_stats` tables, averaged over images: the share
     of the map on the padding, and how the part on the person splits over its thirds (shares of
@@ -157,10 +166,13 @@ def describe_activation_maps(stats_by_model: Mapping[str, pd.DataFrame]) -> str:
     for name, table in stats_by_model.items():
         mean = table[list(REGIONS)].mean()
         person = max(1e-12, float(mean["upper"] + mean["middle"] + mean["lower"]))
-        share = {r: 100 * float(mean[r]) / person for r in ("upper", "middle", "lower")}
-        lines.append(f"{name}: {100 * mean['padding']:.0f} % of the map on padding; of the part on the person, "
-                     f"{share['upper']:.0f} % on its upper third, {share['middle']:.0f} % middle, "
-                     f"{share['lower']:.0f} % lower (mean of {len(table)} image{'s' if len(table) != 1 else ''}).")
+        share = dict(zip(("upper", "middle", "lower"),
+                         whole_percentages([float(mean[r]) / person for r in ("upper", "middle", "lower")])))
+        where = (f"{100 * mean['padding']:.0f} % of the map on padding" if mean["padding"] > 0 else
+                 "none of the map on padding (its input has none)")
+        lines.append(f"{name}: {where}; of the part on the person, {share['upper']} % on its upper third, "
+                     f"{share['middle']} % middle, {share['lower']} % lower "
+                     f"(mean of {len(table)} image{'s' if len(table) != 1 else ''}).")
     return wrap("\n".join(lines))
 
 
@@ -198,7 +210,7 @@ def show_activation_maps(models: nn.Module | Mapping[str, nn.Module], images: Te
     tile_w = tile_h * images.shape[-1] / images.shape[-2]
     width = n * (tile_w + 0.1) + 1.0            # + the row labels
     size = readable_size(width, 8)
-    fig, axes = plt.subplots(rows, n, figsize=(width, rows * (tile_h + 0.1) + 0.6), squeeze=False)
+    fig, axes = plt.subplots(rows, n, figsize=(width, rows * (tile_h + 0.1) + 0.9), squeeze=False)
     for j in range(n):
         axes[0, j].imshow(pictures[j])
         if titles is not None:
@@ -215,8 +227,9 @@ def show_activation_maps(models: nn.Module | Mapping[str, nn.Module], images: Te
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(title or "Activation maps (per-image min–max; red = most; hatched = padding)",
-                 fontsize=size + 1)
-    fig.tight_layout(pad=0.3)
+                 fontsize=size + 1, y=0.995, va="top")
+    height = fig.get_size_inches()[1]
+    fig.tight_layout(pad=0.3, rect=(0, 0, 1, 1 - (size + 8) / 72 / height))   # the suptitle's line kept clear
     if path is not None:
         save_png(fig, path, dpi, colors)
     return fig

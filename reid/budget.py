@@ -20,7 +20,8 @@ The budget depends on how the backbone starts (``SAMPLE_BUDGET``):
   and 62,000 images for the stronger recipe (its 35 epochs of 28 P×K batches); on CUDA 4× those,
   chosen from the CPU curves on the Market-1501 layout, not measured on a GPU (none was available).
   Measured with the literal triplet preset (bench/BENCHMARKS.md, section 4): counting a row as
-  three images gave it a third of the epochs, and its val curve was still rising when they ran out.
+  three images gave it a third of the epochs (5 on the synthetic layout), and its val Rank-1 ended far below
+  that of the same model trained for 14 (results/budget/synthetic_triplet_5ep.json, _14ep.json).
 * ``"pretrained"`` (C6 loaded weights): measured from runs started from a stand-in weights file
   (bench/standin_weights.py; bench/BENCHMARKS.md, section 7), read from the curves and confirmed
   with one run per model (``PRETRAINED_BUDGET``). The same on every device, so a GPU gives each
@@ -39,6 +40,7 @@ import torch
 
 from reid.config import RANDOM_START
 from reid.recipes import Recipe
+from reid.text import wrap
 
 SAMPLE_BUDGET: dict[str, dict[str, dict[str, int]]] = {
     "random": {"cpu": {"id": 31_000, "triplet": 31_000, "strong": 62_000},
@@ -125,11 +127,11 @@ def choose_epochs(cfg: Any, train_set: Any, device: torch.device | str, quick: b
     if epochs != default or os.environ.get(EPOCHS_ENV, "").strip():
         return epochs, f"{epochs} epochs ({EPOCHS_ENV}; the default here would be {default})"
     start = start_kind(cfg)
-    where = ("the same on every device" if start == "pretrained" else
-             f"{'CUDA' if torch.device(device).type == 'cuda' else 'CPU'}")
-    unit = "triplet rows (three images each)" if cfg.recipe == "triplet" else "images"
-    return epochs, (f"{epochs} epochs: the budget for a {start} start ({where}) of {sample_budget(cfg, device):,} "
-                    f"{unit} ÷ {samples_per_epoch(cfg, train_set):,} an epoch (reid/budget.py)")
+    where = ("on any device" if start == "pretrained" else
+             f"on {'CUDA' if torch.device(device).type == 'cuda' else 'a CPU'}")
+    unit = "triplet rows" if cfg.recipe == "triplet" else "images"
+    return epochs, wrap(f"{epochs} epochs = {sample_budget(cfg, device):,} {unit} ÷ {samples_per_epoch(cfg, train_set):,} "
+                        f"an epoch: the budget from {start} weights {where} (reid/budget.py)")
 
 
 def plan_training(preset: Any, train_set: Any, device: torch.device | str, report: Any = None,

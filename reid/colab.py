@@ -55,8 +55,10 @@ class ProjectFilesError(FileNotFoundError):
 
 # --------------------------------------------------------------------------- the checklist
 def check_line(ok: bool | None, text: str) -> str:
-    """One checklist line: '✓ text' (fine), '✗ text' (needs the student), '! text' (works, but note it)."""
-    return {True: "✓", False: "✗", None: "!"}[ok] + " " + text
+    """One checklist line: '✓ text' (fine), '✗ text' (needs the student), '! text' (works, but note it);
+    wrapped at 110 characters, continuation lines indented."""
+    from .text import wrap  # noqa: PLC0415
+    return wrap({True: "✓", False: "✗", None: "!"}[ok] + " " + text)
 
 
 def gpu_check(in_colab: bool) -> str:
@@ -79,7 +81,8 @@ def weights_check(found: object, in_colab: bool) -> str:
         if found:
             return check_line(True, "ImageNet weights loaded into the backbone")
         hint = " (Colab reaches the internet: run the first cell again)" if in_colab else ""
-        return check_line(False, f"ImageNet weights not loaded: the models start from random initialisation{hint}")
+        return check_line(False, f"ImageNet weights not loaded (the first cell says why): the models start from random "
+                                 f"initialisation{hint}")
     path, how, message = getattr(found, "path", None), getattr(found, "how", ""), getattr(found, "message", "")
     if path is not None:
         return wrap(check_line(True, f"ImageNet weights: {path} ({how}); C6 loads this file"))

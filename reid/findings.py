@@ -65,7 +65,7 @@ def describe_ranked_rows(rows: list[dict[str, Any]], retrieval: Retrieval) -> st
     if misses:
         near = sum(r["match_rank"] <= 10 for r in misses)
         gaps = [r["match_distance"] - r["nearest_wrong_distance"] for r in misses]
-        summary.append(f"{near} of the misses have their match in the top 10 (ranks "
+        summary.append(f"{near} of the misses {'has its' if near == 1 else 'have their'} match in the top 10 (ranks "
                        f"{', '.join(str(r['match_rank']) for r in misses)}); in each miss a wrong image is nearer "
                        f"than the match by {min(gaps):.3f} to {max(gaps):.3f}")
     if hits:
@@ -113,6 +113,22 @@ def compare_handout_models(id_hist: Any, tri_hist: Any, id_images_per_epoch: int
                         tri_hist, by_images),
              "id_images": id_images, "triplet_images": by_images * tri_images_per_epoch},
             _compare("as kept (the tables)", id_hist, id_hist.kept_epoch, tri_hist, tri_hist.kept_epoch)]
+
+
+def epoch_by_epoch(id_rank1: list[float | None], tri_rank1: list[float | None]) -> str:
+    """Q11's last line: over the epochs both models validated, at how many each one's val Rank-1 was the
+    higher (equal ones counted apart), and the last epoch at which the triplet model's was."""
+    pairs = [(e, a, b) for e, (a, b) in enumerate(zip(id_rank1, tri_rank1), start=1)
+             if a is not None and b is not None]
+    if not pairs:
+        return "Epoch by epoch: no epoch validated by both models."
+    tri = [e for e, a, b in pairs if b > a]
+    ids = sum(a > b for _, a, b in pairs)
+    ties = len(pairs) - len(tri) - ids
+    last = f"; the last epoch with the triplet model higher: {tri[-1]}" if tri and tri[-1] != pairs[-1][0] else ""
+    return wrap(f"Epoch by epoch (val Rank-1 after each of the {len(pairs)} epochs both models ran): the triplet model "
+                f"higher after {len(tri)}, the ID model after {ids}" + (f", equal after {ties}" if ties else "")
+                + f"{last}.")
 
 
 def describe_comparison(rows: list[dict[str, Any]]) -> str:

@@ -28,13 +28,17 @@ FIGURE_DPI = 72
 SHOWN_WIDTH = 900
 """Figures are readable when shown this many pixels wide: every text at least MIN_TEXT_PX pixels high."""
 MIN_TEXT_PX = 10
+MIN_ROW_WIDTH = 7.5
+"""Inches: a row of images (show_images) is at least this wide, 540 pixels at FIGURE_DPI."""
 
 
-def readable_size(width_in: float, least: float = 7.0) -> float:
+def readable_size(width_in: float, least: float = 7.0, dpi: int = FIGURE_DPI) -> float:
     """The smallest font size (points) that stays ``MIN_TEXT_PX`` high when a figure ``width_in`` inches
-    wide is shown ``SHOWN_WIDTH`` pixels wide: pt × (SHOWN_WIDTH / (72 × width_in)) ≥ MIN_TEXT_PX,
-    whatever the dpi; at least ``least``, rounded up to a half point."""
-    needed = MIN_TEXT_PX * 72 * width_in / SHOWN_WIDTH
+    wide, saved at ``dpi``, is shown ``SHOWN_WIDTH`` pixels wide, or at its own width when it is narrower
+    (a notebook does not enlarge a small picture): pt × shown / (72 × width_in) ≥ MIN_TEXT_PX; at least
+    ``least``, rounded up to a half point."""
+    shown = min(SHOWN_WIDTH, width_in * dpi)
+    needed = MIN_TEXT_PX * 72 * width_in / shown
     return max(least, np.ceil(needed * 2) / 2)
 
 
@@ -52,13 +56,15 @@ def _drawn_texts(fig: Figure) -> list[matplotlib.text.Text]:
     return [t for t in texts if t.get_visible() and t.get_text().strip()]
 
 
-def shown_text_px(fig: Figure, shown_width: int = SHOWN_WIDTH) -> float:
+def shown_text_px(fig: Figure, shown_width: int = SHOWN_WIDTH, dpi: int = FIGURE_DPI) -> float:
     """The height in pixels of the smallest text ``fig`` shows when its saved picture (tight bounding
-    box, as save_png writes it) is shown ``shown_width`` pixels wide."""
+    box, as save_png writes it, at ``dpi``) is shown ``shown_width`` pixels wide, or at its own width
+    when that is narrower."""
     fig.canvas.draw()
     width_in = fig.get_tightbbox(fig.canvas.get_renderer()).width
     sizes = [t.get_fontsize() for t in _drawn_texts(fig)]
-    return min(sizes) * shown_width / (72 * width_in) if sizes else float("inf")
+    shown = min(shown_width, width_in * dpi)
+    return min(sizes) * shown / (72 * width_in) if sizes else float("inf")
 
 
 def denormalize(images: Tensor) -> np.ndarray:
@@ -132,7 +138,8 @@ def _smooth(values: Sequence[float], window: int) -> np.ndarray:
 def plot_history(histories: Mapping[str, Any], path: str | Path | None = None,
                  title: str | None = None) -> Figure:
     """The handout's curves, one colour per model: training loss per iteration (faint: each
-    iteration; solid: its moving average), validation loss per epoch, and val Rank-1, Rank-5 and
+    iteration; solid: its moving average over a fiftieth of the run), drawn against epochs so that models
+    with different iterations an epoch line up, validation loss per epoch, and val Rank-1, Rank-5 and
     Rank-10 per epoch, each in its own panel; a ring marks each model's kept epoch (best val mAP).
     Drawn 9 inches wide, so its text stays readable shown 900 pixels wide (:func:`shown_text_px`).
 
@@ -147,9 +154,11 @@ def plot_history(histories: Mapping[str, Any], path: str | Path | None = None,
         loss = _get(h, "iter_loss")
         window = max(1, len(loss) // 50)
         windows.append(window)
-        axes[0, 0].plot(np.arange(len(loss)) + 1, loss, color=c, alpha=0.25, lw=0.8)
+        epochs = len(_get(h, "rank1")) or 1
+        per_epoch = max(1.0, len(loss) / epochs)   # iterations an epoch: the x axis is in epochs for every model
+        axes[0, 0].plot((np.arange(len(loss)) + 1) / per_epoch, loss, color=c, alpha=0.25, lw=0.8)
         sm = _smooth(loss, window)
-        axes[0, 0].plot(np.arange(len(sm)) + window, sm, color=c, lw=1.6, label=label)
+        axes[0, 0].plot((np.arange(len(sm)) + window) / per_epoch, sm, color=c, lw=1.6, label=label)
         vl = _get(h, "val_loss")
         axes[0, 1].plot(np.arange(1, len(vl) + 1), vl, "o-", color=c, ms=3, label=label)
         maps = [m if m is not None else -1 for m in _get(h, "mAP")]
@@ -159,8 +168,10 @@ def plot_history(histories: Mapping[str, Any], path: str | Path | None = None,
             ax.plot(np.arange(1, len(r) + 1), r, "o-", color=c, ms=3, label=label)
             if kept is not None and kept < len(r):
                 ax.plot([kept + 1], [r[kept]], "o", ms=9, mfc="none", mec=c, mew=1.5)
-    smooth = f"moving average of {max(windows)}" if windows and max(windows) > 1 else "each iteration"
-    axes[0, 0].set(xlabel="iteration", ylabel="loss", title=f"Training loss\n(faint: each iteration; solid: {smooth})")
+    smooth = "mean of 1/50 of the run" if windows and max(windows) > 1 else "each iteration"
+    own = "; each model its own loss" if len(histories) > 1 else ""
+    axes[0, 0].set(xlabel="epoch (each iteration placed in its epoch)", ylabel="loss",
+                   title=f"Training loss per iteration{own}\n(faint: each iteration; solid: {smooth})")
     axes[0, 1].set(xlabel="epoch", ylabel="loss", title="Validation loss\n(triplet loss on val triplets)")
     for ax, k in zip(axes[1], (1, 5, 10)):
         ax.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02), title=f"Val Rank-{k}")
@@ -280,10 +291,14 @@ def show_before_after(image: Any, tensor: Tensor, path: str | Path | None = None
 def show_images(images: Tensor, titles: Sequence[str], path: str | Path | None = None,
                 title: str | None = None, tile_height: float = 1.6, colors: int | None = 128) -> Figure:
     """A row of images ``[N, 3, H, W]`` (normalised, as the datasets serve them) with a title each:
-    samples of IDLossDataset, or a triplet (anchor, positive, negative). Tiles keep the aspect."""
+    samples of IDLossDataset, or a triplet (anchor, positive, negative). Tiles keep the aspect; a row of
+    few images gets taller tiles, so the figure is at least ``MIN_ROW_WIDTH`` inches wide and its titles fit."""
     if len(images) != len(titles):
         raise ValueError(f"show_images got {len(images)} images and {len(titles)} titles")
     tile_w = _tile_width(images, tile_height)
+    if len(images) * tile_w < MIN_ROW_WIDTH:
+        tile_height *= MIN_ROW_WIDTH / (len(images) * tile_w)
+        tile_w = _tile_width(images, tile_height)
     size = readable_size(len(images) * (tile_w + 0.08))
     fig, axes = _tile_axes(1, len(images), tile_w, tile_height, title_room=max(0.3, 1.6 * size / 72), title=title)
     pics = denormalize(images)

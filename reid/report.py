@@ -66,17 +66,16 @@ def curve_state(values: list[float], window: int = 3, tolerance: float = 0.01) -
     """Where a val curve (one value per epoch, higher is better) stands: ``"rising"``, ``"peaked"`` or
     ``"levelled"`` (``"too short"`` under two epochs).
 
-    * rising: the last epoch is the best so far and above every epoch before the last ``window`` by
-      more than ``tolerance``;
+    * rising: the last epoch is the best so far and more than ``tolerance`` above the epoch ``window - 1``
+      epochs before it (a curve still gaining over its last ``window`` epochs);
     * peaked: the last epoch is more than ``3 × tolerance`` below the best;
     * levelled: neither (the best is behind the last epoch by at most 3 × tolerance, or the last
-      epoch is the best without clearing the earlier ones by ``tolerance``).
+      epoch is the best but gained at most ``tolerance`` over the last ``window`` epochs).
     """
     if len(values) < 2:
         return "too short"
     best = max(values)
-    earlier = values[:-window] or values[:1]
-    if values[-1] == best and values[-1] > max(earlier) + tolerance:
+    if values[-1] == best and values[-1] > values[-min(window, len(values))] + tolerance:
         return "rising"
     if best - values[-1] > 3 * tolerance:
         return "peaked"
@@ -97,19 +96,23 @@ def verdict(history: Any, window: int = 3, tolerance: float = 0.01) -> str:
     if state == "too short":
         return "Too few epochs to tell whether the curves have levelled off."
     b = max(range(len(r1)), key=lambda i: (r1[i], -i))  # the first epoch with the best value
+    first = len(r1) - min(window, len(r1))   # the epoch the last `window` epochs are measured from
     if state == "rising":
-        text = (f"val Rank-1 is still rising: its last epoch is its best ({r1[-1]:.3f}), above the epochs before "
-                f"the last {window} by more than {tolerance:g}: more epochs would likely help")
+        text = (f"val Rank-1 is still rising: its last epoch is its best ({r1[-1]:.3f}), {r1[-1] - r1[first]:.3f} above "
+                f"epoch {first + 1}'s: a longer schedule would likely help")
     elif state == "peaked":
         text = (f"val Rank-1 peaked at epoch {b + 1} ({r1[b]:.3f}) and has fallen by {r1[b] - r1[-1]:.3f} "
                 f"since: the model has started to overfit its training images")
+    elif b == len(r1) - 1:
+        text = (f"val Rank-1 has levelled off: its last epoch is its best ({r1[-1]:.3f}), but only "
+                f"{r1[-1] - r1[first]:.3f} above epoch {first + 1}'s")
     else:
         text = (f"val Rank-1 has levelled off: its best is {r1[b]:.3f} at epoch {b + 1} of {len(r1)}, and the "
                 f"last epoch is within {r1[b] - r1[-1]:.3f} of it")
     losses = [v for v in history.epoch_train_loss if v is not None]
     if len(losses) >= 2:
         text += (f"; the training loss is {loss_trend(losses)} ({losses[-2]:.3f} → {losses[-1]:.3f} over the "
-                 f"last two epochs)")
+                 f"last two epochs, {100 * (losses[-1] / losses[-2] - 1):+.1f} %; a fall under 1 % counts as not falling)")
     vl = [v for v in history.val_loss if v is not None]
     if len(vl) >= 2:
         text += f", the validation loss {loss_trend(vl)}"

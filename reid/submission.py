@@ -18,6 +18,7 @@ This module imports only the standard library at its top (the first cell imports
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import sys
@@ -85,6 +86,11 @@ def saved_tokens(notebook: str | Path) -> tuple[str | None, str | None]:
     return (first.group(1) if first else None), (pred.group(1) if pred else None)
 
 
+PACKED_AFTER = "REID_PACKED_AFTER"
+"""Set to 1 by ``make run``: the submission cell then says that ``make run`` packs after saving (it still
+packs nothing itself: the file on disk is an earlier run's)."""
+
+
 def check_saved(notebook: str | Path, token: str) -> tuple[bool, str]:
     """(whether the saved notebook is run ``token``'s: its first cell and its prediction cell printed it,
     a line saying what is wrong and what to do)."""
@@ -120,6 +126,10 @@ def submit_this_run() -> Path | None:
             break
         time.sleep(2.0)
         ok, line = check_saved(notebook, token)
+    if not ok and os.environ.get(PACKED_AFTER) == "1":
+        line = ("! not packed by this cell: `make run` executes the notebook with nbconvert, which saves it only after "
+                "the last cell; `make run` then packs the saved notebook through the same check "
+                "(`python -m reid.submission submit`)")
     print(_wrap(line))
     if not ok:
         return None

@@ -212,3 +212,18 @@ def test_maps_in_frame_places_each_map_over_the_person():
     assert torch.allclose(placed[1, 16:112], torch.full((96, 128), 2.0)) and placed[1, :16].sum() == 0
     with pytest.raises(ValueError, match="2 maps for 1 frames"):
         maps_in_frame(maps, frames[:1])
+
+
+def test_shares_are_whole_percentages_that_sum_to_100():
+    from reid.actmap import whole_percentages
+
+    assert whole_percentages([0.3685, 0.2852, 0.3463]) == [37, 28, 35]     # rounded alone: 37 + 29 + 35 = 101
+    assert sorted(whole_percentages([1 / 3] * 3)) == [33, 33, 34]
+    assert whole_percentages([0.5, 0.5]) == [50, 50]
+
+
+def test_a_model_without_padding_is_said_to_have_none():
+    table = pd.DataFrame({"upper": [0.4], "middle": [0.3], "lower": [0.3], "padding": [0.0]})
+    text = " ".join(describe_activation_maps({"stronger recipe": table}).split())
+    assert text.startswith("stronger recipe: none of the map on padding (its input has none); of the part on the "
+                           "person, 40 % on its upper third")

@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -309,3 +310,64 @@ def test_q11_quotes_the_computed_comparisons():
     assert _flat(describe_comparison(doc["q11"])) in _flat(section("Q11"))
     for row in doc["q11"]:
         assert f"the triplet model is {row['word']}" in _flat(section("Q11"))
+
+
+def test_q8_q11_and_the_synthetic_results_quote_the_saved_run():
+    """The numbers of Q8, Q11 and the synthetic results section: the curves' first and last values, the
+    kept epochs, the beyond table, the predictions' test scores and the activation-map shares, from
+    results/synthetic.json."""
+    doc = _synthetic()
+    hid, htri = (doc["runs"][n]["history"] for n in ("ID loss (handout)", "triplet loss (handout)"))
+    q8, q11, res = _flat(section("Q8")), _flat(section("Q11")), _flat(section("Results"))
+    kept = lambda h: max(range(len(h["mAP"])), key=lambda i: (h["mAP"][i], -i)) + 1  # noqa: E731
+    k = kept(hid)
+    assert (f"falls from {hid['epoch_train_loss'][0]:.3f} in the first epoch (ln 230 ≈ 5.44 is a uniform guess) to "
+            f"{hid['epoch_train_loss'][-1]:.3f} in the last") in q8
+    assert f"falls from {hid['val_loss'][0]:.3f} to {hid['val_loss'][-1]:.3f}" in q8
+    assert f"is epoch {k}: val Rank-1 {hid['rank1'][k - 1]:.3f}, Rank-10 {hid['rank10'][k - 1]:.3f}" in q8
+    assert f"({hid['mAP'][k - 1]:.3f})" in q8
+    assert ", ".join(f"{v:.3f}" for v in htri["rank1"]) in q11
+    from reid.findings import epoch_by_epoch
+
+    assert _flat(epoch_by_epoch(hid["rank1"], htri["rank1"])) in q11
+    assert f"kept epoch {kept(htri)} (val mAP {htri['mAP'][kept(htri) - 1]:.3f})" in q11
+    assert (f"{htri['epoch_train_loss'][0]:.3f} in the first epoch to {htri['epoch_train_loss'][-1]:.3f} in the last"
+            in q11)
+    for name, b in doc["beyond"].items():
+        assert (f"| {name} | {b['Rank-1 (test-time flip)']:.3f} / {b['mAP (test-time flip)']:.3f} | "
+                f"{b['Rank-1 (re-ranking)']:.3f} / {b['mAP (re-ranking)']:.3f} |") in res
+    for name, row in doc["table"].items():
+        assert f"| {row['epoch (kept on val mAP)']} | {row['train min']:.1f} |" in res, name
+    s = doc["test_scores"]
+    assert (f"top-1 accuracy {s['pred.csv']['accuracy']:.3f} on {int(s['pred.csv']['n'])} queries; `pred_beyond.csv` "
+            f"(the stronger recipe): {s['pred_beyond.csv']['accuracy']:.3f}") in res
+    assert f"`pred.csv` (the {doc['pred_model']} model" in res and doc["pred_model"].endswith("(handout)")
+    from reid.actmap import describe_activation_maps
+
+    shares = {name: pd.DataFrame(per_image) for name, per_image in doc["activation_maps"].items()}
+    for line in describe_activation_maps(shares).replace("\n  ", " ").splitlines():   # one line per model
+        assert _flat(line) in res, line
+
+
+def test_readme_pretrained_start_is_the_recorded_runs():
+    """README's table of what the stand-in bought, and its whole-notebook run from the stand-in, from
+    results/pretrained/ (bench/BENCHMARKS.md section 7)."""
+    readme = (ROOT / "README.md").read_text()
+    P = ROOT / "results" / "pretrained"
+    run = lambda n: json.loads((P / f"{n}.json").read_text())  # noqa: E731
+    kept = lambda r: max(range(len(r["mAP"])), key=lambda i: (r["mAP"][i], -i))  # noqa: E731
+    from reid.runs import START_RUNS
+
+    for model, random_run, standin_run in START_RUNS:
+        a, b = run(Path(random_run).stem), run(Path(standin_run).stem)
+        ka, kb = kept(a), kept(b)
+        assert (f"| {model} | {a['rank1'][ka]:.3f} / {a['mAP'][ka]:.3f} | {b['rank1'][kb]:.3f} / {b['mAP'][kb]:.3f} | "
+                f"{a['test']['rank1']:.3f} / {a['test']['mAP']:.3f} | {b['test']['rank1']:.3f} / {b['test']['mAP']:.3f} | "
+                f"{ka + 1}/{len(a['rank1'])} · {kb + 1}/{len(b['rank1'])} |") in readme, model
+    nb = run("notebook_market_standin")
+    flat = " ".join(readme.split())
+    assert f"{nb['wall_minutes']:.1f} minutes in all" in flat
+    sc = nb["test_scores"]
+    assert (f"scores test top-1 {sc['pred.csv']['accuracy']:.3f} and `pred_beyond.csv` "
+            f"{sc['pred_beyond.csv']['accuracy']:.3f} on {int(sc['pred.csv']['n'])} queries") in flat
+    assert nb["pred_model"].endswith("(handout)")

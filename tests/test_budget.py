@@ -14,6 +14,7 @@ from reid.budget import (MIN_EPOCHS, SAMPLE_BUDGET, default_epochs, default_inpu
                          images_per_epoch, plan_training, samples_per_epoch)
 from reid.checkpoints import load_checkpoint
 from reid.model import build_model
+from reid.text import LINE_WIDTH
 from reid.train import TrainConfig, build_run
 
 
@@ -93,18 +94,30 @@ def test_choose_epochs_says_how_it_counted(monkeypatch):
     monkeypatch.delenv(budget.EPOCHS_ENV, raising=False)
     course = sized(230, 10)
     assert budget.choose_epochs(TrainConfig.handout_triplet(), course, "cpu") == (
-        14, "14 epochs: the budget for a random start (CPU) of 31,000 triplet rows (three images each) ÷ 2,272 an "
-            "epoch (reid/budget.py)")
+        14, "14 epochs = 31,000 triplet rows ÷ 2,272 an epoch: the budget from random weights on a CPU (reid/budget.py)")
     assert budget.choose_epochs(TrainConfig.strong(), sized(230, 10, (128, 64)), "cpu")[1] == (
-        "35 epochs: the budget for a random start (CPU) of 62,000 images ÷ 1,792 an epoch (reid/budget.py)")
+        "35 epochs = 62,000 images ÷ 1,792 an epoch: the budget from random weights on a CPU (reid/budget.py)")
     n = SAMPLE_BUDGET["pretrained"]["cpu"]["id"]
     assert budget.choose_epochs(TrainConfig.handout_id(**PRE), course, "cuda")[1] == (
-        f"{math.ceil(n / 2240)} epochs: the budget for a pretrained start (the same on every device) of {n:,} images "
-        "÷ 2,240 an epoch (reid/budget.py)")
+        f"{math.ceil(n / 2240)} epochs = {n:,} images ÷ 2,240 an epoch: the budget from pretrained weights on any device "
+        "(reid/budget.py)")
     assert budget.choose_epochs(TrainConfig.handout_id(), course, "cpu", quick=True) == (2, "2 epochs (quick mode)")
     monkeypatch.setenv(budget.EPOCHS_ENV, "3")
     assert budget.choose_epochs(TrainConfig.handout_id(), course, "cpu") == (
         3, "3 epochs (REID_EPOCHS; the default here would be 14)")
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("start", [{}, PRE], ids=["random", "pretrained"])
+def test_the_budget_line_fits_the_notebooks_width(monkeypatch, device, start):
+    """The line each training cell prints fits 110 characters for every model, start and device, also
+    for a large layout (six-digit budgets and epoch sizes)."""
+    monkeypatch.delenv(budget.EPOCHS_ENV, raising=False)
+    for preset in (TrainConfig.handout_id, TrainConfig.handout_triplet, TrainConfig.strong):
+        cfg = preset(**start)
+        for data in (sized(230, 10, default_input_size(cfg.recipe, device)), sized(12_000, 10)):
+            line = budget.choose_epochs(cfg, data, device)[1]
+            assert all(len(part) <= LINE_WIDTH for part in line.splitlines()), line
 
 
 def test_plan_training_follows_the_models_own_load_report(monkeypatch):
@@ -113,11 +126,11 @@ def test_plan_training_follows_the_models_own_load_report(monkeypatch):
     loaded = SimpleNamespace(ok=True, loaded=["backbone.conv1.weight"], sha256="cd" * 32, file_name="resnet18-5c106cde.pth")
     cfg, how = plan_training(TrainConfig.handout_id, course, "cpu", loaded)
     assert cfg.start == "sha256:" + "cd" * 32 and cfg.start_file == "resnet18-5c106cde.pth"
-    assert cfg.epochs == math.ceil(SAMPLE_BUDGET["pretrained"]["cpu"]["id"] / 2240) and "pretrained start" in how
+    assert cfg.epochs == math.ceil(SAMPLE_BUDGET["pretrained"]["cpu"]["id"] / 2240) and "from pretrained weights" in how
     failed = SimpleNamespace(ok=False, loaded=[], sha256=None, file_name=None)
     for report in (failed, None):
         cfg, how = plan_training(TrainConfig.handout_id, course, "cpu", report)
-        assert cfg.start == "random" and cfg.epochs == 14 and "random start" in how
+        assert cfg.start == "random" and cfg.epochs == 14 and "from random weights" in how
     cfg, _ = plan_training(TrainConfig.strong, course, "cpu", loaded, quick=True, p=4, k=4)
     assert (cfg.epochs, cfg.p, cfg.k, cfg.start) == (2, 4, 4, "sha256:" + "cd" * 32)
 

@@ -280,6 +280,13 @@ def test_cells_off_colab_as_make_test_runs_them(tmp_path, tiny_layout, monkeypat
             exec(compile(code_cell("USE_SYNTHETIC_DATA ="), "settings cell", "exec"), ns)
             ns["record_predictions"](ns["ws"], tiny_layout / "test" / "pred.csv")
             exec(compile(code_cell("submit_this_run()"), "submission cell", "exec"), ns)
+        first_try = ns["submission"]
+        monkeypatch.setenv("REID_PACKED_AFTER", "1")                    # as `make run` runs it: it says who packs
+        made_by_make_run = io.StringIO()
+        with contextlib.redirect_stdout(made_by_make_run):
+            exec(compile(code_cell("submit_this_run()"), "submission cell", "exec"), ns)
+    assert ns["submission"] is None and made_by_make_run.getvalue().startswith("! not packed by this cell: `make run`")
+    ns["submission"] = first_try
     info = ns["info"]
     assert info.root == tiny_layout and not ns["ws"].colab and ns["MIRROR"] is None
     assert ns["RUNS"] == tmp_path / "runs" / "quick" / f"course-{info.fingerprint}"
@@ -448,7 +455,7 @@ def test_off_colab_defaults_stay(tmp_path, tiny_layout, monkeypatch, capsys):
     assert ws.keep(tiny_layout / "test" / "pred.csv") == tiny_layout / "test" / "pred.csv"   # nothing moves
     info = ws.find_data(train_ids=3, val_ids=2, test_ids=2, per_id=4)     # nothing there: synthetic in data/
     assert info.root == project / "data" and info.source == "synthetic"
-    assert f"(no course data: put its zip in {project})" in capsys.readouterr().out
+    assert f"(no course data: put its zip in {project})" in " ".join(capsys.readouterr().out.split())   # wrapped
     monkeypatch.setenv("REID_DATA", str(tiny_layout))
     assert ws.find_data().root == tiny_layout                              # REID_DATA honoured
 
@@ -486,6 +493,7 @@ def test_keep_copies_into_the_drive_folder_only_from_outside(tmp_path):
 def test_weights_line_from_c6():
     assert weights_check(True, True) == "✓ ImageNet weights loaded into the backbone"
     assert weights_check(False, True).startswith("✗ ImageNet weights not loaded") and "run the first cell again" in weights_check(False, True)
+    assert all(len(line) <= 110 for line in weights_check(False, True).splitlines())
     assert "first cell again" not in weights_check(False, False)
 
 

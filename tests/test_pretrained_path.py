@@ -91,7 +91,7 @@ def test_the_notebook_starts_every_model_from_the_weights_file(standin):
     for marker in ("TrainConfig.handout_id", "TrainConfig.handout_triplet", "TrainConfig.strong"):
         text = " ".join(_stdout(next(c for c in cells if f"plan_training({marker}" in source(c))).split())
         assert re.search(rf"Settings: start: standin\.pth \(sha256 {sha[:8]}…\)", text), text
-        assert "the budget for a pretrained start" in text or "quick mode" in text
+        assert "the budget from pretrained weights" in text or "quick mode" in text
     folder = next((tmp / "runs" / "quick").glob("pool-*")) / start_folder(f"sha256:{sha}")
     for model in ("id", "triplet", "strong"):
         best = load_checkpoint(folder / model / "best.pt")
