@@ -127,7 +127,7 @@ def epoch_by_epoch(id_rank1: list[float | None], tri_rank1: list[float | None]) 
     ties = len(pairs) - len(tri) - ids
     last = f"; the last epoch with the triplet model higher: {tri[-1]}" if tri and tri[-1] != pairs[-1][0] else ""
     return wrap(f"Epoch by epoch (val Rank-1 after each of the {len(pairs)} epochs both models ran): the triplet model "
-                f"higher after {len(tri)}, the ID model after {ids}" + (f", equal after {ties}" if ties else "")
+                f"was higher at {len(tri)} of them, the ID model at {ids}" + (f", the two equal at {ties}" if ties else "")
                 + f"{last}.")
 
 

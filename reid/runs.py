@@ -185,7 +185,7 @@ def ablation_table(results_dir: str | Path) -> "pd.DataFrame":
             at += f", {seeds} seeds"
         shown = [_shown(r) for r in (with_run, without_run)]
         rows.append({"addition": addition, "used in": used, "Rank-1 with": values[0], "Rank-1 without": values[1],
-                     "difference": values[0] - values[1], "compared at": at,
+                     "difference": round(values[0], 3) - round(values[1], 3), "compared at": at,
                      "minutes": f"{minutes[0]:.1f} / {minutes[1]:.1f}", "runs": f"{shown[0]} / {shown[1]}"})
     return pd.DataFrame(rows).set_index("addition").round(3)
 

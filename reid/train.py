@@ -376,6 +376,9 @@ class _Loop:
             if self.sync is not None:
                 self.sync.push(self.folder)
         if self.progress and shown_epoch(epoch + 1, run.cfg.epochs):
+            if epoch + 1 == 1 and run.cfg.epochs > EPOCH_LINES:
+                print(f"(a line every {-(-run.cfg.epochs // EPOCH_LINES)} epochs and the last; the curves and the "
+                      "History hold every epoch)", flush=True)
             print(epoch_line(history, run.cfg.epochs), flush=True)
         return self.folder is not None
 

@@ -94,9 +94,9 @@ def test_epoch_by_epoch_counts_where_each_curve_is_higher():
     from reid.findings import epoch_by_epoch
 
     text = " ".join(epoch_by_epoch([0.1, 0.2, 0.3, 0.5], [0.2, 0.3, 0.3, 0.4]).split())
-    assert text == ("Epoch by epoch (val Rank-1 after each of the 4 epochs both models ran): the triplet model higher "
-                    "after 2, the ID model after 1, equal after 1; the last epoch with the triplet model higher: 2.")
+    assert text == ("Epoch by epoch (val Rank-1 after each of the 4 epochs both models ran): the triplet model "
+                    "was higher at 2 of them, the ID model at 1, the two equal at 1; the last epoch with the triplet model higher: 2.")
     # higher throughout: no "last epoch" clause; epochs one model did not validate are left out
     text = " ".join(epoch_by_epoch([0.1, None, 0.2], [0.3, 0.4, 0.5]).split())
-    assert text.endswith("each of the 2 epochs both models ran): the triplet model higher after 2, the ID model after 0.")
+    assert text.endswith("each of the 2 epochs both models ran): the triplet model was higher at 2 of them, the ID model at 0.")
     assert epoch_by_epoch([], []) == "Epoch by epoch: no epoch validated by both models."
