@@ -76,7 +76,6 @@ def weights_check(found: object, in_colab: bool) -> str:
     """The weights line of the checklist: ``found`` is what :func:`find_weights_once` found (a
     reid.model.WeightsFile), or a bool (C6: whether the weights loaded). ✓ says where from; ✗ says why
     and how to fix it."""
-    from .text import wrap  # noqa: PLC0415
     if isinstance(found, bool):
         if found:
             return check_line(True, "ImageNet weights loaded into the backbone")
@@ -85,10 +84,10 @@ def weights_check(found: object, in_colab: bool) -> str:
                                  f"initialisation{hint}")
     path, how, message = getattr(found, "path", None), getattr(found, "how", ""), getattr(found, "message", "")
     if path is not None:
-        return wrap(check_line(True, f"ImageNet weights: {path} ({how}); C6 loads this file"))
+        return check_line(True, f"ImageNet weights: {path} ({how}); C6 loads this file")
     hint = (" Colab reaches the internet: Runtime → Restart session, then Run all." if in_colab else
             " Without them every model trains from random initialisation.")
-    return wrap(check_line(False, f"ImageNet weights not found. {message}{hint}"))
+    return check_line(False, f"ImageNet weights not found. {message}{hint}")
 
 
 _WEIGHTS: dict[str, object] = {}
@@ -377,9 +376,8 @@ class Workspace:
             members["pred_beyond.csv"] = Path(beyond_csv)
         members.update({f"figures/{p.name}": p for p in figures})
         zip_path = write_zip(zip_path or self.submission_zip, members)
-        from .text import wrap  # noqa: PLC0415
-        print(wrap(check_line(True, f"submission: {zip_path} — {nb.name} as saved, {', '.join(list(members)[1:3])}, "
-                                    f"{len(figures)} figures")))
+        print(check_line(True, f"submission: {zip_path} — {nb.name} as saved, {', '.join(list(members)[1:3])}, "
+                               f"{len(figures)} figures"))
         if self.colab:
             from google.colab import files  # noqa: PLC0415 (only on Colab)
             files.download(str(zip_path))

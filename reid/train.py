@@ -377,7 +377,7 @@ class _Loop:
                 self.sync.push(self.folder)
         if self.progress and shown_epoch(epoch + 1, run.cfg.epochs):
             if epoch + 1 == 1 and run.cfg.epochs > EPOCH_LINES:
-                print(f"(a line every {-(-run.cfg.epochs // EPOCH_LINES)} epochs and the last; the curves and the "
+                print(f"(a line every {epoch_line_step(run.cfg.epochs)} epochs and the last; the curves and the "
                       "History hold every epoch)", flush=True)
             print(epoch_line(history, run.cfg.epochs), flush=True)
         return self.folder is not None
@@ -393,8 +393,12 @@ def shown_epoch(epoch: int, epochs: int, most: int = EPOCH_LINES) -> bool:
     (the curves and the History hold every epoch)."""
     if epochs <= most:
         return True
-    step = -(-epochs // most)
-    return epoch == 1 or epoch == epochs or epoch % step == 0
+    return epoch == 1 or epoch == epochs or epoch % epoch_line_step(epochs, most) == 0
+
+
+def epoch_line_step(epochs: int, most: int = EPOCH_LINES) -> int:
+    """Every how many epochs a line is printed when a run has more than ``most``: ⌈epochs / most⌉."""
+    return -(-epochs // most)
 
 
 def epoch_line(history: History, epochs: int) -> str:
