@@ -181,7 +181,7 @@ def _strong_pair(device: torch.device, iters: int, reps: int, size: tuple[int, i
     data = fake_idloss_set(cfg.p * cfg.k * iters, device, size=size, per_id=cfg.k)  # `iters` P×K batches
     model = build_model("resnet18", data.num_ids, head="bnneck", input_size=size)
     run = build_run(model, cfg, data)
-    idx = next(iter(run.recipe.plan()))
+    idx = run.recipe.batches()[0]
     x = run.recipe.images(idx)  # [64, 3, H, W] float32 channels_last, made in advance
     ids = run.recipe.ids[idx.to(run.device)]
 

@@ -6,8 +6,7 @@ Times ``evaluate_val`` (one forward pass per val image: the val loss and Rank-k 
 against the same numbers computed the earlier way (``retrieve`` embeds queries and
 gallery, then ``validation_loss`` passes the val_idloss images again), side by side in one
 process, on the handout's ResNet-18 + ID head and on the stronger recipe's BNNeck head, both
-in the precision the training loop would use here (``resolve_amp``; bfloat16 on a CPU that has
-it in hardware), without test-time flip. Prints the medians and their ratio, and checks that both
+in float32 (every evaluation's precision, ``reid.device.EVAL_DTYPE``), without test-time flip. Prints the medians and their ratio, and checks that both
 ways give the same numbers.
 """
 from __future__ import annotations
@@ -26,9 +25,8 @@ from reid.evaluate import retrieve  # noqa: E402
 
 
 def two_passes(run: T.TrainRun, val_set, val_id, triplets) -> dict:
-    m = retrieve(run.model, val_set, batch_size=run.cfg.eval_batch_size, device=run.device,
-                 amp_dtype=run.amp_dtype).metrics()
-    loss = T.validation_loss(run.model, val_id, triplets, run.cfg.eval_batch_size, run.device, run.amp_dtype)
+    m = retrieve(run.model, val_set, batch_size=run.cfg.eval_batch_size, device=run.device).metrics()
+    loss = T.validation_loss(run.model, val_id, triplets, run.cfg.eval_batch_size, run.device)
     return {**{k: m[k] for k in ("rank1", "rank5", "rank10", "mAP")}, "val_loss": loss}
 
 
@@ -51,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
             t = time.perf_counter(); a = T.evaluate_val(run, val_set, val_id, triplets); one.append(time.perf_counter() - t)
             t = time.perf_counter(); b = two_passes(run, val_set, val_id, triplets); two.append(time.perf_counter() - t)
         same = all(abs(a[k] - b[k]) < 1e-6 * max(1.0, abs(b[k])) for k in b)
-        print(f"{head} ({run.amp_dtype or torch.float32}): one pass {statistics.median(one):.2f} s, two passes {statistics.median(two):.2f} s "
+        print(f"{head} (float32, as every evaluation): one pass {statistics.median(one):.2f} s, two passes {statistics.median(two):.2f} s "
               f"(medians of {args.repeats}); ratio {statistics.median(two) / statistics.median(one):.2f}×; "
               f"same numbers: {same}")
 

@@ -6,7 +6,7 @@
 Each CHECKPOINT is a ``last.pt`` written by ``train_model`` (``python -m bench.time_to_accuracy
 ... --checkpoint-dir DIR`` keeps one per run, outside git). Each model is measured as it was
 validated (its recorded ``flip_test`` and ``metric``, at its recorded input size, with features in
-the precision its validation used: bfloat16 autocast where ``resolve_amp`` turns it on), on two
+the precision its validation used: float32, as every evaluation), on two
 splits of the layout:
 
 * val (``val/gt.csv``): plain, re-ranked with the defaults (k1=20, k2=6, λ=0.3), and re-ranked
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
         with torch.no_grad():
             rv, tests[name] = retrieve(model, val, **kw), retrieve(model, test, **kw)
         models[name] = {"checkpoint": str(path), "recipe": cfg.recipe, "input_size": list(size),
-                        "precision": str(kw["amp_dtype"] or torch.float32).removeprefix("torch."),
+                        "precision": "float32",  # every evaluation (reid.device.EVAL_DTYPE)
                         "flip_test": cfg.flip_test, "metric": cfg.metric, "epochs": cfg.epochs,
                         "val": {"plain": measure(rv, None), "defaults": measure(rv, DEFAULTS),
                                 "grid": {grid_key(params): measure(rv, params) for params in grid}}}

@@ -55,6 +55,9 @@ from reid.train import warmup_cosine
 STANDS_IN_FOR = ("torchvision's ImageNet ResNet-18 (resnet18-5c106cde.pth), format only: a pedestrian "
                  "identity classifier trained on pool people absent from the given layouts; its accuracies "
                  "overstate an ImageNet start")
+STANDS_IN_FOR_OTHER = ("torchvision's ImageNet ResNet-18 (resnet18-5c106cde.pth), format only: a pedestrian "
+                       "identity classifier trained on another pool (other people, other cameras) than the "
+                       "layouts'; a prior that has never seen the evaluated cameras")
 IMAGENET_CLASSES = 1000
 
 
@@ -92,9 +95,13 @@ def pool_people_in(layout: Path, pool_index: dict[str, int]) -> tuple[set[int], 
     return people, len(images), matched
 
 
-def training_people(pool_root: Path, layouts: Sequence[Path]) -> tuple[list[Path], list[int], dict[str, Any]]:
+def training_people(pool_root: Path, layouts: Sequence[Path],
+                    other_pool: bool = False) -> tuple[list[Path], list[int], dict[str, Any]]:
     """(pool files to train on, their identities, a record of what was left out and why): the pool
-    people that appear in none of ``layouts``."""
+    people that appear in none of ``layouts``. ``other_pool``: the pool is not the one the layouts were
+    built from (e.g. the synthetic pedestrians of ``make_data.py synthetic-pool`` against a Market-1501
+    layout: other people, other cameras), so no person can be shared; the layouts are still scanned,
+    and a match is an error."""
     pool = read_pool(pool_root)
     if not pool:
         raise StandinError(f"{pool_root}: no Market-named crops (0002_c1s1_000451_03.jpg) with identity > 0")
@@ -102,6 +109,14 @@ def training_people(pool_root: Path, layouts: Sequence[Path]) -> tuple[list[Path
     excluded: set[int] = set()
     per_layout = {}
     for layout in layouts:
+        if other_pool:
+            images = layout_images(layout)
+            shared = sum(file_sha256(p) in index for p in images)
+            if shared:
+                raise StandinError(f"{layout}: {shared} of its images are in {pool_root}, which --other-pool says "
+                                   f"is another pool")
+            per_layout[str(layout)] = {"images": len(images), "matched_pool_images": 0, "pool_identities": 0}
+            continue
         people, scanned, matched = pool_people_in(layout, index)
         excluded |= people
         per_layout[str(layout)] = {"images": scanned, "matched_pool_images": matched, "pool_identities": len(people)}
@@ -109,7 +124,7 @@ def training_people(pool_root: Path, layouts: Sequence[Path]) -> tuple[list[Path
     if not kept:
         raise StandinError(f"every identity of {pool_root} appears in the given layouts: nothing left to train on")
     record = {"pool": str(pool_root), "pool_identities": len({i.pid for i in pool}), "pool_images": len(pool),
-              "layouts": per_layout, "excluded_identities": sorted(excluded)}
+              "layouts": per_layout, "excluded_identities": sorted(excluded), "other_pool": other_pool}
     return [item.source for item in kept], [item.pid for item in kept], record
 
 
@@ -208,6 +223,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default=None)
     ap.add_argument("--force", action="store_true", help="replace an existing OUT")
+    ap.add_argument("--other-pool", action="store_true",
+                    help="the pool is not the layouts' own (other people and cameras): nothing to leave out")
     args = ap.parse_args(argv)
     if args.out.suffix != ".pth":
         ap.error(f"{args.out}: expected a .pth file name")
@@ -215,7 +232,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ap.error(f"{args.out} exists: pass --force to replace it")
     t0 = time.perf_counter()
     try:
-        paths, pids, record = training_people(args.pool, args.layouts)
+        paths, pids, record = training_people(args.pool, args.layouts, args.other_pool)
     except (StandinError, FileNotFoundError) as err:
         ap.error(str(err))
     print(f"Training on {len(set(pids))} identities ({len(paths)} images) of {record['pool_identities']}; "
@@ -225,7 +242,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     tmp = args.out.with_name(f".{args.out.name}.tmp")
     torch.save(imagenet_format(state, args.seed), tmp)
     os.replace(tmp, args.out)
-    record.update(stands_in_for=STANDS_IN_FOR, file=str(args.out), sha256=file_sha256(args.out),
+    record.update(stands_in_for=STANDS_IN_FOR_OTHER if args.other_pool else STANDS_IN_FOR, file=str(args.out), sha256=file_sha256(args.out),
                   trained_identities=sorted(set(pids)), trained_images=len(paths), input_size=list(args.size),
                   epochs=args.epochs, batch=args.batch, lr=args.lr, seed=args.seed, **log)
     record["backbone_alone_val"] = {str(layout): backbone_alone(args.out, layout) for layout in args.layouts

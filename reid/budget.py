@@ -1,34 +1,23 @@
-"""Default training budgets: how many epochs a model gets, from its start, the device and the data.
+"""How long each model may train: a step ceiling per device class; the val curve may stop it sooner.
 
-A fixed epoch count gives a small layout few optimiser steps (40 identities × 10 images are
-6 batches of 64 an epoch) and a large one many. So the budget is a number of training samples
-each model sees, and the epochs follow from the data:
+A model trains until its validation curve stops gaining (reid/schedule.py: the rate drops when it
+levels, and the run stops when it levels at the lowest rate) or until its device's ceiling,
+whichever comes first. The ceiling is a number of optimiser steps (``STEP_CEILING``), not minutes, so
+what a model learns does not depend on the machine's speed; ``TrainConfig.epochs`` holds it as
+epochs of the run's own steps (:func:`default_epochs`).
 
-    epochs = ceil(budget / samples per epoch),   at least MIN_EPOCHS.
+* ``"cuda"``: generous, as published ReID fine-tuning schedules are (60–120 epochs): 120 epochs of the
+  course's data for the ID model (35 steps an epoch) and the stronger recipe (28), 60 for the triplet
+  model (71 steps of three images a row). On a GPU the curve, not the ceiling, ends a run.
+* ``"cpu"``: what the slowest 2-core CPU measured does in about 15 minutes per model, validation
+  included, in float32 (an AMD EPYC without AVX-512 or bfloat16: ID step 4.6 s, triplet step 7.7 s,
+  stronger-recipe step 2.6 s; bench/BENCHMARKS.md, section 1): 5 epochs of the ID model, 2 of the
+  triplet model, 10 of the stronger recipe on the course's data — so the whole notebook fits in an
+  hour there (a CPU with bfloat16 in hardware takes a fraction of it). From random weights these
+  ceilings end every run while its curve still rises; the notebook says so.
 
-A sample is an image for the ID and stronger recipes and a row of the triplet file (an anchor
-with its positive and negative) for the triplet recipe, so the triplet model gets as many
-passes over its rows as the ID model over its images, at three times the images. Samples are
-counted whatever their size: a budget is a number of optimiser steps at the recipe's batch size,
-so the stronger recipe gets the same steps at 128×64 on a CPU as at 256×128 on a GPU (counting a
-256×128 image as 2 samples and a 128×64 one as half, as before, gave it a quarter of the steps there).
-
-The budget depends on how the backbone starts (``SAMPLE_BUDGET``):
-
-* ``"random"`` (no weights file loaded): on a CPU 31,000 images for the ID model and rows for the
-  triplet model (the ID model's 14 epochs of 35 batches of 64 on the course's 2,300 training images)
-  and 62,000 images for the stronger recipe (its 35 epochs of 28 P×K batches); on CUDA 4× those,
-  chosen from the CPU curves on the Market-1501 layout, not measured on a GPU (none was available).
-  Measured with the literal triplet preset (bench/BENCHMARKS.md, section 4): counting a row as
-  three images gave it a third of the epochs (5 on the synthetic layout), and its val Rank-1 ended far below
-  that of the same model trained for 14 (results/budget/synthetic_triplet_5ep.json, _14ep.json).
-* ``"pretrained"`` (C6 loaded weights): measured from runs started from a stand-in weights file
-  (bench/standin_weights.py; bench/BENCHMARKS.md, section 7), read from the curves and confirmed
-  with one run per model (``PRETRAINED_BUDGET``). The same on every device, so a GPU gives each
-  model the steps measured here: a fine-tune peaks in few steps, and more steps wear the prior
-  away rather than add to it.
-
-``REID_EPOCHS`` overrides every model's epochs (see :func:`epochs_from_env`).
+The same ceilings serve both starts: from pretrained weights a curve levels sooner and stops itself.
+``REID_EPOCHS`` overrides every model's ceiling (see :func:`epochs_from_env`).
 """
 from __future__ import annotations
 
@@ -42,29 +31,38 @@ from reid.config import RANDOM_START
 from reid.recipes import Recipe
 from reid.text import wrap
 
-SAMPLE_BUDGET: dict[str, dict[str, dict[str, int]]] = {
-    "random": {"cpu": {"id": 31_000, "triplet": 31_000, "strong": 62_000},
-               "cuda": {"id": 124_000, "triplet": 124_000, "strong": 248_000}},
+STEP_CEILING: dict[str, dict[str, int]] = {
+    "cpu": {"id": 175, "triplet": 142, "strong": 280},
+    "cuda": {"id": 4_200, "triplet": 4_260, "strong": 3_360},
 }
-PRETRAINED_BUDGET = {"id": 31_000, "triplet": 31_000, "strong": 35_840}
-"""Samples per model from a pretrained start, on every device (bench/BENCHMARKS.md section 7): on the
-course's 2,300 training images, 14 epochs for the handout models (10 epochs of the ID model and 8 of
-the triplet model each cost 0.018 kept-epoch val mAP) and 20 for the stronger recipe (its kept epoch
-was 19 of 35, and a 20-epoch schedule cost nothing)."""
-SAMPLE_BUDGET["pretrained"] = {"cpu": PRETRAINED_BUDGET, "cuda": PRETRAINED_BUDGET}
+"""Optimiser steps each model may take, per device class (devices other than CUDA: the CPU's)."""
 MIN_EPOCHS = 2
 EPOCHS_ENV = "REID_EPOCHS"
 
 
 def start_kind(cfg: Any) -> str:
-    """"random" or "pretrained": which of SAMPLE_BUDGET's budgets a config's start takes."""
+    """"random" or "pretrained": what a config's backbone starts from."""
     return "random" if getattr(cfg, "start", RANDOM_START) == RANDOM_START else "pretrained"
 
 
-def sample_budget(cfg: Any, device: torch.device | str) -> int:
-    """Samples ``cfg``'s recipe sees from its start on ``device`` (devices other than CUDA: the CPU's)."""
-    kind = "cuda" if torch.device(device).type == "cuda" else "cpu"
-    return SAMPLE_BUDGET[start_kind(cfg)][kind][cfg.recipe]
+def device_class(device: torch.device | str) -> str:
+    """``"cuda"`` or ``"cpu"`` (every device other than CUDA): the key of ``STEP_CEILING``."""
+    return "cuda" if torch.device(device).type == "cuda" else "cpu"
+
+
+def step_ceiling(cfg: Any, device: torch.device | str) -> int:
+    """Optimiser steps ``cfg``'s recipe may take on ``device``."""
+    return STEP_CEILING[device_class(device)][cfg.recipe]
+
+
+def _plan_of(cfg: Any, train_set: Any) -> Recipe:
+    """The training loop's own Recipe over ``train_set``, where its cache lives (no copy), to count with."""
+    return Recipe(train_set, cfg, train_set.cache.images.device, torch.Generator().manual_seed(0))
+
+
+def steps_per_epoch(cfg: Any, train_set: Any) -> int:
+    """Optimiser steps in one epoch of ``cfg``'s recipe on ``train_set`` (the training loop's own plan)."""
+    return _plan_of(cfg, train_set).num_batches()
 
 
 def images_per_epoch(cfg: Any, train_set: Any) -> int:
@@ -74,23 +72,23 @@ def images_per_epoch(cfg: Any, train_set: Any) -> int:
     batches of ``batch_size`` rows × 3 images, or the P×K sampler's batches when mined;
     "strong": the P×K sampler's batches of ``p·k`` images."""
     # The batches are the training loop's own plan (Recipe), so the count cannot drift from it.
-    recipe = Recipe(train_set, cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
+    recipe = _plan_of(cfg, train_set)
     rows = len(recipe.triplets) if recipe.triplets is not None else len(train_set.ids)
     per_batch = cfg.p * cfg.k if recipe.sampler is not None else min(rows, cfg.batch_size)
     return recipe.num_batches() * per_batch * (3 if cfg.recipe == "triplet" else 1)
 
 
 def samples_per_epoch(cfg: Any, train_set: Any) -> int:
-    """What the budget counts in one epoch of ``cfg``'s recipe: :func:`images_per_epoch`, with a
-    triplet row (three images) counted once (see the module docstring)."""
+    """Samples in one epoch of ``cfg``'s recipe: :func:`images_per_epoch`, with a triplet row (three
+    images) counted once (the unit of the Q11 comparison "after about the same number of images")."""
     images = images_per_epoch(cfg, train_set)
     return images // 3 if cfg.recipe == "triplet" else images
 
 
 def default_epochs(cfg: Any, train_set: Any, device: torch.device | str) -> int:
-    """Epochs that give ``cfg``'s recipe its start's budget of samples on ``device`` (:func:`sample_budget`)
-    on ``train_set``."""
-    return max(MIN_EPOCHS, math.ceil(sample_budget(cfg, device) / samples_per_epoch(cfg, train_set)))
+    """The ceiling of ``cfg``'s recipe on ``device`` as epochs of ``train_set``: ⌈steps ÷ steps an
+    epoch⌉, at least MIN_EPOCHS."""
+    return max(MIN_EPOCHS, math.ceil(step_ceiling(cfg, device) / steps_per_epoch(cfg, train_set)))
 
 
 def epochs_from_env(default: int) -> int:
@@ -119,19 +117,17 @@ def default_input_size(recipe: str, device: torch.device | str) -> tuple[int, in
 def choose_epochs(cfg: Any, train_set: Any, device: torch.device | str, quick: bool = False,
                   quick_epochs: int = 2) -> tuple[int, str]:
     """(epochs, one line saying how they were chosen) for the notebook: ``quick_epochs`` in quick
-    mode, ``REID_EPOCHS`` when set, else :func:`default_epochs`."""
+    mode, ``REID_EPOCHS`` when set, else the device's ceiling (:func:`default_epochs`)."""
     if quick:
         return quick_epochs, f"{quick_epochs} epochs (quick mode)"
     default = default_epochs(cfg, train_set, device)
     epochs = epochs_from_env(default)
     if epochs != default or os.environ.get(EPOCHS_ENV, "").strip():
-        return epochs, f"{epochs} epochs ({EPOCHS_ENV}; the default here would be {default})"
-    start = start_kind(cfg)
-    where = ("on any device" if start == "pretrained" else
-             f"on {'CUDA' if torch.device(device).type == 'cuda' else 'a CPU'}")
-    unit = "triplet rows" if cfg.recipe == "triplet" else "images"
-    return epochs, wrap(f"{epochs} epochs = {sample_budget(cfg, device):,} {unit} ÷ {samples_per_epoch(cfg, train_set):,} "
-                        f"an epoch: the budget from {start} weights {where} (reid/budget.py)")
+        return epochs, f"at most {epochs} epochs ({EPOCHS_ENV}; the ceiling here would be {default})"
+    where = "CUDA" if device_class(device) == "cuda" else "a CPU"
+    sooner = "; the val curve may stop it sooner" if getattr(cfg, "schedule", "curve") == "curve" else ""
+    return epochs, wrap(f"At most {epochs} epochs = the ceiling of {step_ceiling(cfg, device):,} steps on {where} "
+                        f"÷ {steps_per_epoch(cfg, train_set):,} an epoch (reid/budget.py){sooner}.")
 
 
 def plan_training(preset: Any, train_set: Any, device: torch.device | str, report: Any = None,
@@ -139,7 +135,7 @@ def plan_training(preset: Any, train_set: Any, device: torch.device | str, repor
     """(TrainConfig, the line saying how its epochs were chosen) for one notebook model: ``preset``
     (``TrainConfig.handout_id`` / ``handout_triplet`` / ``strong``) for the start that model's own C6
     report says it has (``reid.config.start_of``: the weights file's SHA-256, or random), with the
-    epochs of that start's budget (:func:`choose_epochs`) and ``overrides`` (quick mode's cuts)."""
+    device's ceiling as its epochs (:func:`choose_epochs`) and ``overrides`` (quick mode's cuts)."""
     from reid.config import start_of  # noqa: PLC0415
 
     start = start_of(report)

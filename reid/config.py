@@ -13,9 +13,10 @@ from typing import Any
 
 import torch
 
-from .device import resolve_amp
+from .device import resolve_precision
 from .losses import HANDOUT_MARGIN
-from .text import LINE_WIDTH, wrap
+from .schedule import CurveRule
+from .text import wrap
 
 __all__ = ["TrainConfig", "RECIPES", "MINING", "RANDOM_START", "PRETRAINED", "start_of", "start_folder", "unused_fields",
            "describe_settings"]
@@ -36,7 +37,11 @@ class TrainConfig:
     flip / shift / erase: training augmentation, in that order: random horizontal flip, a
     random translation of up to ``shift`` pixels each way with zero fill (random_shift; 0 =
     off) and random erasing.
-    amp: None = on where it is fast (CUDA; a CPU with bfloat16 in hardware, see resolve_amp).
+    amp: the training precision: None = ``REID_PRECISION``, else on where it is fast (CUDA; a CPU with
+    bfloat16 in hardware); True / False; "float32" / "bfloat16" / "float16" (reid/device.py,
+    resolve_precision). Evaluation always runs in float32.
+    epochs: the step ceiling, in epochs of this run's steps (reid/budget.py); with ``schedule="curve"``
+    the val curve may stop the run sooner (patience, min_delta, lr_drops, cooldown: reid/schedule.py).
     max_iters_per_epoch caps each epoch
     (quick mode); time_budget_s stops after the epoch in which wall time exceeds it.
     input_size: (H, W) of the training images (None: whatever the train set's cache holds); the
@@ -75,7 +80,7 @@ class TrainConfig:
     flip: bool = False
     shift: int = 0
     erase: bool = False
-    amp: bool | None = None
+    amp: bool | str | None = None
     seed: int = 0
     max_iters_per_epoch: int | None = None
     time_budget_s: float | None = None
@@ -88,6 +93,12 @@ class TrainConfig:
     backbone_lr_factor: float = 1.0  # the backbone's learning rate is lr × this; the head's is lr
     start: str = RANDOM_START  # what the backbone started from: "random", or "sha256:<hex>" of the weights file
     start_file: str | None = None  # that file's name, for the settings line (not compared on resume)
+    schedule: str = "curve"  # "curve": the val curve sets the rate and the stop (reid/schedule.py); "cosine"
+    patience: int = 4  # the curve rule: epochs without a gain before the rate drops / the run stops
+    min_delta: float = 0.005  # the curve rule: a gain is more than this in val mAP (mean of 3 epochs)
+    lr_drops: int = 2  # the curve rule: ×0.1 drops before a levelled curve stops the run
+    cooldown: float = 0.2  # the curve rule: the ceiling's last share of steps anneals the rate (cosine)
+    checkpoint_every_s: float = 60.0  # last.pt at most this often (and at the end, on Ctrl-C, on errors)
 
     @classmethod
     def handout_id(cls, **overrides: Any) -> "TrainConfig":
@@ -155,6 +166,10 @@ class TrainConfig:
             cfg = dataclasses.replace(cfg, warmup_epochs=min(cfg.warmup_epochs, overrides["epochs"] / 4))
         return cfg
 
+    def curve_rule(self) -> CurveRule:
+        """The rule that lowers the rate and stops the run (``schedule="curve"``; reid/schedule.py)."""
+        return CurveRule(patience=self.patience, min_delta=self.min_delta, drops=self.lr_drops)
+
     def model_shape(self) -> tuple[int, int]:
         """(H, W) the backbone is built for: ``input_size``, or C2's 128×128 when it is None."""
         return tuple(self.input_size) if self.input_size is not None else (128, 128)
@@ -165,14 +180,12 @@ class TrainConfig:
         shape = self.model_shape()
         return 128 if shape == (128, 128) else shape
 
-    def retrieval_options(self, device: torch.device | str) -> dict[str, Any]:
-        """``retrieve``'s keyword arguments that rank as this config validates on ``device``: its
-        test-time flip, metric, eval batch size and precision (``resolve_amp``: bfloat16 autocast
-        where it turns it on, else None)."""
-        return {"flip": self.flip_test, "metric": self.metric, "batch_size": self.eval_batch_size,
-                "amp_dtype": resolve_amp(torch.device(device), self.amp)}
+    def retrieval_options(self, device: torch.device | str | None = None) -> dict[str, Any]:
+        """``retrieve``'s keyword arguments that rank as this config validates: its test-time flip,
+        metric and eval batch size (evaluation runs in float32 on every device: ``EVAL_DTYPE``)."""
+        return {"flip": self.flip_test, "metric": self.metric, "batch_size": self.eval_batch_size}
 
-    def describe(self, device: torch.device | str = "cpu", width: int = LINE_WIDTH) -> str:
+    def describe(self, device: torch.device | str = "cpu", width: int | None = None) -> str:
         """The notebook's one settings line for this config (:func:`describe_settings`)."""
         return describe_settings(self, device, width)
 
@@ -182,6 +195,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         values = {f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d}
+        values.setdefault("schedule", "cosine")  # recorded before curve schedules existed: a cosine over its epochs
         if values.get("input_size") is not None:  # a JSON list → (H, W)
             values["input_size"] = tuple(values["input_size"])
         return cls(**values)
@@ -229,7 +243,7 @@ def unused_fields(recipe: str, mining: str = "none") -> set[str]:
     return {"batch_size"} if mining in ("batch_hard", "batch_all") else {"p", "k"}
 
 
-def describe_settings(cfg: TrainConfig, device: torch.device | str = "cpu", width: int = LINE_WIDTH) -> str:
+def describe_settings(cfg: TrainConfig, device: torch.device | str = "cpu", width: int | None = None) -> str:
     """The settings this recipe reads, in one statement wrapped at ``width`` characters: the start,
     the loss, the optimiser and its schedule, batches, augmentation, input and precision. Settings
     the recipe does not read (``unused_fields``: p, k for the ID model, …) are left out."""
@@ -238,8 +252,7 @@ def describe_settings(cfg: TrainConfig, device: torch.device | str = "cpu", widt
     if cfg.backbone_lr_factor != 1.0:
         lr += f" (backbone {cfg.backbone_lr_factor:g}×)"
     parts.append(f"{lr}, weight decay {_num(cfg.weight_decay)}")
-    warm = f"{cfg.warmup_epochs:g}-epoch warm-up, then " if cfg.warmup_epochs else ""
-    parts.append(f"{warm}cosine decay over {cfg.epochs} epochs")
+    parts.append(schedule_words(cfg))
     if cfg.recipe == "strong" or cfg.mining in ("batch_hard", "batch_all"):
         parts.append(f"batches of P×K = {cfg.p}×{cfg.k} {'rows' if cfg.recipe == 'triplet' else 'images'}")
     elif cfg.recipe == "triplet":
@@ -253,9 +266,19 @@ def describe_settings(cfg: TrainConfig, device: torch.device | str = "cpu", widt
         parts.append(f"input {cfg.input_size[0]}×{cfg.input_size[1]}")
     if cfg.flip_test or cfg.metric != "euclidean":
         parts.append(f"ranked by {cfg.metric} distance" + (" with test-time flip" if cfg.flip_test else ""))
-    dtype = resolve_amp(torch.device(device), cfg.amp)
-    parts.append(f"{str(dtype).removeprefix('torch.')} autocast" if dtype is not None else "float32")
+    parts.append("training in " + resolve_precision(torch.device(device), cfg.amp).describe()
+                 + ", evaluation in float32")
     return wrap("Settings: " + "; ".join(parts), width)
+
+
+def schedule_words(cfg: TrainConfig) -> str:
+    """The rate schedule and the run's length in words: the warm-up, then the curve rule and the
+    ceiling, or the cosine over the epochs."""
+    warm = f"{cfg.warmup_epochs:g}-epoch warm-up, then " if cfg.warmup_epochs else ""
+    if cfg.schedule == "cosine":
+        return f"{warm}cosine decay over {cfg.epochs} epochs"
+    return (f"{warm}{cfg.curve_rule().describe()}; ceiling {cfg.epochs} epochs, the rate annealed over its "
+            f"last {100 * cfg.cooldown:.0f} %")
 
 
 def _num(x: float) -> str:

@@ -38,9 +38,11 @@ def id_loss(logits: Tensor, ids: Tensor, label_smoothing: float = 0.0) -> Tensor
     return F.cross_entropy(logits.float(), ids, label_smoothing=label_smoothing)
 
 
-def handout_triplet_loss(a: Tensor, p: Tensor, n: Tensor, margin: float = HANDOUT_MARGIN) -> Tensor:
-    """The handout's ``nn.TripletMarginLoss`` (Euclidean) on features [N, D] of a, p, n."""
-    return F.triplet_margin_loss(a.float(), p.float(), n.float(), margin=margin)
+def handout_triplet_loss(a: Tensor, p: Tensor, n: Tensor, margin: float = HANDOUT_MARGIN,
+                         reduction: str = "mean") -> Tensor:
+    """The handout's ``nn.TripletMarginLoss`` (Euclidean) on features [N, D] of a, p, n, in float32:
+    max(0, d(a, p) − d(a, n) + margin), averaged (``reduction="none"``: each triplet's, ``[N]``)."""
+    return F.triplet_margin_loss(a.float(), p.float(), n.float(), margin=margin, reduction=reduction)
 
 
 def batch_hard_triplet_loss(feats: Tensor, ids: Tensor, margin: float) -> Tensor:
@@ -91,20 +93,19 @@ def batch_all_triplet_loss(feats: Tensor, ids: Tensor, margin: float) -> Tensor:
     negatives]. Each listed anchor forms a triplet with every other position of its identity
     in the batch (a file that stands twice, as one row's anchor and another row's positive, is
     two positions) and every position of another identity. Zero when no triplet violates the
-    margin.
+    margin. All triplets at once as a masked [B, 3B, 3B] tensor: no host sync.
     """
     feats = feats.float()
     b = len(feats) // 3
-    with torch.no_grad():
-        same = ids[:b, None] == ids[None, :]  # [B, 3B]
-        neg_of = ~same  # [B, 3B]
-        same[torch.arange(b), torch.arange(b)] = False  # an anchor is not its own positive
-        a, pos = torch.nonzero(same, as_tuple=True)  # [M] (anchor row, positive column)
-        m_idx, n = torch.nonzero(neg_of[a], as_tuple=True)  # [T]: triplet m_idx of pair, negative n
-    losses = F.triplet_margin_loss(feats[a[m_idx]], feats[pos[m_idx]], feats[n], margin=margin,
-                                   reduction="none")  # [T]
-    active = losses > 0
-    return losses[active].mean() if bool(active.any()) else losses.sum() * 0.0
+    anchors = feats[:b]  # [B, D]
+    # nn.TripletMarginLoss's own distance, ||a − x + eps||, from every anchor to every position
+    d = F.pairwise_distance(anchors[:, None, :], feats[None, :, :], eps=1e-6)  # [B, 3B]
+    same = ids[:b, None] == ids[None, :]  # [B, 3B]
+    not_self = torch.arange(len(feats), device=feats.device)[None, :] != torch.arange(b, device=feats.device)[:, None]
+    valid = (same & not_self)[:, :, None] & ~same[:, None, :]  # [B, 3B (positive), 3B (negative)]
+    losses = F.relu(d[:, :, None] - d[:, None, :] + margin) * valid  # [B, 3B, 3B]
+    active = (losses > 0).sum()
+    return losses.sum() / active.clamp(min=1)
 
 
 def random_triplets(ids: Tensor, generator: torch.Generator) -> Tensor:

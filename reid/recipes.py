@@ -20,13 +20,16 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm  # plain text bars on stdout: no widget warnings on stderr
 
-from .batching import PKSampler, random_erasing, random_flip, random_shift, shuffled_batches
+from .batching import (PKSampler, apply_erasing, apply_flip, apply_shift, draw_erasing, draw_flip, draw_shift,
+                       shuffled_batches)
 from .config import MINING, RECIPES, TrainConfig
-from .device import autocast, make_grad_scaler, pick_device, resolve_amp
+from .device import Precision, autocast, pick_device, resolve_precision
 from .distance import METRICS
+from .schedule import CurveSchedule
 from .losses import batch_all_triplet_loss, batch_hard_triplet_loss, handout_triplet_loss, id_loss, mined_triplet_loss
 
-__all__ = ["warmup_cosine", "Recipe", "TrainRun", "make_optimizer", "build_run", "train_epoch"]
+__all__ = ["warmup_cosine", "Recipe", "EpochPlan", "TrainRun", "make_optimizer", "build_run", "train_step",
+           "train_epoch", "EpochSteps"]
 
 
 def warmup_cosine(warmup_iters: int, total_iters: int, min_factor: float = 0.01) -> Callable[[int], float]:
@@ -44,6 +47,26 @@ def warmup_cosine(warmup_iters: int, total_iters: int, min_factor: float = 0.01)
 
 
 # ------------------------------------------------------------------------------- recipes
+@dataclass
+class EpochPlan:
+    """One epoch's batches and augmentation draws, made at the start of the epoch and moved to the
+    device in one copy, so that a training step reads them where they are and never waits on the host.
+
+    rows: ``[S, B]`` row indices of the dataset (images, or triplet rows), one batch per step;
+    flip ``[S, n]`` bool, shift ``[S, 2, n]`` int64 and erase ``[S, ERASING_DRAWS, n]`` float64 for
+    the n images of each step (n = B, or 3B for triplet rows), None where the recipe has none.
+    """
+
+    rows: Tensor
+    flip: Tensor | None = None
+    shift: Tensor | None = None
+    erase: Tensor | None = None
+
+    @property
+    def steps(self) -> int:
+        return len(self.rows)
+
+
 class Recipe:
     """The data side and the loss of cfg.recipe, over a train set's tensor cache.
 
@@ -53,11 +76,16 @@ class Recipe:
     features, of the listed triplets or of triplets formed in the batch (cfg.mining,
     mined_triplet_loss, batch_all_triplet_loss). "strong": P×K batches of IDLossDataset rows,
     batch-hard triplet on the features + label-smoothed CE on the logits.
+
+    The images, identities and triplet rows are held on the training device for the run's
+    duration (one copy when the dataset's cache lives elsewhere, e.g. on the host), so the
+    steps index them there; what the run draws at random is drawn once per epoch (:meth:`plan`).
     """
 
     def __init__(self, data: Any, cfg: TrainConfig, device: torch.device, generator: torch.Generator):
-        self.cache, self.cfg, self.device, self.g = data.cache, cfg, device, generator
-        self.triplets = data.triplets.cpu() if cfg.recipe == "triplet" else None  # [T, 3]
+        self.cfg, self.device, self.g = cfg, device, generator
+        self.cached = data.cache.images.to(device)  # [N, 3, H, W] float16; no copy where it already is
+        self.triplets = data.triplets.to(device) if cfg.recipe == "triplet" else None  # [T, 3]
         mined = cfg.recipe == "triplet" and cfg.mining != "none"
         if mined and getattr(data, "ids", None) is None:
             raise ValueError(f"mining={cfg.mining!r} needs the identity of every triplet image: call "
@@ -67,54 +95,80 @@ class Recipe:
         if cfg.recipe == "strong":
             self.sampler = PKSampler(data.ids, cfg.p, cfg.k, generator)
         elif mined and cfg.mining in ("batch_hard", "batch_all"):  # P ids × K rows, by the anchor's id
-            self.sampler = PKSampler(data.ids.cpu()[self.triplets[:, 0]], cfg.p, cfg.k, generator)
+            self.sampler = PKSampler(data.ids.cpu()[data.triplets.cpu()[:, 0]], cfg.p, cfg.k, generator)
 
     def num_batches(self) -> int:
         if self.sampler is not None:
             return len(self.sampler)
-        rows = self.triplets if self.triplets is not None else self.ids
-        return max(1, len(rows) // self.cfg.batch_size)
+        rows = len(self.triplets) if self.triplets is not None else len(self.ids)
+        return max(1, rows // self.cfg.batch_size)
 
-    def plan(self) -> list[Tensor]:
-        """This epoch's index batches (rows of the dataset), drawn from the generator."""
+    def batches(self) -> list[Tensor]:
+        """This epoch's index batches (rows of the dataset, on the CPU), drawn from the generator."""
         if self.sampler is not None:
             return list(self.sampler)
-        rows = self.triplets if self.triplets is not None else self.ids
-        return shuffled_batches(len(rows), self.cfg.batch_size, self.g)
+        rows = len(self.triplets) if self.triplets is not None else len(self.ids)
+        return shuffled_batches(rows, self.cfg.batch_size, self.g)
 
-    def images(self, idx: Tensor) -> Tensor:
-        """Batch [B, 3, H, W] float32 on ``device`` in channels_last, augmented when the config
-        says so. One copy: float16 cache rows → float32 channels_last (see bench_train.py)."""
-        x = self.cache.images[idx.to(self.cache.device)]  # [B, 3, H, W] float16
-        x = x.to(self.device, torch.float32, non_blocking=True, memory_format=torch.channels_last)
-        if self.cfg.flip:
-            x = random_flip(x, self.g)
-        if self.cfg.shift:
-            x = random_shift(x, self.g, self.cfg.shift)
-        if self.cfg.erase:
-            x = random_erasing(x, self.g)
+    def plan(self, steps: int | None = None) -> EpochPlan:
+        """This epoch's batches (the first ``steps``) and every augmentation draw of their images, in
+        that order from the generator, on the device: the one host-to-device copy of the epoch."""
+        cfg, g = self.cfg, self.g
+        rows = torch.stack(self.batches()[:steps])  # [S, B]
+        n = rows.shape[1] * (3 if self.triplets is not None else 1)  # images a step
+        s = len(rows)
+        flip = torch.stack([draw_flip(n, g) for _ in range(s)]) if cfg.flip else None
+        shift = torch.stack([draw_shift(n, g, cfg.shift) for _ in range(s)]) if cfg.shift else None
+        erase = torch.stack([draw_erasing(n, g) for _ in range(s)]) if cfg.erase else None
+        on = (lambda t: None if t is None else t.to(self.device, non_blocking=True))
+        return EpochPlan(on(rows), on(flip), on(shift), on(erase))
+
+    def images_of(self, idx: Tensor, plan: EpochPlan | None = None, step: int = 0) -> Tensor:
+        """Batch [B, 3, H, W] float32 in channels_last on the device, augmented with the plan's draws
+        for ``step`` when the config says so (``plan=None``: no augmentation). ``idx`` [B] is on the
+        device; one copy: float16 rows → float32 channels_last (see bench_train.py)."""
+        x = self.cached[idx].to(dtype=torch.float32, memory_format=torch.channels_last)
+        if plan is not None:
+            if plan.flip is not None:
+                x = apply_flip(x, plan.flip[step])
+            if plan.shift is not None:
+                x = apply_shift(x, plan.shift[step], self.cfg.shift)
+            if plan.erase is not None:
+                x = apply_erasing(x, plan.erase[step])
         return x.contiguous(memory_format=torch.channels_last)
 
-    def loss(self, run: "TrainRun", idx: Tensor) -> Tensor:
-        """Scalar loss of one index batch idx [B] (fp32, computed outside autocast)."""
-        cfg = self.cfg
+    def images(self, idx: Tensor) -> Tensor:
+        """The batch at rows ``idx`` [B], augmented with fresh draws from the generator (benchmarks
+        and tests; training uses :meth:`plan`)."""
+        n, g, cfg = len(idx), self.g, self.cfg
+        draws = (idx[None], draw_flip(n, g)[None] if cfg.flip else None,
+                 draw_shift(n, g, cfg.shift)[None] if cfg.shift else None, draw_erasing(n, g)[None] if cfg.erase else None)
+        plan = EpochPlan(*(None if t is None else t.to(self.device) for t in draws))
+        return self.images_of(plan.rows[0], plan, 0)
+
+    def loss(self, run: "TrainRun", plan: EpochPlan, step: int) -> tuple[Tensor, Tensor | None]:
+        """(scalar loss of the plan's batch ``step``, fp32 and computed outside autocast; for the
+        listed triplets, how many of the batch's triplets have a loss above zero — the active ones —
+        as a tensor on the device, else None)."""
+        cfg, idx = self.cfg, plan.rows[step]
         if self.triplets is not None:
             rows = self.triplets[idx]  # [B, 3]
             flat = rows.T.reshape(-1)  # [3B]: anchors, positives, negatives
-            feats, _ = run.forward(self.images(flat))  # one pass over [3B, ...]
+            feats, _ = run.forward(self.images_of(flat, plan, step))  # one pass over [3B, ...]
             if self.ids is not None:
-                ids = self.ids[flat.to(self.device)]  # [3B]
+                ids = self.ids[flat]  # [3B]
                 if cfg.mining == "batch_all":
-                    return batch_all_triplet_loss(feats, ids, cfg.margin)
-                return mined_triplet_loss(feats, ids, cfg.margin, hardest_positive=cfg.mining == "batch_hard")
+                    return batch_all_triplet_loss(feats, ids, cfg.margin), None
+                return mined_triplet_loss(feats, ids, cfg.margin, hardest_positive=cfg.mining == "batch_hard"), None
             a, p, n = feats.chunk(3)  # [B, D] each
-            return handout_triplet_loss(a, p, n, cfg.margin)
-        feats, logits = run.forward(self.images(idx))  # [B, D], [B, num_ids]
-        ids = self.ids[idx.to(self.device)]  # [B]
+            per_row = handout_triplet_loss(a, p, n, cfg.margin, reduction="none")  # [B]
+            return per_row.mean(), (per_row > 0).sum()
+        feats, logits = run.forward(self.images_of(idx, plan, step))  # [B, D], [B, num_ids]
+        ids = self.ids[idx]  # [B]
         loss = id_loss(logits, ids, cfg.label_smoothing)
         if cfg.recipe == "strong":
             loss = loss + batch_hard_triplet_loss(feats, ids, cfg.margin)
-        return loss
+        return loss, None
 
 
 # ---------------------------------------------------------------------------- the loop
@@ -125,12 +179,17 @@ class TrainRun:
     model: nn.Module
     cfg: TrainConfig
     device: torch.device
-    amp_dtype: torch.dtype | None
+    precision: Precision  # autocast dtype, GradScaler, fused Adam (reid/device.py)
     generator: torch.Generator  # CPU; all data-side randomness
     recipe: Recipe
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
+
+    @property
+    def amp_dtype(self) -> torch.dtype | None:
+        """The autocast dtype of the training steps (None = float32)."""
+        return self.precision.dtype
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Model forward under autocast; (feat [N, D], logits [N, C]) returned as fp32."""
@@ -155,15 +214,16 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
             {"params": [q for q in model.parameters() if id(q) not in inside], "lr": cfg.lr}]
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device | None = None) -> torch.optim.Optimizer:
-    """Adam / AdamW / SGD(momentum 0.9, Nesterov) over :func:`param_groups` with cfg.weight_decay; on
-    CUDA Adam/AdamW take the fused kernel (one launch per step; GradScaler unscales inside it)."""
+def make_optimizer(model: nn.Module, cfg: TrainConfig, fused: bool = False) -> torch.optim.Optimizer:
+    """Adam / AdamW / SGD(momentum 0.9, Nesterov) over :func:`param_groups` with cfg.weight_decay.
+    ``fused`` (``Precision.fused``: on CUDA, and with the T4's float16 anywhere): Adam/AdamW take the
+    fused kernel — one launch per step, the GradScaler unscaling inside it with no host sync."""
     name, groups = cfg.optimizer.lower(), param_groups(model, cfg)
-    fused = {"fused": True} if device is not None and device.type == "cuda" else {}
+    kernel = {"fused": True} if fused else {}
     if name == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+        return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, **kernel)
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, **kernel)
     if name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
     raise ValueError(f"TrainConfig.optimizer: expected 'adam', 'adamw' or 'sgd', got {cfg.optimizer!r}")
@@ -176,6 +236,8 @@ def build_run(model: nn.Module, cfg: TrainConfig, train_set: Any) -> TrainRun:
         raise ValueError(f"TrainConfig.recipe: expected one of {RECIPES}, got {cfg.recipe!r}")
     if cfg.mining not in MINING:
         raise ValueError(f"TrainConfig.mining: expected one of {MINING}, got {cfg.mining!r}")
+    if cfg.schedule not in ("curve", "cosine"):
+        raise ValueError(f"TrainConfig.schedule: expected 'curve' or 'cosine', got {cfg.schedule!r}")
     if cfg.metric not in METRICS:
         raise ValueError(f"TrainConfig.metric: expected one of {METRICS}, got {cfg.metric!r}")
     if not cfg.backbone_lr_factor > 0:
@@ -185,14 +247,19 @@ def build_run(model: nn.Module, cfg: TrainConfig, train_set: Any) -> TrainRun:
                          f"(0 = off), got {cfg.shift!r}")
     cfg = _with_input_size(cfg, model, train_set)
     device = pick_device(cfg.device)
-    amp_dtype = resolve_amp(device, cfg.amp)
+    precision = resolve_precision(device, cfg.amp)
     model.to(device, memory_format=torch.channels_last)  # faster convs on CPU (oneDNN) and GPU
     generator = torch.Generator().manual_seed(cfg.seed)
-    optimizer = make_optimizer(model, cfg, device)
-    run = TrainRun(model, cfg, device, amp_dtype, generator, Recipe(train_set, cfg, device, generator),
-                   optimizer, None, make_grad_scaler(device, amp_dtype))  # type: ignore[arg-type]
+    optimizer = make_optimizer(model, cfg, fused=precision.fused)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision.scaler)
+    run = TrainRun(model, cfg, device, precision, generator, Recipe(train_set, cfg, device, generator),
+                   optimizer, None, scaler)  # type: ignore[arg-type]
     n = run.iters_per_epoch()
-    schedule = warmup_cosine(round(cfg.warmup_epochs * n), cfg.epochs * n, cfg.min_lr_factor)
+    if cfg.schedule == "curve":  # the val curve sets the rate after each epoch (train.py, reid/schedule.py)
+        schedule: Callable[[int], float] = CurveSchedule(round(cfg.warmup_epochs * n), cfg.epochs * n,
+                                                          cfg.curve_rule(), cfg.cooldown, cfg.min_lr_factor)
+    else:
+        schedule = warmup_cosine(round(cfg.warmup_epochs * n), cfg.epochs * n, cfg.min_lr_factor)
     run.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     return run
 
@@ -217,35 +284,59 @@ def _check_finite(losses: list[float], first_iter: int, epoch: int, run: TrainRu
             raise FloatingPointError(
                 f"training loss is {v} at epoch {epoch + 1}/{run.cfg.epochs}, iteration "
                 f"{first_iter + i + 1}/{run.iters_per_epoch()} (recipe {run.cfg.recipe!r}, lr "
-                f"{run.cfg.lr}); lower the learning rate or check the inputs")
+                f"{run.cfg.lr}, {run.precision.describe()}); lower the learning rate or check the inputs"
+                + ("; float16 holds at most 65,504: set REID_PRECISION=float32 (or bfloat16) to "
+                   "train without it" if run.precision.dtype == torch.float16 else ""))
 
 
-def train_epoch(run: TrainRun, epoch: int, progress: bool = False) -> list[float]:
-    """One epoch of optimisation steps; returns the loss of each iteration.
+def train_step(run: TrainRun, plan: EpochPlan, step: int) -> tuple[Tensor, Tensor | None]:
+    """One optimisation step on the plan's batch ``step``: (its loss, its active triplets or None),
+    both left on the device. Nothing in it waits on the host: the batch and its augmentation come
+    from the plan, the GradScaler of a float16 run unscales inside fused Adam, and no value is read."""
+    loss, active = run.recipe.loss(run, plan, step)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    with warnings.catch_warnings():  # a float16 step skipped by the scaler is expected
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+        run.scheduler.step()
+    return loss.detach(), active
 
-    The losses stay on the device and are read once, at the end of the epoch (one host sync
-    per epoch: no ``.item()`` in the step, so a CUDA run never waits on the host); a NaN/inf
-    is then reported with the iteration it happened in.
+
+@dataclass
+class EpochSteps:
+    """What the steps of one epoch measured: each step's loss, and for the listed triplets the share of
+    the epoch's triplets whose loss was above zero when their step ran (None for other recipes)."""
+
+    losses: list[float]
+    active_share: float | None = None
+
+
+def train_epoch(run: TrainRun, epoch: int, progress: bool = False) -> EpochSteps:
+    """One epoch of optimisation steps.
+
+    The epoch's batches and augmentation draws are made first (:meth:`Recipe.plan`); the steps
+    (:func:`train_step`) then run without a host sync, their losses (and active-triplet counts)
+    kept on the device and read once, at the end of the epoch, where a NaN/inf is reported with
+    the iteration it happened in.
     """
     run.model.train()
-    batches = run.recipe.plan()[: run.iters_per_epoch()]
-    pending: list[Tensor] = []
+    plan = run.recipe.plan(run.iters_per_epoch())
+    losses: list[Tensor] = []
+    active: list[Tensor] = []
     # A notebook shows no nested text bars (the cursor-up code prints as text), so there the
     # batch bar is off and the epoch bar carries the numbers.
-    bar = tqdm(batches, desc=f"epoch {epoch + 1}", file=sys.stdout, leave=False, mininterval=1.0,
+    bar = tqdm(range(plan.steps), desc=f"epoch {epoch + 1}", file=sys.stdout, leave=False, mininterval=1.0,
                disable=not progress or "ipykernel" in sys.modules)
-    for idx in bar:
-        loss = run.recipe.loss(run, idx)
-        run.optimizer.zero_grad(set_to_none=True)
-        run.scaler.scale(loss).backward()
-        run.scaler.step(run.optimizer)
-        run.scaler.update()
-        with warnings.catch_warnings():  # a float16 step skipped by the scaler is expected
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
-            run.scheduler.step()
-        pending.append(loss.detach())
-    values = torch.stack(pending).tolist() if pending else []
+    for step in bar:
+        loss, n_active = train_step(run, plan, step)
+        losses.append(loss)
+        if n_active is not None:
+            active.append(n_active)
+    values = torch.stack(losses).tolist() if losses else []  # the epoch's one read of the device
     _check_finite(values, 0, epoch, run)
-    return values
-
-
+    share = None
+    if active:
+        share = float(torch.stack(active).sum()) / (plan.rows.numel())
+    return EpochSteps(values, share)

@@ -23,7 +23,10 @@ PRESETS: dict[str, Callable[..., TrainConfig]] = {
 # Settings that say how a run was run, not what it trained; amp is reported as its own column
 # (the precision the run trained in).
 RUN_ONLY = {"epochs", "time_budget_s", "seed", "device", "eval_batch_size", "max_iters_per_epoch", "amp",
-            "start", "start_file"}  # the start is a column of its own where runs differ in it
+            "start", "start_file", "checkpoint_every_s",
+            # how long a run went and how its rate fell: its epochs are a column of their own; runs
+            # recorded before curve-following schedules read as cosine ones (TrainConfig.from_dict)
+            "schedule", "patience", "min_delta", "lr_drops", "cooldown"}  # the start is a column of its own
 
 
 class SettingError(ValueError):

@@ -19,6 +19,7 @@ uninterrupted one number for number.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -32,10 +33,11 @@ from torch import nn
 from .checkpoints import (CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, rng_state, save_checkpoint,
                           set_rng_state)
 from .config import MINING, RECIPES, TrainConfig  # noqa: F401  (re-exported: reid.train.TrainConfig)
-from .device import seed_everything
+from .device import load_optimizer_state, seed_everything
 from .evaluate import Retrieval
 from .losses import random_triplets
-from .recipes import Recipe, TrainRun, build_run, train_epoch, warmup_cosine  # noqa: F401  (re-exported)
+from .recipes import EpochSteps, Recipe, TrainRun, build_run, train_epoch, warmup_cosine  # noqa: F401  (re-exported)
+from .schedule import CurveSchedule, Progress, follow_curve, stop_words
 from .text import wrap
 from .validation import evaluate_val, validation_loss  # noqa: F401  (re-exported)
 
@@ -63,6 +65,11 @@ class History:
     first with the highest val mAP (``KEEP_METRIC``), or the last without validation. Curves show
     every epoch; tables, figures and predictions use the kept one.
 
+    ``active_triplets``: for the handout's triplet model, the share of the epoch's listed triplets whose
+    loss was above zero when their step ran (the ones still teaching; None for other recipes).
+    ``stop_reason``: set when the validation curve stopped the run (reid/schedule.py); such a run is
+    complete, and resuming it trains no further.
+
     ``kept_retrieval``: the :class:`~reid.evaluate.Retrieval` (features and distances) of the kept
     epoch's validation, when that validation ran in this process; reports reuse it instead of
     measuring the model again. Not a field: ``to_dict``, JSON and checkpoints leave it out, and a
@@ -80,6 +87,9 @@ class History:
     rank10: list[float | None] = field(default_factory=list)
     mAP: list[float | None] = field(default_factory=list)
     match_rank: list[list[int] | None] = field(default_factory=list)  # per epoch: each val query's rank of its match
+    active_triplets: list[float | None] = field(default_factory=list)  # per epoch: share of listed triplets with loss > 0
+    lr: list[float] = field(default_factory=list)  # per epoch: the head's learning rate at the epoch's last step
+    stop_reason: str | None = None  # why training ended before its ceiling ("levelled: ..."); None: not stopped
     keep_from: int = 1  # the first epoch whose weights can be kept (later only when a resume found best.pt lost)
     epoch_seconds: list[float] = field(default_factory=list)
     elapsed_seconds: list[float] = field(default_factory=list)
@@ -88,6 +98,10 @@ class History:
     @property
     def epochs_done(self) -> int:
         return len(self.epoch_train_loss)
+
+    def progress(self, rule: Any) -> Progress:
+        """Where the val curve (``KEEP_METRIC``) stands under ``rule`` (:func:`reid.schedule.follow_curve`)."""
+        return follow_curve(getattr(self, KEEP_METRIC), rule)
 
     @property
     def kept_epoch(self) -> int | None:
@@ -121,11 +135,31 @@ class History:
 
 
 # ---------------------------------------------------------------------------- checkpoints
-def _checkpoint_state(run: TrainRun, history: History, epochs_done: int) -> dict[str, Any]:
-    return {"format": CHECKPOINT_FORMAT, "epoch": epochs_done, "cfg": run.cfg.to_dict(),
-            "history": history.to_dict(), "model": run.model.state_dict(),
-            "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
-            "scaler": run.scaler.state_dict(), "rng": rng_state(run.generator)}
+def _host_copy(obj: Any) -> Any:
+    """``obj`` (nested dicts, lists and tuples of tensors) with every tensor copied to the host: a
+    snapshot that the next steps' in-place updates cannot change."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _host_copy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_host_copy(v) for v in obj)
+    return obj
+
+
+def _checkpoint_state(run: TrainRun, history: History, epochs_done: int, kept: "_Kept",
+                      weights: dict[str, Any]) -> dict[str, Any]:
+    """What last.pt holds, copied to the host: everything a resume needs (``weights``: the model's, a host
+    copy), and the kept epoch's weights when they are not the last epoch's (``kept_model``), so best.pt
+    can always be rebuilt from it."""
+    state = _host_copy({"format": CHECKPOINT_FORMAT, "epoch": epochs_done, "cfg": run.cfg.to_dict(),
+                        "history": history.to_dict(), "optimizer": run.optimizer.state_dict(),
+                        "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(),
+                        "rng": rng_state(run.generator)})
+    state["model"] = weights
+    state["kept_epoch"] = kept.epoch
+    state["kept_model"] = kept.state["model"] if kept.state is not None and kept.epoch != epochs_done else None
+    return state
 
 
 def _best_state(run: TrainRun, epoch: int, model_state: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -139,7 +173,7 @@ def _best_state(run: TrainRun, epoch: int, model_state: dict[str, Any] | None = 
 # without a GPU) may bring another batch size or precision; the weights file may be renamed
 # (``start``, its SHA-256, may not change).
 _RESUMABLE_CHANGES = {"epochs", "time_budget_s", "device", "eval_batch_size", "batch_size", "amp",
-                      "max_iters_per_epoch", "warmup_epochs", "start_file"}  # (the strong preset's warm-up follows its epochs)
+                      "max_iters_per_epoch", "warmup_epochs", "start_file", "checkpoint_every_s"}  # (the strong preset's warm-up follows its epochs)
 
 
 def _check_same_run(run: TrainRun, state: dict[str, Any], path: Path) -> None:
@@ -169,20 +203,24 @@ def _load_weights(model: nn.Module, state: dict[str, Any], path: Path) -> None:
 def _restore(run: TrainRun, state: dict[str, Any], path: Path) -> History:
     _check_same_run(run, state, path)
     _load_weights(run.model, state, path)
-    run.optimizer.load_state_dict(state["optimizer"])
-    run.scheduler.load_state_dict(state["scheduler"])
-    _continue_schedule(run, int(state["epoch"]))
+    load_optimizer_state(run.optimizer, state["optimizer"])  # keeps this run's fused / foreach flags
+    history = History.from_dict(state["history"])
+    _continue_schedule(run, int(state["epoch"]), history)
     if run.scaler.is_enabled() and state["scaler"]:  # a run without a scaler (CPU, bfloat16) resumed
         run.scaler.load_state_dict(state["scaler"])    # under float16 starts with a fresh one
     set_rng_state(state["rng"], run.generator)
-    return History.from_dict(state["history"])
+    return history
 
 
-def _continue_schedule(run: TrainRun, epochs_done: int) -> None:
+def _continue_schedule(run: TrainRun, epochs_done: int, history: History | None = None) -> None:
     """Put the LR schedule at the start of epoch ``epochs_done`` of this run's plan, so that a
     resume with another batch size (other iterations per epoch) or more epochs follows its
-    own schedule from there; with nothing changed it is where the checkpoint left it."""
+    own schedule from there; the rate drops of a curve-following run are read again from its
+    History (:func:`reid.schedule.follow_curve`), so they need no state of their own."""
     sched = run.scheduler
+    for fn in sched.lr_lambdas:
+        if isinstance(fn, CurveSchedule) and history is not None:
+            fn.level = history.progress(run.cfg.curve_rule()).level
     sched.last_epoch = epochs_done * run.iters_per_epoch()
     lrs = [base * fn(sched.last_epoch) for base, fn in zip(sched.base_lrs, sched.lr_lambdas)]
     for group, lr in zip(run.optimizer.param_groups, lrs):
@@ -203,45 +241,51 @@ class CheckpointSync(Protocol):
 
 @dataclass
 class _Kept:
-    """The kept epoch while training runs: its number, its weights (in best.pt, or in memory without a
-    checkpoint folder) and its validation's Retrieval when measured in this process."""
+    """The kept epoch while training runs: its number, its weights (a host copy, written to best.pt at
+    each save point) and its validation's Retrieval when measured in this process."""
 
     path: Path | None
     epoch: int | None = None
     state: dict[str, Any] | None = None
     retrieval: Retrieval | None = None
+    written: int | None = None  # the epoch best.pt holds
 
-    def update(self, run: TrainRun, epoch: int, retrieval: Retrieval | None) -> None:
-        """Keep epoch ``epoch``: its weights first (best.pt, or a copy in memory), then its number — so a
-        Ctrl-C during the write leaves the previous kept epoch standing, never a number without weights."""
-        if self.path is not None:
-            save_checkpoint(self.path, _best_state(run, epoch))
-        else:
-            self.state = _best_state(run, epoch, {k: v.detach().to("cpu", copy=True)
-                                                  for k, v in run.model.state_dict().items()})
+    def update(self, run: TrainRun, epoch: int, retrieval: Retrieval | None, weights: dict[str, Any]) -> None:
+        """Epoch ``epoch`` is the kept one now: ``weights``, a host copy of its weights (best.pt follows at
+        the next save point, after last.pt, which also holds them)."""
+        self.state = _best_state(run, epoch, weights)
         self.epoch, self.retrieval = epoch, retrieval
 
-    def recover(self, run: TrainRun, history: History, last: Path) -> None:
-        """On resume: check best.pt against the history. A crash between writing last.pt and best.pt
-        leaves best.pt one kept epoch behind while the kept epoch is the last one: it is rewritten from
-        last.pt's weights (which the model holds now). A best.pt that cannot be mended (lost, or another
-        epoch's while the kept one is earlier) makes the last epoch the first one that can be kept
-        (``History.keep_from``), so the history never names weights the model cannot hold."""
+    def write(self) -> None:
+        """best.pt ← the kept weights, unless it holds them already."""
+        if self.path is not None and self.state is not None and self.written != self.epoch:
+            save_checkpoint(self.path, self.state)
+            self.written = self.epoch
+
+    def recover(self, run: TrainRun, history: History, last: Path, state: dict[str, Any]) -> None:
+        """On resume: check best.pt against last.pt (``state``). best.pt may hold another epoch than the
+        kept one — older (a crash between writing last.pt and best.pt) or newer (a Drive copy of an
+        earlier last.pt beside a later best.pt) — or be lost: it is rewritten from last.pt, which holds
+        the kept epoch's weights (``kept_model``, or its own when the kept epoch is its last). A last.pt
+        written before it held them, whose best.pt cannot be mended, makes the last epoch the first one
+        that can be kept (``History.keep_from``), so the history never names weights the model cannot hold."""
         kept = history.kept_epoch
         if self.path is None or kept is None:
             return
         if self.path.is_file():
-            state = load_checkpoint(self.path, mmap=True)
-            _check_same_run(run, state, self.path)
-            if int(state["epoch"]) == kept:
-                self.epoch = kept
+            best = load_checkpoint(self.path, mmap=True)
+            _check_same_run(run, best, self.path)
+            if int(best["epoch"]) == kept:
+                self.epoch = self.written = kept
                 return
-        if kept != history.epochs_done:
+        weights = state.get("kept_model") if state.get("kept_epoch") == kept else None
+        if weights is None and kept != history.epochs_done:
             print(wrap(f"! {self.path} does not hold epoch {kept}, the best on val {KEEP_METRIC} in {last}; its "
                        f"weights are lost, so the kept epoch is chosen from epoch {history.epochs_done} on."))
             history.keep_from = history.epochs_done
-        save_checkpoint(self.path, _best_state(run, history.epochs_done))
-        self.epoch = history.epochs_done
+            kept = history.epochs_done
+        save_checkpoint(self.path, _best_state(run, kept, weights))  # None: the model's, last.pt's own
+        self.epoch = self.written = kept
 
     def hold(self, run: TrainRun, history: History, at_last: bool) -> None:
         """Put the kept epoch's weights in the model and hand its Retrieval to the history. ``at_last``:
@@ -251,7 +295,9 @@ class _Kept:
         history.kept_retrieval = self.retrieval if kept is not None and kept == self.epoch else None
         if kept is None or (kept == history.epochs_done and at_last):
             return
-        state = self.state if self.path is None else (load_checkpoint(self.path) if self.path.is_file() else None)
+        state = self.state
+        if state is None or int(state["epoch"]) != kept:
+            state = load_checkpoint(self.path) if self.path is not None and self.path.is_file() else None
         if state is None or int(state["epoch"]) != kept:
             raise CheckpointError(f"the weights of the kept epoch {kept} are not in "
                                   f"{self.path or 'memory'}: train again with resume=True to mend it")
@@ -262,14 +308,19 @@ class _Kept:
 def train_model(model: nn.Module, cfg: TrainConfig, train_set: Any, val_set: Any,
                 val_idloss: Any = None, checkpoint_dir: str | Path | None = None,
                 resume: bool = False, progress: bool = True, sync: CheckpointSync | None = None) -> History:
-    """Train ``model`` with ``cfg``'s recipe, validating after every epoch; the model ends holding
-    the kept epoch (the first with the best val mAP: ``History.kept_epoch``).
+    """Train ``model`` with ``cfg``'s recipe, validating after every epoch, until its val curve stops
+    gaining or its step ceiling (``cfg.epochs`` epochs) is reached; the model ends holding the kept
+    epoch (the first with the best val mAP: ``History.kept_epoch``).
 
     train_set: IDLossDataset ("id", "strong") or TripletDataset ("triplet"); batches index
     its tensor cache directly, in an order drawn from a generator seeded with cfg.seed.
     val_set: RetrievalDataset (val) → Rank-1/5/10 (val gt) and mAP (query id = its gt
     gallery index, gallery id = position) per epoch; None skips validation (then the last
-    epoch is kept).
+    epoch is kept and the run goes to its ceiling).
+
+    How long (``cfg.schedule == "curve"``, the presets'): the rule of reid/schedule.py on the val
+    mAP curve lowers the rate when it levels and stops the run when it levels at the lowest rate
+    (``History.stop_reason``); ``"cosine"`` runs all ``cfg.epochs`` under a cosine decay.
 
     Validation loss: val identities are not training identities, so the classifier's CE
     cannot be computed on them. Instead, once and with a fixed seed (VAL_TRIPLET_SEED), one
@@ -278,15 +329,17 @@ def train_model(model: nn.Module, cfg: TrainConfig, train_set: Any, val_set: Any
     val loss is TripletMarginLoss(margin=HANDOUT_MARGIN) over those triplets on the model's
     feature (forward's first output) in eval mode: one definition for every recipe.
 
-    checkpoint_dir: after each epoch, ``last.pt`` (model, optimiser, scheduler, scaler,
-    history, cfg, epoch, RNG states) is replaced atomically, then ``best.pt`` (the weights)
-    when the epoch is the best so far on val mAP; resume=True continues from ``last.pt``, and a
-    complete checkpoint only loads ``best.pt``. Without a folder the kept weights wait in memory.
-    ``sync`` (optional) copies the folder elsewhere (see :class:`CheckpointSync`).
-    Ctrl-C returns the history of the completed epochs with interrupted=True (the model holds
-    the kept epoch so far, when a checkpoint or copy of it exists). A NaN/inf loss raises
-    FloatingPointError naming the epoch and iteration. ``progress``: one line per epoch
-    (:func:`epoch_line`) and, outside a notebook, a bar over each epoch's batches, on stdout.
+    checkpoint_dir: ``last.pt`` (model, optimiser, scaler, history, cfg, epoch, RNG states and the
+    kept epoch's weights) is replaced atomically at most every ``cfg.checkpoint_every_s`` seconds,
+    at the end of training, on Ctrl-C and on an error, each time holding the last completed epoch
+    (a host copy is taken after every epoch); ``best.pt`` (the kept weights) follows it. resume=True
+    continues from ``last.pt``; a complete (or stopped) run trains no further. Without a folder the
+    kept weights wait in memory. ``sync`` (optional) copies the folder elsewhere (see
+    :class:`CheckpointSync`). Ctrl-C returns the history of the completed epochs with
+    interrupted=True (the model holds the kept epoch so far). A NaN/inf loss raises
+    FloatingPointError naming the epoch, iteration and precision. ``progress``: one line per epoch
+    (:func:`epoch_line`), the ceiling's minutes after the first epoch, why training stopped, and,
+    outside a notebook, a bar over each epoch's batches, on stdout.
     """
     seed_everything(cfg.seed)
     run = build_run(model, cfg, train_set)
@@ -297,27 +350,41 @@ def train_model(model: nn.Module, cfg: TrainConfig, train_set: Any, val_set: Any
     if val_idloss is not None:
         val_triplets = random_triplets(val_idloss.ids.cpu(), torch.Generator().manual_seed(VAL_TRIPLET_SEED))
     start = history.epochs_done
-    loop = _Loop(run, folder, kept, sync, progress)
+    loop = _Loop(run, folder, kept, sync, progress, history)
     restored = True  # does the model hold the last completed epoch's weights?
     try:
         try:
             for epoch in range(start, cfg.epochs):
+                if history.stop_reason is not None:
+                    break
                 if cfg.time_budget_s is not None and history.elapsed_seconds and \
                         history.elapsed_seconds[-1] >= cfg.time_budget_s:
                     print(f"Time budget of {cfg.time_budget_s:.0f} s reached after epoch {epoch}.")
                     break
                 loop.epoch = epoch
                 restored = False
-                ours = loop.one_epoch(history, val_set, val_idloss, val_triplets) or ours
+                loop.one_epoch(val_set, val_idloss, val_triplets)
                 restored = True
+            ours = loop.save() or ours  # the end of training: last.pt and best.pt hold it
         except KeyboardInterrupt:
+            try:
+                ours = loop.save() or ours  # the last completed epoch, if it was not written yet
+            except KeyboardInterrupt:  # a Ctrl-C during that write: the files on disk stay as they were
+                loop.pending = None
             ckpt = folder / CHECKPOINT_NAME if folder is not None and ours else None
             history = _on_interrupt(run, history, ckpt, loop.epoch if loop.epoch is not None else start)
             restored = ckpt is not None
+        except BaseException:
+            with contextlib.suppress(Exception):  # an error (a NaN loss...): keep what completed, if we can
+                loop.save()
+            raise
     finally:  # whatever stopped training, Drive gets what there is
-        if folder is not None and sync is not None and history.epochs_done > start:
+        if folder is not None and sync is not None and loop.history.epochs_done > start:
             sync.push(folder, final=True)
     kept.hold(run, history, at_last=restored)
+    if progress and history.epochs_done > start and cfg.schedule == "curve" and val_set is not None:
+        rule = cfg.curve_rule()
+        print(wrap(f"Stopped: {stop_words(history.progress(rule), rule, history.epochs_done, cfg.epochs)}."))
     if history.kept_epoch is not None and history.kept_epoch != history.epochs_done:
         print(f"Kept epoch {history.kept_epoch} of {history.epochs_done} (best val {KEEP_METRIC} "
               f"{history.at_kept(KEEP_METRIC):.3f}): the model now holds its weights.")
@@ -333,10 +400,15 @@ def _resume(run: TrainRun, folder: Path | None, kept: _Kept, resume: bool,
     if resume and folder is not None and sync is not None:
         sync.pull(folder)
     if resume and ckpt is not None and ckpt.exists():
-        history = _restore(run, load_checkpoint(ckpt), ckpt)
+        state = load_checkpoint(ckpt)
+        history = _restore(run, state, ckpt)
         history.interrupted = False
-        kept.recover(run, history, ckpt)
-        print(wrap(f"Resuming from {ckpt}: {history.epochs_done} of {run.cfg.epochs} epochs done."))
+        kept.recover(run, history, ckpt, state)
+        if history.stop_reason is not None:
+            print(wrap(f"Resuming from {ckpt}: complete, the val curve stopped it after {history.epochs_done} "
+                       f"epochs ({history.stop_reason})."))
+        else:
+            print(wrap(f"Resuming from {ckpt}: {history.epochs_done} of at most {run.cfg.epochs} epochs done."))
         return history, True
     if resume:
         print(wrap(f"No checkpoint at {ckpt}; training from the start."))
@@ -345,53 +417,111 @@ def _resume(run: TrainRun, folder: Path | None, kept: _Kept, resume: bool,
 
 @dataclass
 class _Loop:
-    """One epoch of train_model: the steps, the validation, last.pt then best.pt, the Drive copy, the line."""
+    """One epoch of train_model: the steps, the validation, the rate and stop rule, the kept epoch, the
+    host copy of the epoch and, when due, last.pt then best.pt and the Drive copy; the epoch's line."""
 
     run: TrainRun
     folder: Path | None
     kept: _Kept
     sync: CheckpointSync | None
     progress: bool
+    history: History
     epoch: int | None = None
     t_start: float = field(default_factory=time.perf_counter)
     offset: float | None = None
+    pending: dict[str, Any] | None = None  # the last completed epoch's checkpoint, not yet on disk
+    last_save: float = field(default_factory=time.perf_counter)
 
-    def one_epoch(self, history: History, val_set: Any, val_idloss: Any, val_triplets: Any) -> bool:
-        """Train and validate epoch ``self.epoch``; returns whether last.pt was written."""
-        run, epoch = self.run, self.epoch
+    def one_epoch(self, val_set: Any, val_idloss: Any, val_triplets: Any) -> None:
+        """Train and validate epoch ``self.epoch``."""
+        run, epoch, history = self.run, self.epoch, self.history
         if self.offset is None:  # wall time before this process: a resumed run's clock goes on
             self.offset = history.elapsed_seconds[-1] if history.elapsed_seconds else 0.0
         t0 = time.perf_counter()
-        losses = train_epoch(run, epoch, self.progress)
+        steps = train_epoch(run, epoch, self.progress)
         train_seconds = time.perf_counter() - t0
         metrics = evaluate_val(run, val_set, val_idloss, val_triplets) if val_set is not None else {}
         retrieval = metrics.pop("retrieval", None)
-        _append_epoch(history, losses, metrics, train_seconds, self.offset + time.perf_counter() - self.t_start)
+        _append_epoch(history, steps, metrics, train_seconds, self.offset + time.perf_counter() - self.t_start,
+                      run.optimizer.param_groups[-1]["lr"])
+        stopped = self._follow_curve(val_set is not None)
+        keep = history.kept_epoch == epoch + 1
+        # a host copy of the epoch's weights, as a Ctrl-C, a save or the kept epoch will want them
+        weights = _host_copy(run.model.state_dict()) if self.folder is not None or keep else {}
+        if keep:
+            self.kept.update(run, epoch + 1, retrieval, weights)
         if self.folder is not None:
-            save_checkpoint(self.folder / CHECKPOINT_NAME, _checkpoint_state(run, history, epoch + 1))
-        if history.kept_epoch == epoch + 1:  # best.pt after last.pt: a crash between leaves a pair
-            self.kept.update(run, epoch + 1, retrieval)  # that _Kept.recover mends
-        if self.folder is not None:
-            history.elapsed_seconds[-1] = self.offset + time.perf_counter() - self.t_start
-            if self.sync is not None:
-                self.sync.push(self.folder)
-        if self.progress and shown_epoch(epoch + 1, run.cfg.epochs):
-            if epoch + 1 == 1 and run.cfg.epochs > EPOCH_LINES:
-                print(f"(a line every {epoch_line_step(run.cfg.epochs)} epochs and the last; the curves and the "
-                      "History hold every epoch)", flush=True)
-            print(epoch_line(history, run.cfg.epochs), flush=True)
-        return self.folder is not None
+            self.pending = _checkpoint_state(run, history, epoch + 1, self.kept, weights)
+            last = stopped or epoch + 1 >= run.cfg.epochs
+            if last or time.perf_counter() - self.last_save >= run.cfg.checkpoint_every_s:
+                self.save()
+        if self.progress:
+            self._print_lines(epoch + 1)
+
+    def _follow_curve(self, validated: bool) -> bool:
+        """Apply the curve rule after this epoch: set the next epoch's rate level, or stop the run
+        (``History.stop_reason``). Returns whether it stopped."""
+        run, history = self.run, self.history
+        if run.cfg.schedule != "curve" or not validated:
+            return False
+        rule = run.cfg.curve_rule()
+        p = history.progress(rule)
+        for fn in run.scheduler.lr_lambdas:
+            if isinstance(fn, CurveSchedule):
+                fn.level = p.level
+        if p.stopped is not None:
+            history.stop_reason = stop_words(p, rule, history.epochs_done, run.cfg.epochs)
+            return True
+        return False
+
+    def save(self) -> bool:
+        """Write the pending epoch: last.pt (with the kept weights), then best.pt, then the Drive copy.
+        Returns whether last.pt was written (now or before) by this run."""
+        if self.folder is None:
+            return False
+        if self.pending is None:
+            return self.history.epochs_done > 0 and (self.folder / CHECKPOINT_NAME).is_file()
+        save_checkpoint(self.folder / CHECKPOINT_NAME, self.pending)  # last before best: see _Kept.recover
+        self.kept.write()
+        self.pending = None
+        self.last_save = time.perf_counter()
+        if self.history.elapsed_seconds:
+            self.history.elapsed_seconds[-1] = self.offset + self.last_save - self.t_start
+        if self.sync is not None:
+            self.sync.push(self.folder)
+        return True
+
+    def _print_lines(self, epoch: int) -> None:
+        run, history = self.run, self.history
+        epochs = run.cfg.epochs
+        if epoch == history.epochs_done and shown_epoch(epoch, epochs, stop=history.stop_reason is not None):
+            if epoch == 1 and epochs > EPOCH_LINES:
+                print(f"(a line every {epoch_line_step(epochs)} epochs, the last, and any epoch a later cell names; "
+                      "the curves and the History hold every epoch)", flush=True)
+            print(epoch_line(history, epochs), flush=True)
+        if epoch == 1 and epochs > 1:
+            print(wrap(ceiling_line(run, history)), flush=True)
+
+
+def ceiling_line(run: TrainRun, history: History) -> str:
+    """After the first epoch: the step ceiling and what it takes on this machine at that epoch's pace."""
+    n = run.iters_per_epoch()
+    per_epoch = history.elapsed_seconds[0] if history.elapsed_seconds else 0.0
+    minutes = per_epoch * run.cfg.epochs / 60
+    return (f"Ceiling: {run.cfg.epochs * n:,} steps ({run.cfg.epochs} epochs of {n}); at epoch 1's pace "
+            f"({per_epoch:.0f} s with validation) at most {minutes:.0f} min here"
+            + ("; the val curve may stop it sooner." if run.cfg.schedule == "curve" else "."))
 
 
 EPOCH_LINES = 18
 """At most about this many per-epoch lines are printed (a GPU budget runs 35–140 epochs)."""
 
 
-def shown_epoch(epoch: int, epochs: int, most: int = EPOCH_LINES) -> bool:
-    """Whether epoch ``epoch`` (1-based) of ``epochs`` gets its line: every epoch of a run of at most
-    ``most``; else the first, every k-th (k = ⌈epochs / most⌉) and the last, so a log stays on a screen
-    (the curves and the History hold every epoch)."""
-    if epochs <= most:
+def shown_epoch(epoch: int, epochs: int, most: int = EPOCH_LINES, stop: bool = False) -> bool:
+    """Whether epoch ``epoch`` (1-based) of at most ``epochs`` gets its line: every epoch of a run of at
+    most ``most``; else the first, every k-th (k = ⌈epochs / most⌉), the last, and the one a stop ended
+    the run at (``stop``), so a log stays on a screen (the curves and the History hold every epoch)."""
+    if epochs <= most or stop:
         return True
     return epoch == 1 or epoch == epochs or epoch % epoch_line_step(epochs, most) == 0
 
@@ -415,12 +545,14 @@ def epoch_line(history: History, epochs: int) -> str:
     return ", ".join(parts)
 
 
-def _append_epoch(history: History, losses: list[float], metrics: dict[str, float | None],
-                  train_seconds: float, elapsed: float) -> None:
-    history.iter_loss += losses
-    history.epoch_train_loss.append(sum(losses) / max(1, len(losses)))
+def _append_epoch(history: History, steps: EpochSteps, metrics: dict[str, float | None],
+                  train_seconds: float, elapsed: float, lr: float) -> None:
+    history.iter_loss += steps.losses
+    history.epoch_train_loss.append(sum(steps.losses) / max(1, len(steps.losses)))
     for key in ("val_loss", "rank1", "rank5", "rank10", "mAP", "match_rank"):
         getattr(history, key).append(metrics.get(key))
+    history.active_triplets.append(steps.active_share)
+    history.lr.append(float(lr))
     history.epoch_seconds.append(train_seconds)
     history.elapsed_seconds.append(elapsed)
 
@@ -437,6 +569,6 @@ def _on_interrupt(run: TrainRun, history: History, ckpt: Path | None, epoch: int
     else:
         where = "No checkpoint of this run was written."
     history.interrupted = True
-    print(f"Interrupted during epoch {epoch + 1}; the history covers {history.epochs_done} "
-          f"completed epoch(s). {where}")
+    print(wrap(f"Interrupted during epoch {epoch + 1}; the history covers {history.epochs_done} "
+               f"completed epoch(s). {where}"))
     return history

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .device import EVAL_DTYPE
 from .evaluate import ConcatSource, MirroredSource, Retrieval, extract_features
 from .losses import handout_triplet_loss
 
@@ -49,7 +50,7 @@ def _triplet_value(feats: Tensor, triplets: Tensor) -> float:
 
 
 def validation_loss(model: nn.Module, val_idloss: Any, triplets: Tensor, batch_size: int,
-                    device: torch.device, amp_dtype: torch.dtype | None) -> float:
+                    device: torch.device, amp_dtype: torch.dtype | None = EVAL_DTYPE) -> float:
     """Mean TripletMarginLoss(HANDOUT_MARGIN) over fixed val triplets [T, 3] (eval mode)."""
     feats = extract_features(model, val_idloss.cache, batch_size, device, amp_dtype, output="train")
     return _triplet_value(feats, triplets)
@@ -59,6 +60,7 @@ def evaluate_val(run: Any, val_set: Any, val_idloss: Any = None,
                  val_triplets: Tensor | None = None) -> dict[str, Any]:
     """Rank-1/5/10 and mAP of val queries against the val gallery, plus the val loss.
 
+    Evaluation runs in float32 (``EVAL_DTYPE``), as every later measurement of the model does.
     Every val image goes through the model once (twice with ``cfg.flip_test``, the second time
     mirrored): the val loss uses forward's first output (``output="train"``), retrieval its
     ``model.embed_from_feature`` (the feature itself for a model without it), averaged with the
@@ -72,7 +74,8 @@ def evaluate_val(run: Any, val_set: Any, val_idloss: Any = None,
     """
     model, cfg = run.model, run.cfg
     source, q_rows, g_rows = _val_images(val_set, val_idloss)
-    kw = dict(batch_size=cfg.eval_batch_size, device=run.device, amp_dtype=run.amp_dtype, output="train")
+    # float32 whatever the training precision (EVAL_DTYPE): every number of a model in one precision
+    kw = dict(batch_size=cfg.eval_batch_size, device=run.device, amp_dtype=EVAL_DTYPE, output="train")
     feats = extract_features(model, source, **kw)  # [N, D] on the CPU
     to_embed = getattr(model, "embed_from_feature", lambda f: f)
     was_training = model.training

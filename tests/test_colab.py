@@ -29,6 +29,7 @@ from reid.colab import (SUBMISSION_NAME, UNPACK_MARKER, ProjectFilesError, Works
 from reid.data import DataLayoutError, RetrievalDataset
 from conftest import MOUNT_LINE, first_cell, foldername, zip_layout
 from reid.layout import DataInfo
+from reid.text import unwrap  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -123,7 +124,7 @@ def run_first_cell(drive: Path | None = None) -> tuple[dict, str]:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(source, "first cell", "exec"), ns)
-    return ns, out.getvalue()
+    return ns, unwrap(out.getvalue())
 
 
 def colab_ws(project: Path, local: Path, quick: bool = False) -> Workspace:
@@ -244,7 +245,7 @@ def test_fresh_runtime_session_keeps_everything_in_drive(runtime, tiny_layout, m
         assert ns["RUNS"] == runtime.local / "reid_runs" / "full" / f"course-{info.fingerprint}"   # local disk
         assert ns["MIRROR"].drive_dir(ns["RUNS"]) == runtime.project / "runs" / "full" / f"course-{info.fingerprint}"
         assert ns["FIGURES"] == runtime.project / "figures"
-        assert "✓ data: the course's data — PA2 data (1).zip, unpacked in" in out.getvalue()
+        assert "✓ data: the course's data — PA2 data (1).zip, unpacked in" in unwrap(out.getvalue())
         pred = info.root / "test" / "pred.csv"
         pred.write_text("query,gallery\ntest/query/7001.jpg,test/gallery/0.jpg\ntest/query/7000.jpg,test/gallery/2.jpg\n")
         with contextlib.redirect_stdout(out):
@@ -285,14 +286,14 @@ def test_cells_off_colab_as_make_test_runs_them(tmp_path, tiny_layout, monkeypat
         made_by_make_run = io.StringIO()
         with contextlib.redirect_stdout(made_by_make_run):
             exec(compile(code_cell("submit_this_run()"), "submission cell", "exec"), ns)
-    assert ns["submission"] is None and made_by_make_run.getvalue().startswith("! not packed by this cell: `make run`")
+    assert ns["submission"] is None and unwrap(made_by_make_run.getvalue()).startswith("! not packed by this cell: `make run`")
     ns["submission"] = first_try
     info = ns["info"]
     assert info.root == tiny_layout and not ns["ws"].colab and ns["MIRROR"] is None
     assert ns["RUNS"] == tmp_path / "runs" / "quick" / f"course-{info.fingerprint}"
     assert ns["FIGURES"] == tmp_path / "runs" / "quick" / "figures"
-    assert f"✓ data: the course's data — REID_DATA={tiny_layout}" in out.getvalue()
-    assert ns["submission"] is None and "✗ nothing packed" in out.getvalue()
+    assert f"✓ data: the course's data — REID_DATA={tiny_layout}" in unwrap(out.getvalue())
+    assert ns["submission"] is None and "✗ nothing packed" in unwrap(out.getvalue())
     assert not (tmp_path / "runs" / "quick" / SUBMISSION_NAME).exists()
     assert not (ROOT / "pred.csv").exists()                               # off Colab nothing is copied
 
@@ -306,7 +307,7 @@ def test_the_submission_cell_alone_in_a_fresh_kernel_says_what_to_do(capsys):
     ns: dict = {"submit_this_run": submission.submit_this_run}
     exec(compile(cell, "submission cell", "exec"), ns)                  # no NameError: no notebook variable
     assert ns["submission"] is None
-    assert "Runtime → Run all, save, then run this cell" in capsys.readouterr().out
+    assert "Runtime → Run all, save, then run this cell" in unwrap(capsys.readouterr().out)
 
 
 @pytest.mark.reliability
@@ -352,7 +353,7 @@ def test_layout_zip_flat_or_in_one_folder(tmp_path, tiny_layout, inside, capsys)
     info = colab_ws(project, tmp_path / "content").find_data()
     assert info.root == tmp_path / "content" / "reid_data" / inside.rstrip("/")
     assert len(RetrievalDataset(info.root, "val")) == 4
-    assert "✓ data: the course's data — anything.zip, unpacked in" in capsys.readouterr().out
+    assert "✓ data: the course's data — anything.zip, unpacked in" in unwrap(capsys.readouterr().out)
 
 
 def test_layout_prefix_reads_the_names_not_the_file_name():
@@ -395,13 +396,13 @@ def test_rerun_reuses_the_unpacked_copy_and_a_changed_zip_is_unpacked_again(tmp_
     stamp = (first.root / "val" / "gt.csv").stat().st_mtime_ns
     capsys.readouterr()
     again = colab_ws(project, local).find_data()                           # a later run, same runtime
-    assert again.root == first.root and "reused the copy unpacked" in capsys.readouterr().out
+    assert again.root == first.root and "reused the copy unpacked" in unwrap(capsys.readouterr().out)
     assert (again.root / "val" / "gt.csv").stat().st_mtime_ns == stamp
     (tiny_layout / "val" / "gt.csv").write_text("query,gallery\nval/query/5001.jpg,val/gallery/3.jpg\n")
     zip_layout(tiny_layout, course)                                        # the student replaces the zip
     os.utime(course, ns=(stamp + 10**9, stamp + 10**9))
     changed = colab_ws(project, local).find_data()
-    assert "unpacked in" in capsys.readouterr().out
+    assert "unpacked in" in unwrap(capsys.readouterr().out)
     assert len(RetrievalDataset(changed.root, "val")) == 1
     assert json.loads((local / "reid_data" / UNPACK_MARKER).read_text())["zip"] == "pa2_data.zip"
 
@@ -434,7 +435,7 @@ def test_synthetic_on_colab_only_when_asked(tmp_path, monkeypatch, capsys):
     small = dict(train_ids=3, val_ids=2, test_ids=2, per_id=4)
     info = colab_ws(project, tmp_path / "content").find_data(synthetic=True, **small)
     assert info.source == "synthetic" and info.root == tmp_path / "content" / "reid_synthetic"
-    assert "! data: the SYNTHETIC data set — asked for" in capsys.readouterr().out
+    assert "! data: the SYNTHETIC data set — asked for" in unwrap(capsys.readouterr().out)
     monkeypatch.setenv("REID_DATA", "synthetic")
     assert colab_ws(project, tmp_path / "content").find_data().root == info.root   # built once, reused
 
@@ -455,7 +456,7 @@ def test_off_colab_defaults_stay(tmp_path, tiny_layout, monkeypatch, capsys):
     assert ws.keep(tiny_layout / "test" / "pred.csv") == tiny_layout / "test" / "pred.csv"   # nothing moves
     info = ws.find_data(train_ids=3, val_ids=2, test_ids=2, per_id=4)     # nothing there: synthetic in data/
     assert info.root == project / "data" and info.source == "synthetic"
-    assert f"(no course data: put its zip in {project})" in " ".join(capsys.readouterr().out.split())   # wrapped
+    assert f"(no course data: put its zip in {project})" in unwrap(capsys.readouterr().out)
     monkeypatch.setenv("REID_DATA", str(tiny_layout))
     assert ws.find_data().root == tiny_layout                              # REID_DATA honoured
 

@@ -12,6 +12,7 @@ from reid import drive as D
 from reid.checkpoints import load_checkpoint, save_checkpoint
 from reid.colab import Workspace
 from reid.drive import DriveMirror, checkpoint_epoch
+from reid.text import unwrap
 
 
 class Clock:
@@ -78,8 +79,8 @@ def test_resume_from_the_drive_copy_after_the_local_disk_is_gone(data, roots, ca
     shutil.rmtree(roots[0])           # a new Colab runtime: the local disk is empty
     m2, copy = mirror(roots)
     h = run(data, "id", folder, epochs=3, sync=m2, resume=True)
-    out = capsys.readouterr().out
-    assert "Continuing from the Drive copy" in out and "Resuming from" in out and "2 of 3 epochs done" in out
+    out = unwrap(capsys.readouterr().out)
+    assert "Continuing from the Drive copy" in out and "Resuming from" in out and "2 of at most 3 epochs done" in out
     assert h.epochs_done == 3
     assert [name for name, _ in copy.calls][:2] == ["last.pt", "best.pt"]   # copied down first
 

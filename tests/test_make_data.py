@@ -16,6 +16,7 @@ import make_data
 from reid import build, synthetic
 from reid.build import (Counts, NotEnoughIdentitiesError, OutputExistsError, PoolImage,
                         build_from_pool, build_synthetic, parse_market_name, plan_layout)
+from reid.text import unwrap
 
 SMALL = dict(train_ids=4, val_ids=3, test_ids=3, per_id=4)
 ELIGIBLE = list(range(1, 13))      # 12 eligible identities in the fake pool
@@ -264,7 +265,7 @@ def test_cli_summary_and_errors(fake_pool, tmp_path: Path, capsys) -> None:
     src, _ = fake_pool
     args = ["--train-ids", "4", "--val-ids", "3", "--test-ids", "3", "--per-id", "4"]
     assert make_data.main(["pool", str(src), str(tmp_path / "d"), *args]) == 0
-    out = capsys.readouterr().out
+    out = unwrap(capsys.readouterr().out)
     assert "16 train images" in out and "val 3 gallery" in out
     assert make_data.main(["pool", str(src), str(tmp_path / "d"), *args]) == 2
     assert "--force" in capsys.readouterr().err

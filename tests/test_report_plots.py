@@ -18,6 +18,7 @@ from reid.plots import FIGURE_DPI, denormalize, plot_history, plot_ranked_result
 from reid.report import describe_history, pick_examples, save_results  # noqa: E402
 from reid.synthetic import render_image  # noqa: E402
 from reid.train import History, TrainConfig  # noqa: E402
+from reid.text import unwrap  # noqa: E402
 
 
 def history() -> History:
@@ -27,7 +28,7 @@ def history() -> History:
 
 
 def test_describe_history_reads_the_numbers():
-    text = describe_history(history())
+    text = unwrap(describe_history(history()))
     assert "2 epoch(s), 2.0 min of training" in text
     assert "5.000 over the first tenth" in text and "1.000 over the last tenth" in text
     assert "0.900 after epoch 1 → 0.700 after epoch 2 (lowest 0.700 at epoch 2)" in text

@@ -18,6 +18,7 @@ from reid.losses import random_triplets
 from reid.batching import PKSampler
 from reid.data import TripletDataset
 from reid.train import History, TrainConfig, train_model, warmup_cosine
+from reid.text import unwrap  # noqa: E402
 
 
 
@@ -26,7 +27,7 @@ def test_batch_hard_mining_draws_p_ids_by_k_rows(data):
     cfg = dataclasses.replace(CONFIGS["triplet"], mining="batch_hard", p=3, k=2)
     run_ = T.build_run(tiny_model("reid"), cfg, labelled)
     anchor_ids = labelled.ids[labelled.triplets[:, 0]]  # [T]
-    batches = run_.recipe.plan()
+    batches = run_.recipe.batches()
     assert len(batches) == run_.iters_per_epoch() == len(PKSampler(anchor_ids, 3, 2)) > 0
     for idx in batches:
         assert len(idx) == 6 and len(set(idx.tolist())) == 6
@@ -118,7 +119,7 @@ def test_keyboard_interrupt_keeps_last_checkpoint(data, tmp_path, capsys):
     assert state["epoch"] == 1
     for name, p in model.state_dict().items():  # the model is back at the checkpoint
         assert torch.equal(p, state["model"][name]), name
-    out = capsys.readouterr().out
+    out = unwrap(capsys.readouterr().out)
     assert "resume=True" in out and "epoch 2" in out
     model.backbone.interrupt_at = None  # Ctrl-C is over: resuming finishes the run
     assert run(data, "id", tmp_path, model=model, resume=True).epochs_done == 2
@@ -397,15 +398,49 @@ def test_ctrl_c_while_best_pt_is_written_keeps_a_true_kept_epoch(data, tmp_path,
 
 
 @pytest.mark.reliability
-def test_a_lost_best_pt_moves_the_kept_epoch_to_what_exists(data, tmp_path, monkeypatch):
+def test_a_lost_best_pt_is_rebuilt_from_last_pt(data, tmp_path, monkeypatch):
     """best.pt lost while the kept epoch is an earlier one (a Drive copy of last.pt without its best.pt):
-    the history keeps from the last epoch on, so it never names weights the model cannot hold."""
+    last.pt holds the kept epoch's weights too, so best.pt is written again from them."""
     _patched_val(monkeypatch, [0.2, 0.5, 0.3])
     run(data, "id", tmp_path, epochs=3)
+    kept_weights = load_checkpoint(tmp_path / "best.pt")["model"]
     (tmp_path / "best.pt").unlink()
     _patched_val(monkeypatch, [0.2, 0.5, 0.3, 0.25])
     model = tiny_model(seed=3)
     h = run(data, "id", tmp_path, model=model, epochs=4, resume=True)
+    assert h.keep_from == 1 and h.kept_epoch == 2
+    best = load_checkpoint(tmp_path / "best.pt")
+    assert best["epoch"] == 2 and all(torch.equal(best["model"][k], v) for k, v in kept_weights.items())
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in kept_weights.items())  # the model holds it
+
+
+@pytest.mark.reliability
+def test_a_best_pt_newer_than_last_pt_is_replaced_by_the_kept_epoch(data, tmp_path, monkeypatch):
+    """best.pt of a later epoch than last.pt's kept one (last.pt written every 60 s, best.pt copied from
+    another run of the folder): resuming writes the kept epoch's weights from last.pt back into best.pt."""
+    _patched_val(monkeypatch, [0.2, 0.5, 0.3])
+    run(data, "id", tmp_path / "a", epochs=3)
+    _patched_val(monkeypatch, [0.2, 0.5, 0.3, 0.1, 0.9])
+    run(data, "id", tmp_path / "b", epochs=5)
+    (tmp_path / "a" / "best.pt").write_bytes((tmp_path / "b" / "best.pt").read_bytes())  # epoch 5's
+    _patched_val(monkeypatch, [0.2, 0.5, 0.3, 0.25])
+    h = run(data, "id", tmp_path / "a", epochs=4, resume=True)
+    assert h.kept_epoch == 2 and load_checkpoint(tmp_path / "a" / "best.pt")["epoch"] == 2
+
+
+@pytest.mark.reliability
+def test_a_lost_best_pt_of_an_old_last_pt_moves_the_kept_epoch_to_what_exists(data, tmp_path, monkeypatch):
+    """A last.pt written before it held the kept weights (no ``kept_model``) whose best.pt is lost: the
+    history keeps from the last epoch on, so it never names weights the model cannot hold."""
+    _patched_val(monkeypatch, [0.2, 0.5, 0.3])
+    run(data, "id", tmp_path, epochs=3)
+    state = load_checkpoint(tmp_path / "last.pt")
+    for key in ("kept_model", "kept_epoch"):
+        state.pop(key)
+    save_checkpoint(tmp_path / "last.pt", state)
+    (tmp_path / "best.pt").unlink()
+    _patched_val(monkeypatch, [0.2, 0.5, 0.3, 0.25])
+    h = run(data, "id", tmp_path, model=tiny_model(seed=3), epochs=4, resume=True)
     assert h.keep_from == 3 and h.kept_epoch == 3
     assert load_checkpoint(tmp_path / "best.pt")["epoch"] == 3
 
