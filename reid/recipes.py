@@ -311,6 +311,7 @@ class EpochSteps:
 
     losses: list[float]
     active_share: float | None = None
+    lr: float = 0.0  # the head's learning rate in the epoch's last step
 
 
 def train_epoch(run: TrainRun, epoch: int, progress: bool = False) -> EpochSteps:
@@ -329,7 +330,9 @@ def train_epoch(run: TrainRun, epoch: int, progress: bool = False) -> EpochSteps
     # batch bar is off and the epoch bar carries the numbers.
     bar = tqdm(range(plan.steps), desc=f"epoch {epoch + 1}", file=sys.stdout, leave=False, mininterval=1.0,
                disable=not progress or "ipykernel" in sys.modules)
+    lr = run.optimizer.param_groups[-1]["lr"]
     for step in bar:
+        lr = run.optimizer.param_groups[-1]["lr"]  # the rate this step trains at (a python float: no sync)
         loss, n_active = train_step(run, plan, step)
         losses.append(loss)
         if n_active is not None:
@@ -339,4 +342,4 @@ def train_epoch(run: TrainRun, epoch: int, progress: bool = False) -> EpochSteps
     share = None
     if active:
         share = float(torch.stack(active).sum()) / (plan.rows.numel())
-    return EpochSteps(values, share)
+    return EpochSteps(values, share, float(lr))

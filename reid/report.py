@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from .data import RetrievalDataset
 from .evaluate import Retrieval, retrieve
+from .schedule import CurveRule, follow_curve
 from .text import wrap
 
 # The only place the code's metric names become table headers ("Rank-1", ...).  Tables and
@@ -30,7 +31,7 @@ def _clean(values: list[Any]) -> list[float]:
     return [float(v) for v in values if v is not None]
 
 
-def describe_history(history: Any) -> str:
+def describe_history(history: Any, rule: CurveRule = CurveRule()) -> str:
     """A few sentences on a History measured from its numbers (nothing here is typed in by hand): the
     training and validation losses, val Rank-1 from the first to the last epoch, the kept epoch (the
     first with the best val mAP, whose weights the model holds) and the computed verdict."""
@@ -58,28 +59,8 @@ def describe_history(history: Any) -> str:
         parts.append(f"Kept: epoch {k} of {history.epochs_done}, the best val mAP ({history.mAP[k - 1]:.3f}); there "
                      f"Rank-1 {history.rank1[k - 1]:.3f}, Rank-5 {history.rank5[k - 1]:.3f}, Rank-10 "
                      f"{history.rank10[k - 1]:.3f}. The tables, figures and predictions below use this epoch.")
-    parts.append(verdict(history))
+    parts.append(verdict(history, rule))
     return wrap("\n".join(parts))
-
-
-def curve_state(values: list[float], window: int = 3, tolerance: float = 0.01) -> str:
-    """Where a val curve (one value per epoch, higher is better) stands: ``"rising"``, ``"peaked"`` or
-    ``"levelled"`` (``"too short"`` under two epochs).
-
-    * rising: the last epoch is the best so far and more than ``tolerance`` above the epoch ``window - 1``
-      epochs before it (a curve still gaining over its last ``window`` epochs);
-    * peaked: the last epoch is more than ``3 × tolerance`` below the best;
-    * levelled: neither (the best is behind the last epoch by at most 3 × tolerance, or the last
-      epoch is the best but gained at most ``tolerance`` over the last ``window`` epochs).
-    """
-    if len(values) < 2:
-        return "too short"
-    best = max(values)
-    if values[-1] == best and values[-1] > values[-min(window, len(values))] + tolerance:
-        return "rising"
-    if best - values[-1] > 3 * tolerance:
-        return "peaked"
-    return "levelled"
 
 
 def loss_trend(values: list[float], relative: float = 0.01) -> str:
@@ -88,27 +69,35 @@ def loss_trend(values: list[float], relative: float = 0.01) -> str:
     return "still falling" if values[-1] < min(values[:-1]) * (1 - relative) else "no longer falling"
 
 
-def verdict(history: Any, window: int = 3, tolerance: float = 0.01) -> str:
-    """One sentence on where a run stands, from its numbers (:func:`curve_state` of val Rank-1, and
-    :func:`loss_trend` of the training and validation losses)."""
-    r1 = [v for v in history.rank1 if v is not None]
-    state = curve_state(r1, window, tolerance)
+def curve_verdict(history: Any, rule: CurveRule = CurveRule()) -> tuple[str, str]:
+    """(state, words) of a run's val mAP curve, read by the rule that trains it (reid/schedule.py,
+    :func:`follow_curve`: the training loop lowers the rate and stops by the same reading). state is
+    "stopped", "rising", "levelled", "peaked" or "too short"."""
+    p = follow_curve(history.mAP, rule)
+    state = p.state(rule)
     if state == "too short":
-        return "Too few epochs to tell whether the curves have levelled off."
-    b = max(range(len(r1)), key=lambda i: (r1[i], -i))  # the first epoch with the best value
-    first = len(r1) - min(window, len(r1))   # the epoch the last `window` epochs are measured from
+        return state, "too few epochs to tell whether the val curve has levelled off"
+    s, b, k = p.smoothed, p.best_epoch or 1, rule.smooth
+    mean = f"its {k}-epoch mean" if k > 1 else "it"
+    if getattr(history, "stop_reason", None):
+        return "stopped", f"val mAP {history.stop_reason} ({mean} best at epoch {b}: {s[b - 1]:.3f})"
     if state == "rising":
-        text = (f"val Rank-1 is still rising: its last epoch is its best ({r1[-1]:.3f}), {r1[-1] - r1[first]:.3f} above "
-                f"epoch {first + 1}'s: a longer schedule would likely help")
-    elif state == "peaked":
-        text = (f"val Rank-1 peaked at epoch {b + 1} ({r1[b]:.3f}) and has fallen by {r1[b] - r1[-1]:.3f} "
-                f"since: the model has started to overfit its training images")
-    elif b == len(r1) - 1:
-        text = (f"val Rank-1 has levelled off: its last epoch is its best ({r1[-1]:.3f}), but only "
-                f"{r1[-1] - r1[first]:.3f} above epoch {first + 1}'s")
-    else:
-        text = (f"val Rank-1 has levelled off: its best is {r1[b]:.3f} at epoch {b + 1} of {len(r1)}, and the "
-                f"last epoch is within {r1[b] - r1[-1]:.3f} of it")
+        back = max(0, len(s) - 1 - rule.patience)
+        return state, (f"val mAP was still rising at its last epoch: {mean} gained {s[-1] - s[back]:+.3f} over the "
+                       f"last {len(s) - 1 - back} epochs, to {s[-1]:.3f}; a longer run would likely help")
+    if state == "peaked":
+        return state, (f"val mAP peaked at epoch {b} ({mean}: {s[b - 1]:.3f}) and has fallen by "
+                       f"{s[b - 1] - s[-1]:.3f} since: the model has started to overfit its training images")
+    return state, (f"val mAP has levelled off: no gain above {rule.min_delta:g} in {mean} for the last "
+                   f"{p.since_gain} epochs (best {s[b - 1]:.3f} at epoch {b})")
+
+
+def verdict(history: Any, rule: CurveRule = CurveRule()) -> str:
+    """One sentence on where a run stands, from its numbers: :func:`curve_verdict` of val mAP, and
+    :func:`loss_trend` of the training and validation losses."""
+    state, text = curve_verdict(history, rule)
+    if state == "too short":
+        return "Verdict: " + text[0].upper() + text[1:] + "."
     losses = [v for v in history.epoch_train_loss if v is not None]
     if len(losses) >= 2:
         text += (f"; the training loss is {loss_trend(losses)} ({losses[-2]:.3f} → {losses[-1]:.3f} over the "

@@ -41,7 +41,11 @@ class CurveRule:
 
     def describe(self) -> str:
         return (f"×{self.factor:g} when val mAP (mean of {self.smooth} epochs) gains ≤ {self.min_delta:g} for "
-                f"{self.patience} epochs, stop at the {_ordinal(self.drops + 1)} time")
+                f"{_epochs(self.patience)}, stop at the {_ordinal(self.drops + 1)} time")
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch" + ("" if n == 1 else "s")
 
 
 def _ordinal(n: int) -> str:
@@ -111,7 +115,7 @@ def stop_words(progress: Progress, rule: CurveRule, epochs_done: int, ceiling: i
     """Why a run ended, in the notebook's words: "levelled for 4 epochs at the lowest rate, at epoch
     23" or "step ceiling reached while still rising (epoch 45 of 45)"."""
     if progress.stopped is not None:
-        return (f"levelled: no gain in val mAP above {rule.min_delta:g} for {rule.patience} epochs at the lowest "
+        return (f"levelled: no gain in val mAP above {rule.min_delta:g} for {_epochs(rule.patience)} at the lowest "
                 f"rate, at epoch {progress.stopped}")
     if epochs_done >= ceiling:
         how = "while still rising" if progress.state(rule) == "rising" else "after the curve levelled"

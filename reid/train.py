@@ -88,7 +88,7 @@ class History:
     mAP: list[float | None] = field(default_factory=list)
     match_rank: list[list[int] | None] = field(default_factory=list)  # per epoch: each val query's rank of its match
     active_triplets: list[float | None] = field(default_factory=list)  # per epoch: share of listed triplets with loss > 0
-    lr: list[float] = field(default_factory=list)  # per epoch: the head's learning rate at the epoch's last step
+    lr: list[float] = field(default_factory=list)  # per epoch: the head's learning rate in the epoch's last step
     stop_reason: str | None = None  # why training ended before its ceiling ("levelled: ..."); None: not stopped
     keep_from: int = 1  # the first epoch whose weights can be kept (later only when a resume found best.pt lost)
     epoch_seconds: list[float] = field(default_factory=list)
@@ -217,11 +217,23 @@ def _continue_schedule(run: TrainRun, epochs_done: int, history: History | None 
     resume with another batch size (other iterations per epoch) or more epochs follows its
     own schedule from there; the rate drops of a curve-following run are read again from its
     History (:func:`reid.schedule.follow_curve`), so they need no state of their own."""
+    if history is not None:
+        _set_level(run, history.progress(run.cfg.curve_rule()).level)
+    run.scheduler.last_epoch = epochs_done * run.iters_per_epoch()
+    _apply_schedule(run)
+
+
+def _set_level(run: TrainRun, level: int) -> None:
+    """The rate level of a curve-following schedule (reid/schedule.py); no-op for a cosine."""
+    for fn in run.scheduler.lr_lambdas:
+        if isinstance(fn, CurveSchedule):
+            fn.level = level
+
+
+def _apply_schedule(run: TrainRun) -> None:
+    """Set each group's rate to what the schedule gives at its current step (after a resume or a level
+    change, so the next step already trains at it)."""
     sched = run.scheduler
-    for fn in sched.lr_lambdas:
-        if isinstance(fn, CurveSchedule) and history is not None:
-            fn.level = history.progress(run.cfg.curve_rule()).level
-    sched.last_epoch = epochs_done * run.iters_per_epoch()
     lrs = [base * fn(sched.last_epoch) for base, fn in zip(sched.base_lrs, sched.lr_lambdas)]
     for group, lr in zip(run.optimizer.param_groups, lrs):
         group["lr"] = lr
@@ -427,10 +439,10 @@ class _Loop:
     progress: bool
     history: History
     epoch: int | None = None
-    t_start: float = field(default_factory=time.perf_counter)
+    t_start: float = field(default_factory=lambda: time.perf_counter())
     offset: float | None = None
     pending: dict[str, Any] | None = None  # the last completed epoch's checkpoint, not yet on disk
-    last_save: float = field(default_factory=time.perf_counter)
+    last_save: float = field(default_factory=lambda: time.perf_counter())
 
     def one_epoch(self, val_set: Any, val_idloss: Any, val_triplets: Any) -> None:
         """Train and validate epoch ``self.epoch``."""
@@ -442,8 +454,7 @@ class _Loop:
         train_seconds = time.perf_counter() - t0
         metrics = evaluate_val(run, val_set, val_idloss, val_triplets) if val_set is not None else {}
         retrieval = metrics.pop("retrieval", None)
-        _append_epoch(history, steps, metrics, train_seconds, self.offset + time.perf_counter() - self.t_start,
-                      run.optimizer.param_groups[-1]["lr"])
+        _append_epoch(history, steps, metrics, train_seconds, self.offset + time.perf_counter() - self.t_start)
         stopped = self._follow_curve(val_set is not None)
         keep = history.kept_epoch == epoch + 1
         # a host copy of the epoch's weights, as a Ctrl-C, a save or the kept epoch will want them
@@ -466,9 +477,8 @@ class _Loop:
             return False
         rule = run.cfg.curve_rule()
         p = history.progress(rule)
-        for fn in run.scheduler.lr_lambdas:
-            if isinstance(fn, CurveSchedule):
-                fn.level = p.level
+        _set_level(run, p.level)
+        _apply_schedule(run)  # the next epoch's first step trains at the new rate
         if p.stopped is not None:
             history.stop_reason = stop_words(p, rule, history.epochs_done, run.cfg.epochs)
             return True
@@ -546,13 +556,13 @@ def epoch_line(history: History, epochs: int) -> str:
 
 
 def _append_epoch(history: History, steps: EpochSteps, metrics: dict[str, float | None],
-                  train_seconds: float, elapsed: float, lr: float) -> None:
+                  train_seconds: float, elapsed: float) -> None:
     history.iter_loss += steps.losses
     history.epoch_train_loss.append(sum(steps.losses) / max(1, len(steps.losses)))
     for key in ("val_loss", "rank1", "rank5", "rank10", "mAP", "match_rank"):
         getattr(history, key).append(metrics.get(key))
     history.active_triplets.append(steps.active_share)
-    history.lr.append(float(lr))
+    history.lr.append(steps.lr)
     history.epoch_seconds.append(train_seconds)
     history.elapsed_seconds.append(elapsed)
 

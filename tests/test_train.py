@@ -449,3 +449,101 @@ def test_a_resumed_run_past_its_time_budget_trains_no_further(data, tmp_path):
     run(data, "id", tmp_path, epochs=3, time_budget_s=0.0)
     h = run(data, "id", tmp_path, epochs=3, time_budget_s=0.0, resume=True)
     assert h.epochs_done == 1
+
+
+# ----------------------------------------------------------------- the checkpoint timer (issue: a GPU epoch
+# takes seconds, and writing last.pt after each one would cost as much as the training)
+class _Clock:
+    """A stand-in for time.perf_counter: ``step`` seconds pass at each reading."""
+
+    def __init__(self, step: float):
+        self.now, self.step = 0.0, step
+
+    def perf_counter(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def _saved_epochs(monkeypatch) -> list[int]:
+    """The epoch of each last.pt written from now on."""
+    saved: list[int] = []
+    real = T.save_checkpoint
+
+    def save(path, state):
+        if path.name == T.CHECKPOINT_NAME:
+            saved.append(state["epoch"])
+        return real(path, state)
+
+    monkeypatch.setattr(T, "save_checkpoint", save)
+    return saved
+
+
+@pytest.mark.reliability
+def test_last_pt_is_written_on_a_timer_and_at_the_end(data, tmp_path, monkeypatch):
+    """checkpoint_every_s: last.pt when that long has passed since the last write, and at the end; the
+    clock only says when files are written, never what the run computes."""
+    saved = _saved_epochs(monkeypatch)
+    monkeypatch.setattr(T, "time", _Clock(step=10.0))  # each epoch reads the clock a few times
+    timed = run(data, "id", tmp_path / "timed", epochs=6, checkpoint_every_s=45.0)
+    assert saved[-1] == 6 and len(saved) < 6 and saved == sorted(set(saved))
+    saved.clear()
+    every = run(data, "id", tmp_path / "every", epochs=6, checkpoint_every_s=0.0)
+    assert saved == [1, 2, 3, 4, 5, 6]
+    assert without_timing(timed) == without_timing(every)
+    saved.clear()
+    run(data, "id", tmp_path / "end", epochs=6, checkpoint_every_s=float("inf"))
+    assert saved == [6]
+
+
+@pytest.mark.reliability
+def test_ctrl_c_between_timer_writes_saves_exactly_the_last_completed_epoch(data, tmp_path, monkeypatch):
+    """No last.pt written yet (the timer not due) when Ctrl-C comes in epoch 3: last.pt then holds epoch 2
+    exactly, its weights and history, and resuming matches an uninterrupted run number for number."""
+    full_model = tiny_model()
+    full = run(data, "id", tmp_path / "full", model=full_model, epochs=4, checkpoint_every_s=float("inf"))
+    model = tiny_model(interrupt_at=2 * 4 + 3)  # 4 steps an epoch: Ctrl-C at epoch 3's third step
+    h = run(data, "id", tmp_path / "cut", model=model, epochs=4, checkpoint_every_s=float("inf"))
+    assert h.interrupted and h.epochs_done == 2
+    state = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert state["epoch"] == 2 and state["history"]["epoch_train_loss"] == full.epoch_train_loss[:2]
+    model.backbone.interrupt_at = None
+    resumed = run(data, "id", tmp_path / "cut", model=model, epochs=4, resume=True,
+                  checkpoint_every_s=float("inf"))
+    a, b = without_timing(full), without_timing(resumed)
+    for key in a:
+        if isinstance(a[key], list) and key != "match_rank":
+            assert a[key] == pytest.approx(b[key], abs=1e-6), key
+    for (name, p), q in zip(full_model.state_dict().items(), model.state_dict().values()):
+        assert torch.allclose(p.float(), q.float(), atol=1e-6), name
+
+
+@pytest.mark.reliability
+def test_an_error_mid_run_keeps_the_epochs_completed_before_it(data, tmp_path):
+    """A NaN loss in epoch 3 with no last.pt due yet: the two completed epochs are written before the
+    error propagates, so a resume (after the cause is fixed) does not start over."""
+    with pytest.raises(FloatingPointError):
+        run(data, "id", tmp_path, model=tiny_model(nan_at=2 * 4 + 1), epochs=4, checkpoint_every_s=float("inf"))
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 2
+
+
+def test_a_stopped_run_is_complete_and_a_resume_trains_no_further(data, tmp_path, monkeypatch, capsys):
+    """The val curve stops a run (patience 1, no drops): the stop is in the History and last.pt, and a
+    resume with a higher ceiling does not train on."""
+    _patched_val(monkeypatch, [0.5, 0.4, 0.3, 0.2, 0.1])
+    h = run(data, "id", tmp_path, epochs=5, patience=1, lr_drops=0, progress=True)
+    assert h.epochs_done == 2 and h.stop_reason.startswith("levelled")
+    out = unwrap(capsys.readouterr().out)
+    assert "Stopped: levelled: no gain in val mAP above 0.005 for 1 epoch at the lowest rate, at epoch 2" in out
+    assert load_checkpoint(tmp_path / "last.pt")["history"]["stop_reason"] == h.stop_reason
+    again = run(data, "id", tmp_path, epochs=9, patience=1, lr_drops=0, resume=True)
+    assert again.epochs_done == 2 and len(again.iter_loss) == len(h.iter_loss)
+
+
+def test_the_rate_drops_when_the_curve_levels(data, tmp_path, monkeypatch):
+    """patience 2, one drop: a flat curve gains at epoch 1 only, the rate falls ×0.1 after epoch 3 (two
+    epochs without a gain), and the run stops after epoch 5 (two more at the lowest rate); the History
+    records the rate each epoch trained at."""
+    _patched_val(monkeypatch, [0.5, 0.5, 0.5, 0.5, 0.5, 0.5])
+    h = run(data, "id", tmp_path, epochs=6, patience=2, lr_drops=1)
+    lr = TrainConfig.handout_id().lr
+    assert h.epochs_done == 5 and h.lr == pytest.approx([lr, lr, lr, lr / 10, lr / 10])
