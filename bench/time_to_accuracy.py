@@ -10,19 +10,21 @@ through C6 (``load_imagenet_weights``; e.g. the stand-in of ``bench.standin_weig
 preset is then the one for a pretrained start (``reid.config.PRETRAINED``), and the JSON records
 the start (the file's SHA-256 and name). The preset (TrainConfig.handout_id / handout_triplet /
 strong) runs with time_budget_s = minutes × 60: training stops after the epoch in which
-the budget is passed, or after the preset's epochs. The model kept is the epoch with the best
+the budget is passed, when the val curve stops it (the presets' curve schedule), or at the
+preset's ceiling (``--epochs``). The model kept is the epoch with the best
 val mAP (``History.kept_epoch``), as in the notebook. Minutes are wall time of the training
 loop with its per-epoch validation (History.elapsed_seconds); decoding the images into
 the cache happens before and is reported on its own line. ``--set FIELD=VALUE`` overrides
 any other TrainConfig field; the JSON written holds the history and, under "config", every
-setting of the run, and "precision" the one it trained in ("bfloat16" under autocast,
-else "float32"; amp=None turns bfloat16 on where the CPU has it in hardware). ``--test`` then
-scores the kept epoch's model on the layout's test split against its ``test_gt.csv`` (a layout
-built by make_data.py has one), as validation scores val (its metric, test-time flip and
-precision), and adds the numbers under "test" (with "epoch", the kept epoch), and the last
-epoch's under "test_last" when it is another: a second, larger split to judge a run by. The
-test split is read before training (a layout without ground truth fails at once), the history is
-written before test is scored, and an interrupted run is not scored.
+setting of the run, and "precision" the one it trained in (reid.device.resolve_precision: float32,
+bfloat16 or float16; evaluation is float32). ``--test`` then scores the kept epoch's model on the
+layout's test split against its ``test_gt.csv`` (a layout built by make_data.py has one), as
+validation scores val (its metric and test-time flip), and adds the numbers under "test" (with
+"epoch", the kept epoch), and the last epoch's under "test_last" when it is another: a second,
+larger split to judge a run by; ``--test-every-epoch`` also scores every epoch ("test_per_epoch",
+with each query's rank, for paired comparisons of kept-epoch rules). The test split is read before
+training (a layout without ground truth fails at once), the history is written before test is
+scored, and an interrupted run is not scored.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ from pathlib import Path
 import torch
 
 from reid.data import IDLossDataset, RetrievalDataset, TripletDataset
-from reid.device import pick_device, resolve_amp, seed_everything
+from reid.device import pick_device, resolve_precision, seed_everything
 from reid.evaluate import retrieve
 from reid.checkpoints import load_checkpoint
 from reid.config import start_of
@@ -82,13 +84,13 @@ def rank1_table(h: History) -> str:
     return "\n".join(rows)
 
 
-def main(argv: list[str] | None = None) -> History:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("data_root", type=Path)
     ap.add_argument("--recipe", choices=sorted(PRESETS), default="id")
     ap.add_argument("--minutes", type=float, default=20.0)
     ap.add_argument("--out", type=Path, default=None, help="History JSON (default runs/tta_<recipe>.json)")
-    ap.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (LR schedule length)")
+    ap.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (the ceiling)")
     ap.add_argument("--set", dest="settings", type=_setting, action="append", default=[],
                     metavar="FIELD=VALUE", help="override a TrainConfig field, e.g. lr=1e-3 or flip=true")
     ap.add_argument("--seed", type=int, default=0)
@@ -100,11 +102,20 @@ def main(argv: list[str] | None = None) -> History:
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     ap.add_argument("--test", action="store_true",
                     help="score the kept epoch's model (and the last one's) on the test split (the layout's test_gt.csv)")
+    ap.add_argument("--test-every-epoch", action="store_true",
+                    help="with --test: also score every epoch on test (Rank-1, mAP and each query's rank)")
     args = ap.parse_args(argv)
     if args.test and not (args.data_root / "test_gt.csv").is_file():
         ap.error(f"--test: {args.data_root / 'test_gt.csv'} does not exist (only a layout built by make_data.py has "
                  "test ground truth)")
+    if args.test_every_epoch and not args.test:
+        ap.error("--test-every-epoch needs --test")
+    return args
 
+
+def build(args: argparse.Namespace) -> tuple:
+    """(model, cfg, train set, val set, val IDLossDataset, test split or None) for the arguments: the data
+    decoded, the model built, the weights loaded through C6 and the start's preset with the overrides."""
     overrides = {"time_budget_s": args.minutes * 60, "seed": args.seed, "device": args.device}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
@@ -118,25 +129,37 @@ def main(argv: list[str] | None = None) -> History:
     seed_everything(args.seed)  # the weights' initialisation depends on the seed too
     model = build_model("resnet18", num_ids, head="bnneck" if args.recipe == "strong" else "reid",
                         input_size=recipe_cfg.model_shape())
-    start = {}
     if args.weights is not None:
         report = load_imagenet_weights(model, args.weights)
         print(report.message)
-        start = start_of(report)
-    overrides.update(start)
+        overrides.update(start_of(report))
     overrides.update(dict(args.settings))  # --set wins over the start's preset
     cfg = PRESETS[args.recipe](**overrides)
     print(f"Recipe {args.recipe}: {cfg}")
-    out = args.out if args.out is not None else Path("runs") / f"tta_{args.recipe}.json"
-    folder = args.checkpoint_dir or Path("runs") / "tta" / out.stem
-    if args.checkpoint_dir is None:  # a folder of its own, started afresh
-        for name in ("last.pt", "best.pt"):
-            (folder / name).unlink(missing_ok=True)
-    history = train_model(model, cfg, train_set, val_set, val_idloss, checkpoint_dir=folder, resume=True,
-                          progress=not args.quiet)
+    return model, cfg, train_set, val_set, val_idloss, test_set
+
+
+def score_test_after_each_epoch(cfg: object, test: RetrievalDataset, into: list) -> object:
+    """An ``after_epoch`` hook for train_model: each epoch's test Rank-1/5/10, mAP and every query's rank
+    of its match (for paired comparisons), appended to ``into``."""
+    def hook(model: torch.nn.Module, history: History) -> None:
+        with torch.no_grad():
+            r = retrieve(model, test, **cfg.retrieval_options(pick_device(cfg.device)))
+        m = r.metrics()
+        into.append({**{k: round(m[k], 6) for k in ("rank1", "rank5", "rank10", "mAP")},
+                     "match_rank": r.match_ranks().tolist()})
+    return hook
+
+
+def record_run(out: Path, folder: Path, model: torch.nn.Module, cfg: object, history: History,
+               test_set: RetrievalDataset | None, per_epoch: list) -> dict:
+    """Write the run's JSON (history, settings, precision), then, with a test split, the kept and last
+    epochs' test scores and every epoch's when they were measured."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    precision = str(resolve_amp(pick_device(cfg.device), cfg.amp) or torch.float32).removeprefix("torch.")
+    precision = resolve_precision(pick_device(cfg.device), cfg.amp).name
     record = {"config": cfg.to_dict(), "precision": precision, "kept_epoch": history.kept_epoch, **history.to_dict()}
+    if per_epoch:
+        record["test_per_epoch"] = per_epoch
     out.write_text(json.dumps(record, indent=1))  # the run is kept even if scoring test fails
     if test_set is not None and history.interrupted:
         print("Training was interrupted: the test split is not scored.")
@@ -146,6 +169,22 @@ def main(argv: list[str] | None = None) -> History:
             model.load_state_dict(load_checkpoint(folder / "last.pt")["model"])
             record["test_last"] = {"epoch": history.epochs_done, **score_test(model, cfg, test_set)}
         out.write_text(json.dumps(record, indent=1))
+    return record
+
+
+def main(argv: list[str] | None = None) -> History:
+    args = parse_args(argv)
+    model, cfg, train_set, val_set, val_idloss, test_set = build(args)
+    out = args.out if args.out is not None else Path("runs") / f"tta_{args.recipe}.json"
+    folder = args.checkpoint_dir or Path("runs") / "tta" / out.stem
+    if args.checkpoint_dir is None:  # a folder of its own, started afresh
+        for name in ("last.pt", "best.pt"):
+            (folder / name).unlink(missing_ok=True)
+    per_epoch: list = []
+    hook = score_test_after_each_epoch(cfg, test_set, per_epoch) if args.test_every_epoch else None
+    history = train_model(model, cfg, train_set, val_set, val_idloss, checkpoint_dir=folder, resume=True,
+                          progress=not args.quiet, after_epoch=hook)
+    record = record_run(out, folder, model, cfg, history, test_set, per_epoch)
     print(rank1_table(history))
     if "test" in record:
         t = record["test"]

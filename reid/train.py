@@ -25,7 +25,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, Callable, ClassVar, Protocol
 
 import torch
 from torch import nn
@@ -319,7 +319,8 @@ class _Kept:
 # --------------------------------------------------------------------------- train_model
 def train_model(model: nn.Module, cfg: TrainConfig, train_set: Any, val_set: Any,
                 val_idloss: Any = None, checkpoint_dir: str | Path | None = None,
-                resume: bool = False, progress: bool = True, sync: CheckpointSync | None = None) -> History:
+                resume: bool = False, progress: bool = True, sync: CheckpointSync | None = None,
+                after_epoch: Callable[[nn.Module, History], None] | None = None) -> History:
     """Train ``model`` with ``cfg``'s recipe, validating after every epoch, until its val curve stops
     gaining or its step ceiling (``cfg.epochs`` epochs) is reached; the model ends holding the kept
     epoch (the first with the best val mAP: ``History.kept_epoch``).
@@ -351,7 +352,9 @@ def train_model(model: nn.Module, cfg: TrainConfig, train_set: Any, val_set: Any
     interrupted=True (the model holds the kept epoch so far). A NaN/inf loss raises
     FloatingPointError naming the epoch, iteration and precision. ``progress``: one line per epoch
     (:func:`epoch_line`), the ceiling's minutes after the first epoch, why training stopped, and,
-    outside a notebook, a bar over each epoch's batches, on stdout.
+    outside a notebook, a bar over each epoch's batches, on stdout. ``after_epoch(model, history)``
+    (optional; benchmarks score the test split with it) runs after each epoch's validation, with the
+    model holding that epoch's weights; it must not change them.
     """
     seed_everything(cfg.seed)
     run = build_run(model, cfg, train_set)
@@ -362,7 +365,7 @@ def train_model(model: nn.Module, cfg: TrainConfig, train_set: Any, val_set: Any
     if val_idloss is not None:
         val_triplets = random_triplets(val_idloss.ids.cpu(), torch.Generator().manual_seed(VAL_TRIPLET_SEED))
     start = history.epochs_done
-    loop = _Loop(run, folder, kept, sync, progress, history)
+    loop = _Loop(run, folder, kept, sync, progress, history, after_epoch)
     restored = True  # does the model hold the last completed epoch's weights?
     try:
         try:
@@ -438,6 +441,7 @@ class _Loop:
     sync: CheckpointSync | None
     progress: bool
     history: History
+    after_epoch: Callable[[nn.Module, History], None] | None = None
     epoch: int | None = None
     t_start: float = field(default_factory=lambda: time.perf_counter())
     offset: float | None = None
@@ -456,6 +460,8 @@ class _Loop:
         retrieval = metrics.pop("retrieval", None)
         _append_epoch(history, steps, metrics, train_seconds, self.offset + time.perf_counter() - self.t_start)
         stopped = self._follow_curve(val_set is not None)
+        if self.after_epoch is not None:
+            self.after_epoch(run.model, history)
         keep = history.kept_epoch == epoch + 1
         # a host copy of the epoch's weights, as a Ctrl-C, a save or the kept epoch will want them
         weights = _host_copy(run.model.state_dict()) if self.folder is not None or keep else {}

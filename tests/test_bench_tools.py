@@ -314,9 +314,10 @@ def test_time_to_accuracy_scores_the_kept_model_on_test(rerank_run, tmp_path):
     done = run_module("bench.time_to_accuracy", str(root), "--recipe", "strong", "--epochs", "1", "--quiet",
                       "--set", "p=4", "--set", "k=2", "--set", "warmup_epochs=0", "--set", "max_iters_per_epoch=1",
                       "--set", "amp=false", "--set", "input_size=128x64", "--checkpoint-dir", str(tmp_path / "ck"),
-                      "--test", "--out", str(out))
+                      "--test", "--test-every-epoch", "--out", str(out))
     assert done.returncode == 0, done.stderr
-    got = json.loads(out.read_text())["test"]
+    record = json.loads(out.read_text())
+    got = record["test"]
     state = torch.load(tmp_path / "ck" / "best.pt", map_location="cpu", weights_only=True)
     model = build_model("resnet18", num_ids=state["model"]["classifier.weight"].shape[0], head="bnneck",
                         input_size=(128, 64))
@@ -327,6 +328,8 @@ def test_time_to_accuracy_scores_the_kept_model_on_test(rerank_run, tmp_path):
         want = retrieve(model.eval(), test, flip=True, metric="cosine").metrics()
     assert got == pytest.approx({**{k: want[k] for k in ("rank1", "rank5", "rank10", "mAP")}, "epoch": 1,
                                  "queries": len(test.queries), "gallery": len(test.gallery)}, abs=1e-9)
+    (epoch1,) = record["test_per_epoch"]   # --test-every-epoch: the same model, each query's rank too
+    assert epoch1["rank1"] == pytest.approx(want["rank1"], abs=1e-6) and len(epoch1["match_rank"]) == len(test.queries)
     assert "test_last" not in json.loads(out.read_text())  # the kept epoch is the last one
     assert f"Test (kept epoch 1, {len(test.queries)} queries" in done.stdout
 
@@ -337,3 +340,5 @@ def test_time_to_accuracy_test_needs_test_ground_truth(rerank_run, tmp_path):
     (root / "test_gt.csv").unlink()
     done = run_module("bench.time_to_accuracy", str(root), "--recipe", "strong", "--test")
     assert done.returncode == 2 and f"{root / 'test_gt.csv'} does not exist" in done.stderr
+    done = run_module("bench.time_to_accuracy", str(rerank_run["root"]), "--recipe", "strong", "--test-every-epoch")
+    assert done.returncode == 2 and "--test-every-epoch needs --test" in done.stderr
