@@ -20,8 +20,10 @@ surface (`from helpers import *`). From a notebook heading to its code in one ju
 | training with ID loss (Q8)         | TrainConfig.handout_id (settings per start), start_folder      | reid/config.py      |
 |                                    | train_model, History (the kept epoch: best val mAP)            | reid/train.py       |
 | the losses                         | id_loss (CrossEntropyLoss), handout_triplet_loss, HANDOUT_MARGIN | reid/losses.py    |
-| training budgets                   | plan_training, choose_epochs, strong_input_size                | reid/budget.py      |
-| device, AMP, seeds                 | pick_device, seed_everything                                   | reid/device.py      |
+| how long a model trains            | plan_training, choose_epochs (the step ceiling),               | reid/budget.py,     |
+|                                    | strong_input_size; the val curve's rule                        | reid/schedule.py    |
+| device, precision, seeds           | pick_device, seed_everything, resolve_precision, machine_line  | reid/device.py      |
+| device memory                      | GALLERY_FIGURE (the gallery figure's sample), planned_peak     | reid/memory.py      |
 | evaluation: features once,         | retrieve -> Retrieval (.metrics(), .ranked(k), .rerank()),     | reid/evaluate.py    |
 | distances once, every metric       | extract_features, pairwise_distance, rank_k_accuracy, cmc_map  |                     |
 | Q9 ranked results                  | pick_examples, plot_ranked_results, ranked_rows,               | reid/report.py,     |
@@ -49,7 +51,8 @@ from reid.data import (IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD, PERSON_SIZE, UNK
                        DataLayoutError, IDLossDataset, ImageCache, ImageDecodeError, RetrievalDataset,
                        TripletDataset, count_possible_triplets, load_image, person_transform, read_csv,
                        reid_transform, retrieval_loader)
-from reid.device import pick_device, seed_everything  # noqa: F401
+from reid.device import machine_line, pick_device, resolve_precision, seed_everything  # noqa: F401
+from reid.memory import GALLERY_FIGURE, planned_peak  # noqa: F401
 from reid.evaluate import Retrieval, cmc_map, extract_features, pairwise_distance, rank_k_accuracy, retrieve  # noqa: F401
 from reid.layout import DataInfo, check_layout, find_data_root, prepare_data  # noqa: F401
 from reid.losses import HANDOUT_MARGIN, handout_triplet_loss, id_loss  # noqa: F401

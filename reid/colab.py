@@ -56,20 +56,35 @@ class ProjectFilesError(FileNotFoundError):
 # --------------------------------------------------------------------------- the checklist
 def check_line(ok: bool | None, text: str) -> str:
     """One checklist line: '✓ text' (fine), '✗ text' (needs the student), '! text' (works, but note it);
-    wrapped at 110 characters, continuation lines indented."""
+    wrapped at the line width (reid.text.LINE_WIDTH), continuation lines indented."""
     from .text import wrap  # noqa: PLC0415
     return wrap({True: "✓", False: "✗", None: "!"}[ok] + " " + text)
 
 
-def gpu_check(in_colab: bool) -> str:
-    """The GPU line of the checklist; on Colab without a GPU it says how to get one."""
+class NoGPUError(RuntimeError):
+    """A Colab runtime without a GPU: training would take an hour on its two slow CPUs."""
+
+
+NO_GPU_STEPS = ("Runtime → Change runtime type → T4 GPU, Save, then Runtime → Run all again (on Colab's CPU "
+                "training takes about an hour and gives far weaker models)")
+
+
+def gpu_check(in_colab: bool, allow_cpu: bool = False) -> str:
+    """The GPU line of the checklist, with the machine the timings come from (reid.device.machine_line).
+    On Colab without a GPU it stops the notebook with the steps to get one (NoGPUError), unless
+    ``allow_cpu`` (the first cell's ALLOW_CPU) says to go on knowingly; elsewhere the CPU is a normal choice."""
     import torch  # noqa: PLC0415 (kept out of the module's top: see the module docstring)
+
+    from .device import machine_line  # noqa: PLC0415
     if torch.cuda.is_available():
-        return check_line(True, f"GPU: {torch.cuda.get_device_name(0)}")
+        return check_line(True, machine_line("cuda"))
+    if in_colab and not allow_cpu:
+        raise NoGPUError(f"This Colab runtime has no GPU. {NO_GPU_STEPS}. To go on without one anyway, set "
+                         "ALLOW_CPU = True in this cell.")
     if in_colab:
-        return check_line(False, "no GPU: Runtime → Change runtime type → GPU (e.g. T4), Save, then "
-                                 "Runtime → Run all again (on the CPU, training takes hours)")
-    return check_line(None, "no GPU: training runs on the CPU")
+        return check_line(False, f"no GPU (ALLOW_CPU = True): training runs on the CPU. {NO_GPU_STEPS}. "
+                                 + machine_line("cpu"))
+    return check_line(None, f"no GPU: training runs on the CPU. {machine_line('cpu')}")
 
 
 def weights_check(found: object, in_colab: bool) -> str:

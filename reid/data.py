@@ -354,9 +354,11 @@ class RetrievalDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
         return self.queries[i], int(self.gt[i])
 
-    def get_gallery_imgs(self) -> Tensor:
-        """All gallery images, `[G, 3, H, W]` float32 (`[G, 3, 128, 128]` by default), ordered by gallery index."""
-        return self.gallery.images.float()
+    def get_gallery_imgs(self, count: int | None = None) -> Tensor:
+        """All gallery images, `[G, 3, H, W]` float32 (`[G, 3, 128, 128]` by default), ordered by gallery
+        index; with ``count``, only the first ``count`` of them (a figure needs no float32 copy of a large
+        gallery)."""
+        return self.gallery.images[:count].float()
 
     @property
     def has_gt(self) -> bool:

@@ -33,7 +33,7 @@ from torch import nn
 from .checkpoints import (CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, rng_state, save_checkpoint,
                           set_rng_state)
 from .config import MINING, RECIPES, TrainConfig  # noqa: F401  (re-exported: reid.train.TrainConfig)
-from .device import load_optimizer_state, seed_everything
+from .device import load_optimizer_state, peak_memory, reset_peak_memory, seed_everything
 from .evaluate import Retrieval
 from .losses import random_triplets
 from .recipes import EpochSteps, Recipe, TrainRun, build_run, train_epoch, warmup_cosine  # noqa: F401  (re-exported)
@@ -358,6 +358,7 @@ def train_model(model: nn.Module, cfg: TrainConfig, train_set: Any, val_set: Any
     """
     seed_everything(cfg.seed)
     run = build_run(model, cfg, train_set)
+    reset_peak_memory(run.device)
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
     kept = _Kept(folder / BEST_NAME if folder is not None else None)
     history, ours = _resume(run, folder, kept, resume, sync)
@@ -400,6 +401,9 @@ def train_model(model: nn.Module, cfg: TrainConfig, train_set: Any, val_set: Any
     if progress and history.epochs_done > start and cfg.schedule == "curve" and val_set is not None:
         rule = cfg.curve_rule()
         print(wrap(f"Stopped: {stop_words(history.progress(rule), rule, history.epochs_done, cfg.epochs)}."))
+    if progress and history.epochs_done > start:
+        peak, what = peak_memory(run.device)
+        print(f"Peak memory: {peak / 1e9:.1f} GB ({what}).")
     if history.kept_epoch is not None and history.kept_epoch != history.epochs_done:
         print(f"Kept epoch {history.kept_epoch} of {history.epochs_done} (best val {KEEP_METRIC} "
               f"{history.at_kept(KEEP_METRIC):.3f}): the model now holds its weights.")

@@ -53,6 +53,8 @@ def _narrow_lines_and_float32(monkeypatch):
     monkeypatch.delenv("REID_PRECISION", raising=False)
 MOUNT_LINE = 'DRIVE = "/content/drive"'
 """The first cell's mount point; the Colab simulations point it at a temporary "Drive"."""
+ALLOW_CPU_LINE = "ALLOW_CPU = False"
+"""The first cell's switch for a Colab runtime without a GPU; the simulations (no GPU here) turn it on."""
 
 
 def write_jpeg(path: Path, seed: int, size: tuple[int, int] = (64, 128)) -> Path:

@@ -27,7 +27,7 @@ from reid.colab import (SUBMISSION_NAME, UNPACK_MARKER, ProjectFilesError, Works
                         find_weights_once, layout_prefix, layout_zips, required_files, unpack_layout_zip,
                         weights_check)
 from reid.data import DataLayoutError, RetrievalDataset
-from conftest import MOUNT_LINE, first_cell, foldername, zip_layout
+from conftest import ALLOW_CPU_LINE, MOUNT_LINE, first_cell, foldername, zip_layout
 from reid.layout import DataInfo
 from reid.text import unwrap  # noqa: E402
 
@@ -114,9 +114,12 @@ def project_modules():
         sys.path[:] = saved_path
 
 
-def run_first_cell(drive: Path | None = None) -> tuple[dict, str]:
-    """Execute the notebook's first code cell; `drive` replaces its mount point. Returns (namespace, stdout)."""
+def run_first_cell(drive: Path | None = None, allow_cpu: bool = True) -> tuple[dict, str]:
+    """Execute the notebook's first code cell; `drive` replaces its mount point, `allow_cpu` its ALLOW_CPU
+    (this machine has no GPU). Returns (namespace, stdout)."""
     source = first_cell()
+    assert source.count(ALLOW_CPU_LINE) == 1, f"the first cell must set {ALLOW_CPU_LINE} once"
+    source = source.replace(ALLOW_CPU_LINE, f"ALLOW_CPU = {allow_cpu}")
     if drive is not None:
         assert source.count(MOUNT_LINE) == 1, f"the first cell must set {MOUNT_LINE} once"
         source = source.replace(MOUNT_LINE, f"DRIVE = {str(drive)!r}")
@@ -145,7 +148,24 @@ def test_first_cell_mounts_drive_and_works_in_the_project_folder(runtime, monkey
         assert Path(sys.modules["reid.colab"].__file__).parent.parent == runtime.project
     assert ns["IN_COLAB"] is True and ns["PROJECT"] == str(runtime.project)
     assert runtime.pips == []                       # torchsummary is there: nothing installed
-    assert "✗ no GPU: Runtime → Change runtime type → GPU" in out
+    assert "✗ no GPU (ALLOW_CPU = True): training runs on the CPU. Runtime → Change runtime type → T4 GPU" in out
+    assert "CPU: " in out and "in hardware" in out   # the machine the timings come from
+
+
+def test_first_cell_stops_on_a_colab_runtime_without_a_gpu(runtime):
+    """ALLOW_CPU = False (the default) and no GPU on Colab: the notebook stops with the steps to get one,
+    instead of training for an hour on two slow CPUs."""
+    with project_modules(), pytest.raises(RuntimeError, match=r"no GPU\. Runtime → Change runtime type → T4 GPU.*"
+                                                             r"set ALLOW_CPU = True") as err:
+        run_first_cell(runtime.drive, allow_cpu=False)
+    assert type(err.value).__name__ == "NoGPUError"   # the Drive copy's class
+
+
+def test_off_colab_the_cpu_is_a_normal_choice():
+    from reid.colab import gpu_check
+
+    line = unwrap(gpu_check(False, allow_cpu=False))
+    assert line.startswith("! no GPU: training runs on the CPU. CPU: ")
 
 
 def test_first_cell_installs_only_what_colab_lacks(runtime, monkeypatch):
@@ -160,9 +180,10 @@ def test_first_cell_installs_only_what_colab_lacks(runtime, monkeypatch):
 def test_first_cell_names_the_gpu(runtime, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "Tesla T4")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=0: (7, 5))
     with project_modules():
-        _, out = run_first_cell(runtime.drive)
-    assert "✓ GPU: Tesla T4" in out and "Change runtime type" not in out
+        _, out = run_first_cell(runtime.drive, allow_cpu=False)
+    assert "✓ GPU: Tesla T4 (compute capability 7.5)" in out and "Change runtime type" not in out
 
 
 def test_first_cell_names_missing_project_files(runtime):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MOUNT_LINE, foldername, zip_layout
+from conftest import ALLOW_CPU_LINE, MOUNT_LINE, foldername, zip_layout
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -81,7 +81,9 @@ def test_colab_runtime_packs_only_the_saved_run(colab):
     assert first.source.count(MOUNT_LINE) == 1
     # the runtime as Colab starts it, offline, put before the first cell's own lines (a cell executed on its
     # own with nbclient would take the place of the notebook's cell 0 in what is saved)
-    first.source = OFFLINE + first.source.replace(MOUNT_LINE, f"DRIVE = {str(colab.drive)!r}")
+    assert first.source.count(ALLOW_CPU_LINE) == 1   # this machine has no GPU: go on knowingly
+    first.source = OFFLINE + first.source.replace(MOUNT_LINE, f"DRIVE = {str(colab.drive)!r}").replace(
+        ALLOW_CPU_LINE, "ALLOW_CPU = True")
     code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
     predict = next(i for i in code if "write_predictions(" in nb.cells[i].source)
     submit = next(i for i in code if "submit_this_run()" in nb.cells[i].source)
