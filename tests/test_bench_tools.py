@@ -342,3 +342,34 @@ def test_time_to_accuracy_test_needs_test_ground_truth(rerank_run, tmp_path):
     assert done.returncode == 2 and f"{root / 'test_gt.csv'} does not exist" in done.stderr
     done = run_module("bench.time_to_accuracy", str(rerank_run["root"]), "--recipe", "strong", "--test-every-epoch")
     assert done.returncode == 2 and "--test-every-epoch needs --test" in done.stderr
+
+
+def test_gpu_check_skips_without_cuda_and_runs_every_stage_dry(tmp_path, monkeypatch):
+    """bench/gpu_check.py: where no CUDA device exists it says so (a JSON that says "skipped"); with
+    --cpu-dry-run every stage runs on the CPU and the JSON holds each (tiny models stand in for ResNet-18,
+    whose float16 is emulated and slow on a CPU)."""
+    from conftest import TinyBackbone
+    from bench import gpu_check
+    from reid.model import BNNeckNet, ReIDNet
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: the check would measure it")
+    skipped = gpu_check.main([str(tmp_path / "skip.json")])
+    assert skipped == {"skipped": json.loads((tmp_path / "skip.json").read_text())["skipped"]}
+    assert "no CUDA device here" in skipped["skipped"]
+
+    def tiny(arch, num_ids, head="reid", input_size=None):
+        return (BNNeckNet if head == "bnneck" else ReIDNet)(TinyBackbone(), num_ids=num_ids)
+
+    monkeypatch.setattr(gpu_check, "build_model", tiny)
+    out = tmp_path / "dry.json"
+    data = gpu_check.main([str(out), "--cpu-dry-run"])
+    assert json.loads(out.read_text()) == data
+    assert set(data) == {"device", "data_minutes", "step_speed_chosen", "step_speed_float16_forced", "models",
+                         "total_minutes"}
+    forced = data["step_speed_float16_forced"]
+    assert all(forced[m]["precision"] == "float16 autocast + GradScaler + fused Adam" and forced[m]["images_per_s"] > 0
+               for m in ("id", "triplet", "strong"))
+    models = data["models"]
+    assert all(models[m]["epochs"] == 2 and 0 <= models[m]["kept_val_rank1"] <= 1 for m in ("id", "triplet", "strong"))
+    assert models["pred.csv"]["model"] in ("id", "triplet") and models["pred.csv"]["missing"] == 0
