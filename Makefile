@@ -25,14 +25,18 @@ run: $(STAMP)
 	$(PY) -m reid.submission submit assignment.ipynb $${REID_RUNS:-runs}/full
 
 # The notebook under test reads (or builds) its data in runs/test-data and trains from scratch
-# in runs/quick, so a student's data/ and full-mode checkpoints are never touched.
+# in runs/quick, so a student's data/ and full-mode checkpoints are never touched. Whatever the
+# machine: no bfloat16 (REID_CPU_BF16=0: float32 on every CPU; tests that need a precision force it),
+# and a temporary folder with a long path, so no test depends on where a long path breaks a line.
+BASETEMP := /tmp/reid-tests/a-long-temporary-folder-name-so-that-every-path-a-test-prints-wraps-as-it-would-on-any-other-machine-of-ours
 test: $(STAMP)
 	rm -rf runs/quick
-	REID_QUICK=1 REID_DATA=runs/test-data REID_RUNS=runs MPLBACKEND=Agg \
-	    $(PY) -m pytest -q -p no:cacheprovider tests assignment.ipynb --nbval-lax
+	mkdir -p $(dir $(BASETEMP))
+	REID_QUICK=1 REID_DATA=runs/test-data REID_RUNS=runs REID_CPU_BF16=0 MPLBACKEND=Agg \
+	    $(PY) -m pytest -q -p no:cacheprovider --basetemp=$(BASETEMP) tests assignment.ipynb --nbval-lax
 
 unit: $(STAMP)
-	MPLBACKEND=Agg $(PY) -m pytest -q -p no:cacheprovider tests
+	REID_CPU_BF16=0 MPLBACKEND=Agg $(PY) -m pytest -q -p no:cacheprovider tests
 
 bench: $(STAMP)
 	$(PY) -m bench.run_all

@@ -41,19 +41,22 @@ surface (`from helpers import *`). From a notebook heading to its code in one ju
 """
 from reid.actmap import (activation_maps, activation_stats, describe_activation_maps, maps_in_frame,  # noqa: F401
                          show_activation_maps)
+from reid.answers import (answer_text, q1_lines, q2_lines, q3_lines, q4_lines, q5_lines, q6_lines,  # noqa: F401
+                          q7_lines, q8_lines, q9_lines, q10_lines, q11_lines)
 from reid.budget import (choose_epochs, default_epochs, default_input_size, images_per_epoch, plan_training,  # noqa: F401
-                         samples_per_epoch, strong_input_size)
+                         ceiling_steps, samples_per_epoch, step_ceiling, steps_per_epoch, strong_input_size)
 from reid.colab import Workspace, check_project, find_weights_once, gpu_check, weights_check  # noqa: F401
 from reid.config import start_folder, start_of  # noqa: F401
-from reid.findings import (compare_handout_models, describe_comparison, describe_ranked_rows, epoch_by_epoch,  # noqa: F401
-                           ranked_rows)
+from reid.findings import (compare_handout_models, describe_comparison, describe_ranked_rows,  # noqa: F401
+                           describe_row_facts, epoch_by_epoch, hubs, ranked_rows, row_facts)
 from reid.data import (IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD, PERSON_SIZE, UNKNOWN_GT, DataError,  # noqa: F401
                        DataLayoutError, IDLossDataset, ImageCache, ImageDecodeError, RetrievalDataset,
                        TripletDataset, count_possible_triplets, load_image, person_transform, read_csv,
                        reid_transform, retrieval_loader)
 from reid.device import machine_line, pick_device, resolve_precision, seed_everything  # noqa: F401
 from reid.memory import GALLERY_FIGURE, planned_peak  # noqa: F401
-from reid.evaluate import Retrieval, cmc_map, extract_features, pairwise_distance, rank_k_accuracy, retrieve  # noqa: F401
+from reid.evaluate import (MirroredSource, Retrieval, cmc_map, extract_features, pairwise_distance,  # noqa: F401
+                           rank_k_accuracy, retrieve)
 from reid.layout import DataInfo, check_layout, find_data_root, prepare_data  # noqa: F401
 from reid.losses import HANDOUT_MARGIN, handout_triplet_loss, id_loss  # noqa: F401
 from reid.model import (BNNeckNet, Bottleneck, ModifiedResNet18, ModifiedResNet50, ReIDNet,  # noqa: F401
@@ -61,11 +64,12 @@ from reid.model import (BNNeckNet, Bottleneck, ModifiedResNet18, ModifiedResNet5
                         pooling_kernel, summary_table, table1_shapes, weight_mapping_report, weights_copy)
 from reid.plots import (denormalize, plot_history, plot_ranked_results, show_before_after,  # noqa: F401
                         show_gallery_grid, show_images)
-from reid.predict import rank_gallery, score_predictions, write_predictions  # noqa: F401
+from reid.predict import (choose_pred_model, describe_test_scores, rank_gallery, score_predictions,  # noqa: F401
+                          score_test, write_predictions)
 from reid.report import (FLIP_LABEL, RERANK_LABEL, beyond_table, compare_models, describe_history,  # noqa: F401
                          describe_ranks, evaluate_retrieval, pick_examples, save_results, verdict)
 from reid.rerank import rerank_distances  # noqa: F401
 from reid.runs import ablation_table, start_table  # noqa: F401
 from reid.submission import record_predictions, start_run, submit_this_run  # noqa: F401
 from reid.text import wrap  # noqa: F401
-from reid.train import History, TrainConfig, train_model  # noqa: F401
+from reid.train import History, TrainConfig, skipped_epoch_lines, train_model  # noqa: F401

@@ -165,3 +165,12 @@ def strong_input_size(checkpoint_dir: str | os.PathLike, device: torch.device | 
         if recorded:
             return int(recorded[0]), int(recorded[1])
     return default_input_size("strong", device)
+
+
+def ceiling_steps(cfg: Any, train_set: Any) -> int:
+    """The optimiser steps ``cfg`` may take on ``train_set``: its epochs (the ceiling) × the steps of one of
+    its epochs (capped by ``max_iters_per_epoch``, quick mode's cut)."""
+    per_epoch = steps_per_epoch(cfg, train_set)
+    if cfg.max_iters_per_epoch is not None:
+        per_epoch = min(per_epoch, cfg.max_iters_per_epoch)
+    return cfg.epochs * per_epoch

@@ -13,12 +13,16 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import Tensor
 
+from .distance import pairwise_distance
 from .evaluate import Retrieval
+from .images import IMAGENET_MEAN, IMAGENET_STD
 from .stats import paired_comparison
 from .text import wrap
 
-__all__ = ["ranked_rows", "row_line", "describe_ranked_rows", "compare_handout_models", "describe_comparison"]
+__all__ = ["ranked_rows", "row_line", "describe_ranked_rows", "compare_handout_models", "describe_comparison",
+           "row_facts", "describe_row_facts", "hubs", "clothing_colour", "brightness", "padding_share"]
 
 
 def ranked_rows(retrieval: Retrieval, rows: list[int]) -> list[dict[str, Any]]:
@@ -41,17 +45,15 @@ def ranked_rows(retrieval: Retrieval, rows: list[int]) -> list[dict[str, Any]]:
 
 
 def row_line(i: int, r: dict[str, Any]) -> str:
-    """One row's line under the ranked-results figure (see :func:`describe_ranked_rows`)."""
+    """One row's line under the ranked-results figure: hit or miss, where the match is, and by how much it
+    is ahead of, or behind, the nearest wrong gallery image (feature distance)."""
     gap = r["nearest_wrong_distance"] - r["match_distance"]
     if r["match_rank"] == 1:
-        return (f"row {i} (query {r['query']}): hit — match (gallery {r['match']}) at distance "
-                f"{r['match_distance']:.3f}; the nearest wrong image, gallery {r['nearest_wrong']}, is {gap:.3f} "
-                f"farther")
+        return (f"row {i} (query {r['query']}): hit — the match (gallery {r['match']}) is nearest, {gap:.3f} ahead "
+                f"of gallery {r['nearest_wrong']}")
     kind = "near miss" if r["match_rank"] <= 10 else "far miss"
-    return (f"row {i} (query {r['query']}): {kind} — match (gallery {r['match']}) at rank {r['match_rank']}, "
-            f"distance {r['match_distance']:.3f}; gallery {r['nearest_wrong']} comes first at "
-            f"{r['nearest_wrong_distance']:.3f} ({-gap:.3f} nearer), the wrong top-1 of {r['wrong_top1_of']} "
-            f"val queries")
+    return (f"row {i} (query {r['query']}): {kind} — the match (gallery {r['match']}) at rank {r['match_rank']}, "
+            f"{-gap:.3f} behind gallery {r['nearest_wrong']} (the wrong top-1 of {r['wrong_top1_of']} queries)")
 
 
 def describe_ranked_rows(rows: list[dict[str, Any]], retrieval: Retrieval) -> str:
@@ -80,6 +82,136 @@ def describe_ranked_rows(rows: list[dict[str, Any]], retrieval: Retrieval) -> st
         summary.append(f"over all {len(order)} val queries, {several} gallery images are the wrong top-1 of two "
                        f"or more queries, most often gallery {top} ({int(counts[top])} queries)")
     return wrap("\n".join(lines + ["; ".join(summary) + "."]))
+
+
+# ------------------------------------------------------------------ Q9: measured image facts
+COLOUR_MARGIN = 15.0
+"""A wrong image is a colour lookalike when its clothing colour is nearer the query's than the match's by
+more than this (RGB units, 0–255)."""
+LIGHT_CHANGE = 0.25
+"""A lighting change: the match's mean brightness differs from the query's by more than this share."""
+MIRROR_GAIN = 0.05
+"""A turned pose: the match mirrored is nearer the query (in the model's feature) by more than this share."""
+CROP_CHANGE = 0.10
+"""A different crop: the share of padding in the frame differs by more than this."""
+
+
+def _content(image: Tensor) -> tuple[Tensor, Tensor]:
+    """(RGB in 0–255 ``[3, H, W]``, the person's pixels ``[H, W]`` bool) of a normalised image; the padding
+    is exact zeros after normalisation (C2 pads after Normalize)."""
+    person = image.abs().amax(dim=0) > 0
+    rgb = (image.float() * torch.tensor(IMAGENET_STD).view(3, 1, 1) + torch.tensor(IMAGENET_MEAN).view(3, 1, 1))
+    return rgb.clamp(0, 1) * 255, person
+
+
+def clothing_colour(image: Tensor) -> Tensor:
+    """Mean RGB (0–255) of the upper and of the lower half of the person's rows: ``[6]``, the colours of
+    the top and of the trousers or skirt, roughly."""
+    rgb, person = _content(image)
+    rows = torch.nonzero(person.any(dim=1)).flatten()
+    if len(rows) == 0:
+        return torch.zeros(6)
+    mid = (int(rows[0]) + int(rows[-1]) + 1) // 2
+    halves = []
+    for lo, hi in ((int(rows[0]), mid), (mid, int(rows[-1]) + 1)):
+        m = person[lo:hi]
+        halves.append(rgb[:, lo:hi][:, m].mean(dim=1) if m.any() else torch.zeros(3))
+    return torch.cat(halves)
+
+
+def brightness(image: Tensor) -> float:
+    """Mean luminance (0–255, Rec. 601 weights) of the person's pixels."""
+    rgb, person = _content(image)
+    lum = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+    return float(lum[person].mean()) if person.any() else 0.0
+
+
+def padding_share(image: Tensor) -> float:
+    """Share of the frame that is padding (exact zeros in every channel)."""
+    return float((image.abs().amax(dim=0) == 0).float().mean())
+
+
+def _colour_gap(a: Tensor, b: Tensor) -> float:
+    """Distance between two clothing colours, per half (RGB units): ‖a − b‖ / √2."""
+    return float((a - b).norm() / 2 ** 0.5)
+
+
+def row_facts(retrieval: Retrieval, rows: list[int], query_images: Tensor, gallery_images: Tensor,
+              mirrored_gallery: Tensor) -> list[dict[str, Any]]:
+    """:func:`ranked_rows` with, for each row, measured facts about the query, its match and its wrong top-1
+    (the nearest gallery image that is not the match): clothing-colour gaps (query–match, query–wrong),
+    the match's brightness against the query's, how much nearer the match is mirrored (``mirrored_gallery``:
+    the model's features of the mirrored gallery images ``[G, D]``, measured like ``retrieval``'s), and
+    the padding shares; ``cause``: the first fact past its threshold, in words (see the constants)."""
+    out = []
+    for r in ranked_rows(retrieval, rows):
+        q, m, w = query_images[r["query"]], gallery_images[r["match"]], gallery_images[r["nearest_wrong"]]
+        cq, cm, cw = clothing_colour(q), clothing_colour(m), clothing_colour(w)
+        mirrored = float(pairwise_distance(retrieval.query[r["query"]][None], mirrored_gallery[r["match"]][None],
+                                           retrieval.metric)[0, 0])
+        facts = {"colour_to_match": round(_colour_gap(cq, cm), 1), "colour_to_wrong": round(_colour_gap(cq, cw), 1),
+                 "brightness_ratio": round(brightness(m) / max(brightness(q), 1e-6), 3),
+                 "mirrored_gain": round(1 - mirrored / max(r["match_distance"], 1e-9), 3),
+                 "padding_query": round(padding_share(q), 3), "padding_match": round(padding_share(m), 3)}
+        out.append({**r, **facts, "cause": _cause(r, facts)})
+    return out
+
+
+def _cause(row: dict[str, Any], f: dict[str, float]) -> str:
+    """The measured fact that explains a row (the first past its threshold), in a few words."""
+    if row["match_rank"] == 1:
+        return ("the match is also nearest in colour" if f["colour_to_match"] <= f["colour_to_wrong"]
+                else "a hit although the wrong image is nearer in colour")
+    if abs(f["brightness_ratio"] - 1) > LIGHT_CHANGE:  # first: a camera's light also moves the colours
+        return "a lighting change"
+    if f["colour_to_wrong"] + COLOUR_MARGIN < f["colour_to_match"]:
+        return "a colour lookalike"
+    if f["mirrored_gain"] > MIRROR_GAIN:
+        return "a turned pose"
+    if abs(f["padding_query"] - f["padding_match"]) > CROP_CHANGE:
+        return "a different crop"
+    return "none of the measured facts"
+
+
+def _why(r: dict[str, Any]) -> str:
+    c = r["cause"]
+    if c == "a colour lookalike":
+        return (f"a colour lookalike: gallery {r['nearest_wrong']}'s clothes are {r['colour_to_wrong']:.0f} from the "
+                f"query's in RGB, the match's {r['colour_to_match']:.0f}")
+    if c == "a lighting change":
+        return (f"a lighting change: the match is {abs(r['brightness_ratio'] - 1):.0%} "
+                f"{'brighter' if r['brightness_ratio'] > 1 else 'darker'} than the query")
+    if c == "a turned pose":
+        return f"a turned pose: the match mirrored is {r['mirrored_gain']:.0%} nearer in the feature"
+    if c == "a different crop":
+        return (f"a different crop: {r['padding_query']:.0%} of the query's frame is padding, "
+                f"{r['padding_match']:.0%} of the match's")
+    if c == "none of the measured facts":
+        return (f"none of the measured facts explains it (colour {r['colour_to_match']:.0f} to the match, "
+                f"{r['colour_to_wrong']:.0f} to the wrong image; brightness ×{r['brightness_ratio']:.2f})")
+    return (f"{c} ({r['colour_to_match']:.0f} to the match, {r['colour_to_wrong']:.0f} to gallery "
+            f"{r['nearest_wrong']})")
+
+
+def describe_row_facts(rows: list[dict[str, Any]]) -> str:
+    """Two lines per row under the ranked-results figure: where its match is (:func:`row_line`) and the
+    measured fact that explains it (or that none does)."""
+    return text_lines([f"{row_line(i, r)}\n  why: {_why(r)}" for i, r in enumerate(rows, start=1)])
+
+
+def text_lines(lines: list[str]) -> str:
+    return wrap("\n".join(lines))
+
+
+def hubs(retrieval: Retrieval) -> tuple[int, int, int]:
+    """(gallery images that are the wrong top-1 of two or more queries, the most frequent one, its count)."""
+    order = retrieval.ranked(1)[:, 0]
+    wrong = order[order != retrieval.gt]
+    if not len(wrong):
+        return 0, -1, 0
+    counts = torch.bincount(wrong, minlength=retrieval.dist.shape[1])
+    top = int(counts.argmax())
+    return int((counts >= 2).sum()), top, int(counts[top])
 
 
 def _hits(history: Any, epoch: int) -> list[float] | None:

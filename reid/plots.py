@@ -143,10 +143,15 @@ def plot_history(histories: Mapping[str, Any], path: str | Path | None = None,
     Rank-10 per epoch, each in its own panel; a ring marks each model's kept epoch (best val mAP).
     Drawn 9 inches wide, so its text stays readable shown 900 pixels wide (:func:`shown_text_px`).
 
+    When a model records its share of active triplets (``active_triplets``: the handout's triplet model,
+    the listed triplets whose loss was above zero), it gets the top-right panel and the legend goes above
+    the figure.
+
     Args:
         histories: {label: History or its dict}; each has iter_loss, val_loss, rank1, rank5, rank10, mAP.
     """
     fig, axes = plt.subplots(2, 3, figsize=(9.0, 5.6))
+    active = {label: [a for a in _get(h, "active_triplets") or [] if a is not None] for label, h in histories.items()}
     colors = matplotlib.colormaps["tab10"].colors
     windows = []
     for i, (label, h) in enumerate(histories.items()):
@@ -182,14 +187,25 @@ def plot_history(histories: Mapping[str, Any], path: str | Path | None = None,
         ax.xaxis.label.set_fontsize(8)
         ax.yaxis.label.set_fontsize(8)
         ax.tick_params(labelsize=8)
-    axes[0, 2].axis("off")  # the legend's panel: one entry per model, covering no curve
     handles, labels = axes[0, 1].get_legend_handles_labels()
     handles.append(matplotlib.lines.Line2D([], [], ls="none", marker="o", ms=9, mfc="none", mec="grey"))
     labels.append("ring: the kept epoch\n(best val mAP)")
-    axes[0, 2].legend(handles, labels, loc="center", fontsize=8, frameon=False)
+    if any(active.values()):
+        for i, (label, share) in enumerate(active.items()):
+            if share:
+                axes[0, 2].plot(np.arange(1, len(share) + 1), share, "s-", color=colors[i % 10], ms=3)
+        axes[0, 2].set(xlabel="epoch", ylabel="share", ylim=(0, 1.02),
+                       title="Listed triplets still active\n(loss > 0 when their step ran)")
+        axes[0, 2].title.set_fontsize(9)
+        fig.legend(handles, [t.replace("\n", " ") for t in labels], loc="upper center", ncol=len(labels),
+                   fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, 0, 1, 0.94))
+    else:
+        axes[0, 2].axis("off")  # the legend's panel: one entry per model, covering no curve
+        axes[0, 2].legend(handles, labels, loc="center", fontsize=8, frameon=False)
+        fig.tight_layout()
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     return _save(fig, path, colors=64)  # line plots: a small palette loses nothing
 
 

@@ -13,7 +13,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import torch
 from torch import nn
@@ -203,3 +203,61 @@ def score_predictions(pred_csv: str | Path, gt_csv: str | Path) -> dict[str, flo
     missing = sum(1 for q in gt if not pred.get(q))
     correct = sum(1 for q, g in gt.items() if pred.get(q) == g)
     return {"accuracy": correct / len(gt), "n": float(len(gt)), "missing": float(missing)}
+
+
+# ------------------------------------------------------------------- which model fills pred.csv
+PRED_RULES = ("smoothed", "rank1")
+PRED_RULE = "smoothed"
+"""How the notebook picks the handout model for pred.csv (:func:`choose_pred_model`); chosen from recorded
+runs with test answers (bench/BENCHMARKS.md, section 8)."""
+
+
+def kept_mean(history: Any, key: str = "mAP", around: int = 1) -> float:
+    """The mean of a val curve over the kept epoch and ``around`` epochs either side (those that exist):
+    a single epoch of a 49-person gallery moves by a few hundredths, the mean of three about half as much."""
+    values = getattr(history, key)
+    k = history.kept_epoch
+    window = [v for v in values[max(0, k - 1 - around): k + around] if v is not None]
+    return sum(window) / len(window)
+
+
+def choose_pred_model(histories: dict[str, Any], rule: str = PRED_RULE) -> tuple[str, str]:
+    """(the name of the handout model that fills pred.csv, why) by ``rule``: "smoothed" — the higher mean
+    val mAP over its kept epoch and the epochs either side; "rank1" — the higher val Rank-1 at the kept
+    epoch (the earlier rule)."""
+    if rule not in PRED_RULES:
+        raise ValueError(f"rule: expected one of {PRED_RULES}, got {rule!r}")
+    if rule == "rank1":
+        scores = {n: h.at_kept("rank1") for n, h in histories.items()}
+        what = "val Rank-1 at its kept epoch"
+    else:
+        scores = {n: kept_mean(h) for n, h in histories.items()}
+        what = "val mAP averaged over its kept epoch and the epochs either side"
+    best = max(scores, key=scores.get)
+    others = ", ".join(f"{s:.3f}" for n, s in scores.items() if n != best)
+    return best, f"the handout model with the higher {what}: {scores[best]:.3f} against {others}"
+
+
+def score_test(retrievals: dict[str, Retrieval], root: str | Path, dataset: RetrievalDataset) -> dict | None:
+    """Each model's test Rank-1 and mAP from its test Retrieval (features already measured), against
+    ``root/test_gt.csv`` where the layout has one (None otherwise: the course withholds it)."""
+    if not (Path(root) / "test_gt.csv").is_file():
+        return None
+    gt = test_ground_truth(root, dataset)
+    out = {}
+    for name, r in retrievals.items():
+        m = Retrieval.from_features(r.query, r.gallery, gt, r.metric, r.flip).metrics()
+        out[name] = {"rank1": m["rank1"], "mAP": m["mAP"], "queries": len(gt)}
+    return out
+
+
+def describe_test_scores(scores: dict | None, pred_name: str) -> str:
+    """Lines for the prediction cell: every model's test Rank-1 (= pred.csv's top-1 accuracy for the model
+    that filled it) and mAP, or why there are none."""
+    if scores is None:
+        return "No test_gt.csv here (the course keeps the test answers): pred.csv is ready to hand in."
+    lines = [f"Test, against test_gt.csv ({next(iter(scores.values()))['queries']} queries): "]
+    for name, s in scores.items():
+        mark = " ← pred.csv" if name == pred_name else (" ← pred_beyond.csv" if "beyond" in name else "")
+        lines.append(f"  {name}: Rank-1 (top-1 accuracy) {s['rank1']:.3f}, mAP {s['mAP']:.3f}{mark}")
+    return "\n".join(lines)

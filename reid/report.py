@@ -81,10 +81,15 @@ def curve_verdict(history: Any, rule: CurveRule = CurveRule()) -> tuple[str, str
     mean = f"its {k}-epoch mean" if k > 1 else "it"
     if getattr(history, "stop_reason", None):
         return "stopped", f"val mAP {history.stop_reason} ({mean} best at epoch {b}: {s[b - 1]:.3f})"
-    if state == "rising":
+    if state == "rising" and p.since_gain == 0:
         back = max(0, len(s) - 1 - rule.patience)
-        return state, (f"val mAP was still rising at its last epoch: {mean} gained {s[-1] - s[back]:+.3f} over the "
-                       f"last {len(s) - 1 - back} epochs, to {s[-1]:.3f}; a longer run would likely help")
+        return state, (f"val mAP was still rising at its last epoch: {mean} reached a new best, {s[-1]:.3f} "
+                       f"({s[-1] - s[back]:+.3f} over the last {len(s) - 1 - back} epochs); a longer run would "
+                       "likely help")
+    if state == "rising":
+        return state, (f"val mAP had not levelled yet: {mean}'s last gain was {p.since_gain} epoch"
+                       f"{'s' if p.since_gain > 1 else ''} before the end, fewer than the {rule.patience} the rule "
+                       f"waits (best {s[b - 1]:.3f} at epoch {b})")
     if state == "peaked":
         return state, (f"val mAP peaked at epoch {b} ({mean}: {s[b - 1]:.3f}) and has fallen by "
                        f"{s[b - 1] - s[-1]:.3f} since: the model has started to overfit its training images")

@@ -118,7 +118,12 @@ def stop_words(progress: Progress, rule: CurveRule, epochs_done: int, ceiling: i
         return (f"levelled: no gain in val mAP above {rule.min_delta:g} for {_epochs(rule.patience)} at the lowest "
                 f"rate, at epoch {progress.stopped}")
     if epochs_done >= ceiling:
-        how = "while still rising" if progress.state(rule) == "rising" else "after the curve levelled"
+        if progress.since_gain == 0:
+            how = "while still rising"
+        elif progress.state(rule) == "rising":
+            how = f"before the curve levelled (its last gain {_epochs(progress.since_gain)} before)"
+        else:
+            how = "after the curve levelled"
         return f"step ceiling reached {how} (epoch {epochs_done} of {ceiling})"
     return f"not finished: {epochs_done} of at most {ceiling} epochs"
 

@@ -402,6 +402,9 @@ def train_model(model: nn.Module, cfg: TrainConfig, train_set: Any, val_set: Any
         rule = cfg.curve_rule()
         print(wrap(f"Stopped: {stop_words(history.progress(rule), rule, history.epochs_done, cfg.epochs)}."))
     if progress and history.epochs_done > start:
+        skipped = skipped_epoch_lines(history, cfg.epochs, named_epochs(history))
+        if skipped:
+            print(skipped)
         peak, what = peak_memory(run.device)
         print(f"Peak memory: {peak / 1e9:.1f} GB ({what}).")
     if history.kept_epoch is not None and history.kept_epoch != history.epochs_done:
@@ -529,7 +532,7 @@ def ceiling_line(run: TrainRun, history: History) -> str:
     per_epoch = history.elapsed_seconds[0] if history.elapsed_seconds else 0.0
     minutes = per_epoch * run.cfg.epochs / 60
     return (f"Ceiling: {run.cfg.epochs * n:,} steps ({run.cfg.epochs} epochs of {n}); at epoch 1's pace "
-            f"({per_epoch:.0f} s with validation) at most {minutes:.0f} min here"
+            f"({per_epoch:.0f} s with validation) at most {minutes:.1f} min here"
             + ("; the val curve may stop it sooner." if run.cfg.schedule == "curve" else "."))
 
 
@@ -551,18 +554,41 @@ def epoch_line_step(epochs: int, most: int = EPOCH_LINES) -> int:
     return -(-epochs // most)
 
 
-def epoch_line(history: History, epochs: int) -> str:
-    """The line printed after each epoch: ``epoch 3/14: train loss 2.345, val loss 0.456,
-    Rank-1 0.321, Rank-5 …, mAP …, 41 s`` (one line per epoch, no progress-bar fragments)."""
-    e = history.epochs_done
-    parts = [f"epoch {e}/{epochs}: train loss {history.epoch_train_loss[-1]:.4f}"]
+def epoch_line(history: History, epochs: int, epoch: int | None = None) -> str:
+    """The line printed after each epoch (``epoch``, 1-based; default the last): ``epoch 3/14: train loss
+    2.345, val loss 0.456, Rank-1 0.321, Rank-5 …, mAP …, 41 s`` (no progress-bar fragments)."""
+    e = history.epochs_done if epoch is None else epoch
+    parts = [f"epoch {e}/{epochs}: train loss {history.epoch_train_loss[e - 1]:.4f}"]
     for key, label in (("val_loss", "val loss"), ("rank1", "Rank-1"), ("rank5", "Rank-5"),
                        ("rank10", "Rank-10"), ("mAP", "mAP")):
-        value = getattr(history, key)[-1]
+        value = getattr(history, key)[e - 1]
         if value is not None:
             parts.append(f"{label} {value:.3f}")
-    parts.append(f"{history.epoch_seconds[-1]:.0f} s")
+    parts.append(f"{history.epoch_seconds[e - 1]:.0f} s")
     return ", ".join(parts)
+
+
+def named_epochs(history: History) -> list[int]:
+    """The epochs the notebook's later lines name (:func:`reid.report.describe_history`): the kept one, the
+    best val Rank-1, the lowest validation loss."""
+    named = [history.kept_epoch]
+    r1 = [v if v is not None else -1 for v in history.rank1]
+    if r1:
+        named.append(max(range(len(r1)), key=lambda i: (r1[i], -i)) + 1)
+    vl = [(v, i) for i, v in enumerate(history.val_loss) if v is not None]
+    if vl:
+        named.append(min(vl)[1] + 1)
+    return [e for e in dict.fromkeys(named) if e]
+
+
+def skipped_epoch_lines(history: History, epochs: int, named: list[int]) -> str:
+    """The lines of the ``named`` epochs that a thinned log (:func:`shown_epoch`) did not print, so every
+    epoch a later line names can be read in the log; "" when none was skipped."""
+    missing = sorted(e for e in set(named) if 0 < e <= history.epochs_done and not shown_epoch(e, epochs))
+    if not missing:
+        return ""
+    return "\n".join(["Epochs named below that the thinned log skipped:",
+                      *(epoch_line(history, epochs, e) for e in missing)])
 
 
 def _append_epoch(history: History, steps: EpochSteps, metrics: dict[str, float | None],

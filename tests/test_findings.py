@@ -8,7 +8,10 @@ import pytest
 import torch
 
 from reid.evaluate import Retrieval
-from reid.findings import compare_handout_models, describe_comparison, describe_ranked_rows, ranked_rows
+from reid import text as textmod
+from reid.findings import (brightness, clothing_colour, compare_handout_models, describe_comparison,
+                           describe_ranked_rows, describe_row_facts, padding_share, ranked_rows, row_facts)
+from reid.images import IMAGENET_MEAN, IMAGENET_STD
 from reid.stats import bootstrap_interval, paired_comparison
 from reid.train import History
 
@@ -52,10 +55,10 @@ def test_ranked_rows_by_hand():
     assert rows[1]["match_distance"] == 0.6 and rows[1]["nearest_wrong_distance"] == 0.1
     assert [r["wrong_top1_of"] for r in rows] == [0, 2, 2]   # gallery 3 is the wrong top-1 of queries 1 and 2
     printed = describe_ranked_rows(rows, _retrieval())
-    assert max(len(line) for line in printed.splitlines()) <= 110
+    assert max(len(line) for line in printed.splitlines()) <= textmod.LINE_WIDTH
     text = " ".join(printed.split())
-    assert "row 1 (query 0): hit" in text and "is 0.300 farther" in text
-    assert "row 2 (query 1): near miss — match (gallery 1) at rank 3" in text and "(0.500 nearer)" in text
+    assert "row 1 (query 0): hit — the match (gallery 0) is nearest, 0.300 ahead of gallery 1" in text
+    assert "row 2 (query 1): near miss — the match (gallery 1) at rank 3, 0.500 behind gallery 3 (the wrong top-1 of 2 queries)" in text
     assert "Of the 3 rows, 1 are hits and 2 misses" in text and "ranks 3, 4" in text
     assert "1 gallery images are the wrong top-1 of two or more queries, most often gallery 3 (2 queries)" in text
 
@@ -100,3 +103,46 @@ def test_epoch_by_epoch_counts_where_each_curve_is_higher():
     text = " ".join(epoch_by_epoch([0.1, None, 0.2], [0.3, 0.4, 0.5]).split())
     assert text.endswith("each of the 2 epochs both models ran): the triplet model was higher at 2 of them, the ID model at 0.")
     assert epoch_by_epoch([], []) == "Epoch by epoch: no epoch validated by both models."
+
+
+def _person(top: tuple[int, int, int], bottom: tuple[int, int, int], width: int = 8) -> torch.Tensor:
+    """A normalised 16×16 frame: a person `width` columns wide, `top` colour over `bottom` (RGB 0–255),
+    zero padding either side."""
+    x = torch.zeros(3, 16, 16)
+    lo = (16 - width) // 2
+    for rows, rgb in ((slice(0, 8), top), (slice(8, 16), bottom)):
+        for c in range(3):
+            x[c, rows, lo:lo + width] = (rgb[c] / 255 - IMAGENET_MEAN[c]) / IMAGENET_STD[c]
+    return x
+
+
+def test_image_facts_by_hand():
+    img = _person((200, 0, 0), (0, 0, 100))
+    assert clothing_colour(img) == pytest.approx(torch.tensor([200.0, 0, 0, 0, 0, 100]), abs=0.5)
+    assert padding_share(img) == pytest.approx(0.5)
+    assert brightness(img) == pytest.approx((0.299 * 200 + 0.114 * 100) / 2, abs=0.5)
+
+
+def test_each_row_says_which_measured_fact_explains_it():
+    """Query 0 is a hit. Query 1's match wears other colours at the same brightness and its wrong top-1
+    wears the query's own (a colour lookalike); query 2's match is the same look, much darker (a lighting
+    change, which comes first: a camera's light also moves the colours); query 3's match looks exactly
+    like it, yet ranks behind another image: nothing measured explains that."""
+    red_blue, dark = _person((200, 0, 0), (0, 0, 100)), _person((90, 0, 0), (0, 0, 45))
+    swapped = _person((0, 0, 100), (200, 0, 0))   # as bright as red_blue, its colours the other way up
+    queries = torch.stack([red_blue, red_blue, red_blue, swapped])
+    gallery = torch.stack([red_blue, swapped, dark, swapped])  # gallery k is query k's match
+    r = Retrieval.from_features(torch.zeros(4, 2), torch.zeros(4, 2), torch.tensor([0, 1, 2, 3]))
+    r.dist = torch.tensor([[0.1, 0.9, 0.8, 0.5],
+                           [0.2, 0.7, 0.8, 0.5],    # gallery 0 before its match 1
+                           [0.2, 0.7, 0.8, 0.5],    # gallery 0 before its match 2
+                           [0.2, 0.7, 0.8, 0.5]])   # gallery 0 before its match 3
+    far = torch.full((4, 2), 10.0)                  # the mirrored gallery: no nearer than as it is
+    rows = row_facts(r, [0, 1, 2, 3], queries, gallery, mirrored_gallery=far)
+    assert [x["cause"] for x in rows] == ["the match is also nearest in colour", "a colour lookalike",
+                                          "a lighting change", "none of the measured facts"]
+    assert rows[2]["brightness_ratio"] == pytest.approx(0.45, abs=0.01)
+    lines = " ".join(describe_row_facts(rows).split())
+    assert "why: a colour lookalike: gallery 0's clothes are 0 from the query's in RGB, the match's" in lines
+    assert "why: a lighting change: the match is 55% darker than the query" in lines
+    assert "why: none of the measured facts explains it" in lines

@@ -547,3 +547,17 @@ def test_the_rate_drops_when_the_curve_levels(data, tmp_path, monkeypatch):
     h = run(data, "id", tmp_path, epochs=6, patience=2, lr_drops=1)
     lr = TrainConfig.handout_id().lr
     assert h.epochs_done == 5 and h.lr == pytest.approx([lr, lr, lr, lr / 10, lr / 10])
+
+
+def test_a_thinned_log_prints_the_epochs_later_lines_name(monkeypatch):
+    """A 40-epoch run prints a line every 3 epochs; the kept epoch, the best Rank-1 and the lowest val loss
+    get their lines anyway, once training ends, when the thinned log skipped them."""
+    maps = [0.1 + 0.01 * i for i in range(40)]
+    maps[16] = 0.9                                   # epoch 17: kept, skipped by the every-3rd log
+    h = History(recipe="id", epoch_train_loss=[1.0] * 40, val_loss=[1.0] * 19 + [0.5] + [1.0] * 20,
+                rank1=maps, rank5=maps, rank10=maps, mAP=maps, epoch_seconds=[1.0] * 40)
+    assert T.named_epochs(h) == [17, 20]
+    text = T.skipped_epoch_lines(h, 40, T.named_epochs(h))
+    assert text.splitlines()[0] == "Epochs named below that the thinned log skipped:"
+    assert [line.split(":")[0] for line in text.splitlines()[1:]] == ["epoch 17/40", "epoch 20/40"]
+    assert T.skipped_epoch_lines(h, 14, T.named_epochs(h)) == ""   # a short run's log skips nothing
