@@ -173,11 +173,12 @@ def bench_training(device: torch.device, iters: int, reps: int) -> dict[str, flo
             "train_bf16_speedup": paired_ratio(t[0], t[2])}
 
 
-def _strong_pair(device: torch.device, iters: int, reps: int, size: tuple[int, int]) -> tuple[Callable, Callable, float]:
-    """(end to end, pure compute) step functions of the stronger recipe at ``size``, warmed up,
-    and the FLOPs of one training step per image."""
+def _strong_pair(device: torch.device, iters: int, reps: int, size: tuple[int, int],
+                 pk: tuple[int, int] = (16, 4)) -> tuple[Callable, Callable, float]:
+    """(end to end, pure compute) step functions of the stronger recipe at ``size`` (batches of P×K = ``pk``
+    images, the preset's 16×4 by default), warmed up, and the FLOPs of one training step per image."""
     seed_everything(0)
-    cfg = TrainConfig.strong(epochs=reps + 2, max_iters_per_epoch=iters, input_size=size)  # P=16 × K=4 = 64 a batch
+    cfg = TrainConfig.strong(epochs=reps + 2, max_iters_per_epoch=iters, input_size=size, p=pk[0], k=pk[1])
     data = fake_idloss_set(cfg.p * cfg.k * iters, device, size=size, per_id=cfg.k)  # `iters` P×K batches
     model = build_model("resnet18", data.num_ids, head="bnneck", input_size=size)
     run = build_run(model, cfg, data)
@@ -228,13 +229,13 @@ def shape_markdown(r: dict) -> str:
 
 
 def bench_shape_speeds(device: torch.device, shapes: list[tuple[int, int]], iters: int, reps: int,
-                       base_epochs: int = 18) -> list[dict]:
+                       base_epochs: int = 18, pk: tuple[int, int] = (16, 4)) -> list[dict]:
     """End-to-end training speed of the stronger recipe at each of ``shapes`` relative to C2's
     128×128 (the runs alternated round after round; median over rounds of the paired ratio), its
     FLOPs per image, and the epochs that take about the wall time of ``base_epochs`` at 128×128
     (the schedules of an equal-time comparison, BENCHMARKS.md section 5)."""
     sizes = [SQUARE] + [s for s in shapes if s != SQUARE]
-    pairs = [_strong_pair(device, iters, reps, size) for size in sizes]
+    pairs = [_strong_pair(device, iters, reps, size, pk) for size in sizes]
     t = _alternate([e2e for e2e, _, _ in pairs], reps, device)
     speeds = [paired_ratio(t[0], ts) for ts in t]
     return [{"shape": size, "speed": speed, "gflops": flops / 1e9, "epochs": int(base_epochs * speed)}
@@ -337,7 +338,10 @@ if __name__ == "__main__":
     parser.add_argument("--shapes", default=None, help="e.g. 128x64,144x72: only their speed against 128x128")
     parser.add_argument("--base-epochs", type=int, default=18,
                         help="with --shapes: the 128x128 schedule the equal-time epochs are scaled from")
+    parser.add_argument("--pk", default="16x4", help="with --shapes: P×K of a batch (the preset's 16x4; smaller "
+                                                       "for a check that the tool runs)")
     args = parser.parse_args()
+    pk = tuple(int(v) for v in args.pk.lower().split("x"))
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.shapes:
@@ -348,7 +352,7 @@ if __name__ == "__main__":
         print("| input | training speed ÷ 128×128, end to end (median of rounds) | GFLOP a training image | "
               f"epochs for the wall time of {args.base_epochs} at 128×128 |\n| --- | --- | --- | --- |")
         for r in bench_shape_speeds(pick_device(), shapes, 1 if args.quick else 3, 2 if args.quick else 5,
-                                    args.base_epochs):
+                                    args.base_epochs, pk):
             print(f"| {r['shape'][0]}×{r['shape'][1]} | {r['speed']:.2f}× | {r['gflops']:.2f} | {r['epochs']} |")
     else:
         main(args.quick, args.shape_only)

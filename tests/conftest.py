@@ -43,6 +43,14 @@ TEST_LINE_WIDTH = 60
 a wrapped line fails here on every machine, not only where a long temporary path moves the break."""
 
 
+def fits_the_width(text: str) -> bool:
+    """Every line of a wrapped message within reid.text.LINE_WIDTH, except a line that is one word too long to
+    break (a path): where a line breaks then depends on nothing but the width."""
+    from reid import text as textmod
+
+    return all(len(line) <= textmod.LINE_WIDTH or len(line.split()) == 1 for line in text.splitlines())
+
+
 @pytest.fixture(autouse=True)
 def _narrow_lines_and_float32(monkeypatch):
     """Every unit test: messages wrapped at TEST_LINE_WIDTH (read them with reid.text.unwrap), and no
@@ -243,3 +251,29 @@ def zip_layout(layout: Path, zip_path: Path, inside: str = "") -> Path:
     return zip_path
 
 
+
+
+# --------------------------------------------------------------------------- the pretrained start
+def run_module(*args: str, env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
+    """``python -m args…`` in the project folder, one thread, its output captured."""
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+
+
+@pytest.fixture(scope="session")
+def standin(tmp_path_factory) -> dict:
+    """A tiny Market-named pool drawn by reid.synthetic, a layout built from it, another pool's layout, and
+    a stand-in weights file of one short epoch on the pool's other people (``bench.standin_weights``, its
+    command line): what the pretrained-path tests and the Colab simulation start from."""
+    from reid.build import build_from_pool, write_synthetic_pool
+
+    tmp = tmp_path_factory.mktemp("pretrained")
+    pool = write_synthetic_pool(tmp / "pool", identities=30, per_id=8)
+    layout = build_from_pool(pool, tmp / "layout", seed=0, train_ids=10, val_ids=5, test_ids=5, per_id=8)
+    other = build_from_pool(write_synthetic_pool(tmp / "other_pool", identities=20, per_id=8, seed=7),
+                            tmp / "other_layout", seed=0, train_ids=10, val_ids=5, test_ids=5, per_id=8)
+    weights = tmp / "runs" / "standin.pth"
+    done = run_module("bench.standin_weights", str(pool), str(weights), str(layout), "--epochs", "1", "--size", "64x32")
+    assert done.returncode == 0, done.stderr
+    return {"tmp": tmp, "pool": pool, "layout": layout, "other": other, "weights": weights,
+            "record": json.loads(weights.with_suffix(".json").read_text())}

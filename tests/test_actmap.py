@@ -7,6 +7,7 @@ matplotlib.use("Agg")
 
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+from conftest import fits_the_width
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
@@ -157,7 +158,7 @@ def test_description_comes_from_the_numbers():
                       "padding": [0.05, 0.03]})
     b = pd.DataFrame({"upper": [0.1], "middle": [0.3], "lower": [0.5], "padding": [0.1]})
     text = describe_activation_maps({"stronger recipe": a, "ID loss": b})
-    assert all(len(line) <= 110 for line in text.splitlines())       # wrapped to the notebook's width
+    assert fits_the_width(text)                                        # wrapped to the line width
     entries = text.replace("\n  ", " ").splitlines()                 # one entry per model, unwrapped
     assert entries == [
         "stronger recipe: 4 % of the map on padding; of the part on the person, 43 % on its upper third, "

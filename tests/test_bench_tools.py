@@ -18,16 +18,36 @@ from reid.train import TrainConfig
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_module_code(code: str) -> subprocess.CompletedProcess:
-    """`python -c CODE` from the repository root (bench/ imported as its users' scripts would); must succeed."""
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
-    return done
+IN_PROCESS = {"bench.run_all", "bench.time_to_accuracy", "bench.rerank_market"}
+"""Tools with a ``main(argv)``: run in this process (no second start of Python and torch, a few seconds
+each); the others through ``python -m``."""
 
 
 def run_module(*args: str) -> subprocess.CompletedProcess:
-    """`python -m ARGS` from the repository root; its exit code, stdout and stderr."""
-    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    """`python -m ARGS` from the repository root: its exit code, stdout and stderr."""
+    if args[0] not in IN_PROCESS:
+        return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    import contextlib
+    import importlib
+    import io
+    import os
+    import traceback
+
+    out, err, code, cwd, threads = io.StringIO(), io.StringIO(), 0, os.getcwd(), torch.get_num_threads()
+    try:
+        os.chdir(ROOT)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            result = importlib.import_module(args[0]).main(list(args[1:]))
+            code = result if isinstance(result, int) else 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except Exception:  # what `python -m` would print, and its exit status
+        err.write(traceback.format_exc())
+        code = 1
+    finally:
+        os.chdir(cwd)
+        torch.set_num_threads(threads)
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 
 def _write_run(path: Path, cfg: TrainConfig, rank1: list[float], **extra: object) -> None:
@@ -111,7 +131,7 @@ def test_bench_edits_no_import_path():
 def test_bench_train_shapes_prints_each_shape_against_the_square():
     """`bench_train --shapes`: one row per shape, 128×128 first at 1.00× with the base epochs, the
     FLOPs of a training image (the person's 128×64 half the square's); no speed is asserted."""
-    done = run_module("bench.bench_train", "--shapes", "128x64", "--quick", "--threads", "1", "--base-epochs", "18")
+    done = run_module("bench.bench_train", "--shapes", "128x64", "--quick", "--base-epochs", "18", "--pk", "2x2")
     assert done.returncode == 0, done.stderr
     rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| 128×")]
     assert [r[0].strip() for r in rows] == ["128×128", "128×64"]
@@ -268,19 +288,16 @@ def test_rerank_market_plain_numbers_are_the_runs_own_validation(rerank_run, nam
 def test_rerank_choice_needs_a_gain_on_val_and_on_test(val_gain, test_gain, replace):
     """choose(): the grid point with the best mean val mAP; it replaces the defaults only when it
     gains more than the margin (0.005) in mean mAP on val and again on test."""
-    code = f"""
-import json
-from bench.rerank_market import choose
-def model(a, b):
-    return {{"val": {{"defaults": {{"mAP": 0.5}}, "grid": {{"20,6,0.3": {{"mAP": 0.5}}, "5,6,0.1": {{"mAP": 0.5 + a}},
-                                                     "10,3,0.0": {{"mAP": 0.5 + a / 2}}}}}},
-            "test": {{"defaults": {{"mAP": 0.4}}, "chosen": {{"mAP": 0.4 + b}}}}}}
-out = choose({{"x": model({val_gain} * 2, {test_gain}), "y": model(0.0, {test_gain})}})
-print(json.dumps({{"params": out["params"], "replace": out["replace_defaults"], "gain": out["test_mean_mAP_gain"]}}))
-"""
-    done = run_module_code(code)
-    got = json.loads(done.stdout)
-    assert got["params"] == [5, 6, 0.1] and got["replace"] is replace and got["gain"] == pytest.approx(test_gain)
+    from bench.rerank_market import choose
+
+    def model(a, b):
+        return {"val": {"defaults": {"mAP": 0.5}, "grid": {"20,6,0.3": {"mAP": 0.5}, "5,6,0.1": {"mAP": 0.5 + a},
+                                                           "10,3,0.0": {"mAP": 0.5 + a / 2}}},
+                "test": {"defaults": {"mAP": 0.4}, "chosen": {"mAP": 0.4 + b}}}
+
+    out = choose({"x": model(val_gain * 2, test_gain), "y": model(0.0, test_gain)})
+    assert list(out["params"]) == [5, 6, 0.1] and out["replace_defaults"] is replace
+    assert out["test_mean_mAP_gain"] == pytest.approx(test_gain)
 
 
 def test_rerank_section_reads_the_recorded_run(rerank_run):

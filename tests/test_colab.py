@@ -27,7 +27,7 @@ from reid.colab import (SUBMISSION_NAME, UNPACK_MARKER, ProjectFilesError, Works
                         find_weights_once, layout_prefix, layout_zips, required_files, unpack_layout_zip,
                         weights_check)
 from reid.data import DataLayoutError, RetrievalDataset
-from conftest import ALLOW_CPU_LINE, MOUNT_LINE, first_cell, foldername, zip_layout
+from conftest import ALLOW_CPU_LINE, MOUNT_LINE, first_cell, fits_the_width, foldername, zip_layout
 from reid.layout import DataInfo
 from reid.text import unwrap  # noqa: E402
 
@@ -515,7 +515,7 @@ def test_keep_copies_into_the_drive_folder_only_from_outside(tmp_path):
 def test_weights_line_from_c6():
     assert weights_check(True, True) == "✓ ImageNet weights loaded into the backbone"
     assert weights_check(False, True).startswith("✗ ImageNet weights not loaded") and "run the first cell again" in weights_check(False, True)
-    assert all(len(line) <= 110 for line in weights_check(False, True).splitlines())
+    assert fits_the_width(weights_check(False, True))
     assert "first cell again" not in weights_check(False, False)
 
 
@@ -531,7 +531,7 @@ def test_first_cell_looks_for_the_weights_once_in_order(monkeypatch, tmp_path):
     assert missing.path is None and calls == [RESNET18_URL]
     line = weights_check(missing, True)
     assert line.startswith("✗ ImageNet weights not found.") and "Runtime → Restart session" in " ".join(line.split())
-    assert "REID_IMAGENET_WEIGHTS" in " ".join(line.split()) and max(map(len, line.splitlines())) <= 110
+    assert "REID_IMAGENET_WEIGHTS" in " ".join(line.split()) and fits_the_width(line)
     assert find_weights_once() is missing and len(calls) == 1               # once per kernel
     report = load_imagenet_weights(build_model(), source=missing)         # C6: no second network attempt
     assert not report.ok and len(calls) == 1

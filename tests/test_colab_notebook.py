@@ -1,4 +1,5 @@
-"""The whole notebook on a simulated Colab runtime, cell by cell, with nbclient (quick mode).
+"""The whole notebook on a simulated Colab runtime, cell by cell, with nbclient (quick mode), every model
+starting from a stand-in weights file that the first cell finds in torch's hub cache (the pretrained path).
 
 A fake ``google.colab`` package sits on the kernel's path (``drive.mount`` does nothing, the "Drive" is a
 temporary folder holding the project as ``git archive`` ships it and a course zip; ``files.download``
@@ -23,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ALLOW_CPU_LINE, MOUNT_LINE, foldername, zip_layout
+from reid.config import start_folder
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -51,14 +53,14 @@ def _errors(cell) -> list[str]:
 
 
 @pytest.fixture
-def colab(tmp_path, archive, monkeypatch):
-    from reid.build import build_synthetic
-
+def colab(tmp_path, archive, standin, monkeypatch):
     drive = tmp_path / "drive"
     project = drive / "MyDrive" / foldername()
     shutil.copytree(archive, project)
-    layout = build_synthetic(tmp_path / "layout", seed=0, train_ids=24, val_ids=12, test_ids=12, per_id=6)
-    zip_layout(layout, project / "course data.zip", "pa2_data/")
+    zip_layout(standin["layout"], project / "course data.zip", "pa2_data/")
+    hub = tmp_path / "torch" / "hub" / "checkpoints"   # where torch keeps a downloaded resnet18-5c106cde.pth
+    hub.mkdir(parents=True)
+    shutil.copy(standin["weights"], hub / "resnet18-5c106cde.pth")
     fake = tmp_path / "fake_colab"
     for rel, text in FAKE_COLAB.items():
         (fake / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -67,12 +69,32 @@ def colab(tmp_path, archive, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     env = {"REID_QUICK": "1", "REID_LOCAL": str(tmp_path / "content"), "TORCH_HOME": str(tmp_path / "torch"),
            "FAKE_COLAB_DOWNLOADS": str(tmp_path / "downloads.txt"), "MPLBACKEND": "Agg",
-           "PYTHONPATH": str(fake), "OMP_NUM_THREADS": "1"}
+           "PYTHONPATH": str(fake)}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     (tmp_path / "elsewhere").mkdir()
     return type("Colab", (), {"drive": drive, "project": project, "local": tmp_path / "content",
-                              "downloads": tmp_path / "downloads.txt", "cwd": tmp_path / "elsewhere"})
+                              "downloads": tmp_path / "downloads.txt", "cwd": tmp_path / "elsewhere",
+                              "torch_home": tmp_path / "torch"})
+
+
+def _check_the_pretrained_start(nb, code: list[int], sha: str) -> None:
+    """The first cell found the weights in torch's hub cache, C6 loaded them, and each model's settings line
+    names the file as its start (the settings measured for a pretrained start)."""
+    first = " ".join(_stdout(nb.cells[code[0]]).split())
+    assert "✓ ImageNet weights: " in first and "(torch hub cache); C6 loads this file" in first
+    c6 = next(i for i in code if "load_imagenet_weights(backbone" in nb.cells[i].source)
+    assert _stdout(nb.cells[c6]).startswith("✓ ImageNet weights loaded")
+    for marker in ("TrainConfig.handout_id", "TrainConfig.handout_triplet", "TrainConfig.strong"):
+        cell = next(nb.cells[i] for i in code if f"plan_training({marker}" in nb.cells[i].source)
+        text = " ".join(_stdout(cell).split())
+        assert f"Settings: start: resnet18-5c106cde.pth (sha256 {sha[:8]}…)" in text, text[:300]
+
+
+def standin_sha(colab) -> str:
+    from reid.checkpoints import file_sha256
+
+    return file_sha256(colab.torch_home / "hub" / "checkpoints" / "resnet18-5c106cde.pth")
 
 
 def test_colab_runtime_packs_only_the_saved_run(colab):
@@ -99,6 +121,7 @@ def test_colab_runtime_packs_only_the_saved_run(colab):
             client.execute_cell(nb.cells[i], i)
             assert not _errors(nb.cells[i]), (i, _errors(nb.cells[i]), nb.cells[i].source[:200])
         token = re.search(r"Run token: (\S+)", _stdout(nb.cells[code[0]])).group(1)
+        _check_the_pretrained_start(nb, code, standin_sha(colab))
         assert f"Predictions of run {token}" in _stdout(nb.cells[predict])
         zip_path = colab.project / "runs" / "quick" / "submission.zip"
 
@@ -124,5 +147,6 @@ def test_colab_runtime_packs_only_the_saved_run(colab):
     local = sorted(p.relative_to(colab.local / "reid_runs" / "quick") for p in colab.local.rglob("last.pt"))
     kept = sorted(p.relative_to(colab.project / "runs" / "quick") for p in (colab.project / "runs").rglob("last.pt"))
     assert len(local) == 3 and local == kept
-    assert all(p.parts[1] == "random" for p in local)                 # offline: every model from random weights
+    sha = standin_sha(colab)
+    assert all(p.parts[1] == start_folder(f"sha256:{sha}") for p in local)   # every model from the weights file
     assert sys.modules.get("google.colab") is None                    # the fake lived in the kernel only

@@ -5,6 +5,7 @@ import urllib.error
 from pathlib import Path
 
 import pytest
+from conftest import fits_the_width
 import torch
 import torchvision
 from torch import nn
@@ -225,7 +226,7 @@ def test_q5_describes_the_handouts_2017_file() -> None:
     report = weight_mapping_report(model)
     assert len(report.loaded) == 100 and len(report.not_loaded) == 36 and len(model.state_dict()) == 136
     text = " ".join(report.summary().split())  # the summary is wrapped at 110 characters
-    assert max(len(line) for line in report.summary().splitlines()) <= 110
+    assert fits_the_width(report.summary())
     assert text.startswith("Would load 100 of 136 tensors from resnet18-5c106cde.pth")
     assert "also holds the 20 BN num_batches_tracked counters: 120 tensors would load." in text
     assert "20 BN num_batches_tracked counters are not in the checkpoint" in text

@@ -104,7 +104,7 @@ MEASURED = (r"\b0\.\d{2,3}\b",                          # a fraction: Rank-k, mA
             r"[+−-]\d+\.\d{2,3}",                       # a difference: +0.025
             r"\b\d+(?:\.\d+)?\s?(?:min|minutes)\b",     # minutes
             r"\d+(?:\.\d+)?\s?%")                       # a percentage
-ALLOWED = {"95 %"}   # the level of the bootstrap intervals, a setting
+ALLOWED = {"95 %", "0.005"}   # settings: the bootstrap intervals' level, the curve rule's least gain
 
 
 def test_markdown_types_no_measured_number():

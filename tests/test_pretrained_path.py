@@ -1,43 +1,19 @@
-"""The pretrained start, end to end on this machine: a tiny Market-named pool drawn by reid.synthetic, a
-layout built from it, a stand-in weights file of one short epoch trained on the pool's other people
-(bench/standin_weights.py), and the notebook in quick mode starting every model from it."""
+"""The pretrained start's stand-in (bench/standin_weights.py): a tiny Market-named pool drawn by reid.synthetic,
+a layout built from it, and a weights file of one short epoch trained on the pool's other people (the
+``standin`` fixture of conftest.py). The whole notebook starting every model from such a file runs in
+tests/test_colab_notebook.py, on a simulated Colab runtime."""
 from __future__ import annotations
 
-import json
-import os
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from reid.build import build_from_pool, read_pool, write_synthetic_pool
-from reid.checkpoints import file_sha256, load_checkpoint
-from reid.config import start_folder
+from reid.build import read_pool
+from reid.checkpoints import file_sha256
 from reid.model import ModifiedResNet18, load_imagenet_weights
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def run_module(*args: str, env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
-
-
-@pytest.fixture(scope="module")
-def standin(tmp_path_factory) -> dict:
-    tmp = tmp_path_factory.mktemp("pretrained")
-    pool = write_synthetic_pool(tmp / "pool", identities=30, per_id=8)
-    layout = build_from_pool(pool, tmp / "layout", seed=0, train_ids=10, val_ids=5, test_ids=5, per_id=8)
-    other = build_from_pool(write_synthetic_pool(tmp / "other_pool", identities=20, per_id=8, seed=7),
-                            tmp / "other_layout", seed=0, train_ids=10, val_ids=5, test_ids=5, per_id=8)
-    weights = tmp / "runs" / "standin.pth"
-    done = run_module("bench.standin_weights", str(pool), str(weights), str(layout), "--epochs", "1", "--size", "64x32")
-    assert done.returncode == 0, done.stderr
-    return {"tmp": tmp, "pool": pool, "layout": layout, "other": other, "weights": weights,
-            "record": json.loads(weights.with_suffix(".json").read_text())}
 
 
 def test_the_standin_trains_on_the_pool_minus_the_layouts_people(standin):
@@ -60,39 +36,23 @@ def test_the_standin_is_in_the_2017_files_format_and_loads_through_c6(standin):
     assert report.ok and len(report.loaded) == 100 and report.sha256 == standin["record"]["sha256"]
 
 
-def test_a_layout_of_another_pool_is_an_error(standin, tmp_path):
-    done = run_module("bench.standin_weights", str(standin["pool"]), str(tmp_path / "w.pth"), str(standin["other"]),
-                      "--epochs", "1")
-    assert done.returncode == 2
-    assert "built from a pool (BUILD_INFO.json) but none of its" in done.stderr and str(standin["other"]) in done.stderr
+def test_a_layout_of_another_pool_is_an_error(standin, tmp_path, capsys):
+    from bench import standin_weights
+
+    with pytest.raises(SystemExit) as exit_:
+        standin_weights.main([str(standin["pool"]), str(tmp_path / "w.pth"), str(standin["other"]), "--epochs", "1"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert "built from a pool (BUILD_INFO.json) but none of its" in " ".join(err.split()) and str(standin["other"]) in err
     assert not (tmp_path / "w.pth").exists()
 
 
-def _stdout(cell: dict) -> str:
-    return "".join("".join(o.get("text", "")) for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+def test_another_pool_on_purpose_leaves_no_one_out(standin, tmp_path):
+    """--other-pool: the synthetic pedestrians against a Market layout — no person can be shared, so none is
+    left out, and the record says so; a layout that does share the pool's images is still an error."""
+    from bench import standin_weights
 
-
-def test_the_notebook_starts_every_model_from_the_weights_file(standin):
-    """Quick mode with REID_IMAGENET_WEIGHTS: C6 says ✓, each model's settings line names the pretrained
-    start, and each model keeps a best.pt in its start's folder."""
-    tmp = standin["tmp"]
-    out = tmp / "executed.ipynb"
-    done = run_module("jupyter", "nbconvert", "--to", "notebook", "--execute", "--output", str(out),
-                      "--ExecutePreprocessor.timeout=900", "assignment.ipynb",
-                      env={"REID_QUICK": "1", "REID_DATA": str(standin["layout"]), "REID_RUNS": str(tmp / "runs"),
-                           "REID_IMAGENET_WEIGHTS": str(standin["weights"]), "MPLBACKEND": "Agg"})
-    assert done.returncode == 0, done.stderr[-3000:]
-    cells = [c for c in json.loads(out.read_text())["cells"] if c["cell_type"] == "code"]
-    source = lambda c: c["source"] if isinstance(c["source"], str) else "".join(c["source"])  # noqa: E731
-    c6 = next(c for c in cells if "load_imagenet_weights(backbone" in source(c))
-    assert _stdout(c6).startswith("✓ ImageNet weights loaded")
-    assert "✓ ImageNet weights: " in _stdout(cells[0]) and "$REID_IMAGENET_WEIGHTS" in _stdout(cells[0])
-    sha = standin["record"]["sha256"]
-    for marker in ("TrainConfig.handout_id", "TrainConfig.handout_triplet", "TrainConfig.strong"):
-        text = " ".join(_stdout(next(c for c in cells if f"plan_training({marker}" in source(c))).split())
-        assert re.search(rf"Settings: start: standin\.pth \(sha256 {sha[:8]}…\)", text), text
-        assert "the budget from pretrained weights" in text or "quick mode" in text
-    folder = next((tmp / "runs" / "quick").glob("pool-*")) / start_folder(f"sha256:{sha}")
-    for model in ("id", "triplet", "strong"):
-        best = load_checkpoint(folder / model / "best.pt")
-        assert best["cfg"]["start"] == f"sha256:{sha}" and (folder / model / "last.pt").is_file()
+    paths, pids, record = standin_weights.training_people(standin["pool"], [standin["other"]], other_pool=True)
+    assert record["other_pool"] is True and record["excluded_identities"] == [] and len(paths) == 30 * 8
+    with pytest.raises(standin_weights.StandinError, match="which --other-pool says is another pool"):
+        standin_weights.training_people(standin["pool"], [standin["layout"]], other_pool=True)
