@@ -152,6 +152,7 @@ def test_first_cell_mounts_drive_and_works_in_the_project_folder(runtime, monkey
     assert "CPU: " in out and "in hardware" in out   # the machine the timings come from
 
 
+@pytest.mark.reliability
 def test_first_cell_stops_on_a_colab_runtime_without_a_gpu(runtime):
     """ALLOW_CPU = False (the default) and no GPU on Colab: the notebook stops with the steps to get one,
     instead of training for an hour on two slow CPUs."""

@@ -70,6 +70,7 @@ def _scaled_step(model, optimizer) -> None:
     scaler.update()
 
 
+@pytest.mark.reliability
 def test_a_plain_adam_state_in_a_fused_adam_fails_in_torch_and_not_here():
     """The crash a student met (a CPU run resumed on a T4): load_state_dict takes the saved group's
     ``fused=None`` and the GradScaler's step then fails. load_optimizer_state keeps the optimiser's flags."""
@@ -84,6 +85,7 @@ def test_a_plain_adam_state_in_a_fused_adam_fails_in_torch_and_not_here():
     assert int(fused.state[model.weight]["step"]) == 2  # the saved step went on
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("recipe", ["id", "strong"])
 @pytest.mark.parametrize("written", PRECISIONS)
 @pytest.mark.parametrize("resumed", PRECISIONS)
@@ -125,6 +127,7 @@ def test_train_validate_keep_resume_predict_and_rerank_in_each_precision(data, t
     assert written.read_text().count(",test/gallery/") == 2, name
 
 
+@pytest.mark.reliability
 def test_a_float16_overflow_is_reported_as_such(data):
     """Features beyond float16's 65,504 overflow to inf under float16 autocast: the non-finite check
     fires, names the precision, and says how to train without it."""

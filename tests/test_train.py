@@ -526,6 +526,7 @@ def test_an_error_mid_run_keeps_the_epochs_completed_before_it(data, tmp_path):
     assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 2
 
 
+@pytest.mark.reliability
 def test_a_stopped_run_is_complete_and_a_resume_trains_no_further(data, tmp_path, monkeypatch, capsys):
     """The val curve stops a run (patience 1, no drops): the stop is in the History and last.pt, and a
     resume with a higher ceiling does not train on."""
