@@ -5,18 +5,19 @@
 2. Market-sized evaluation against a per-query numpy loop (bench_eval), and k-reciprocal
    re-ranking against the per-probe numpy reference (bench_rerank; the reference needs about
    1.5 minutes and 12 GB at that size).
-3.–7. Made of recorded runs (results/): 3 time to accuracy (`python -m bench.time_to_accuracy`,
+3.–8. Made of recorded runs (results/): 3 time to accuracy (`python -m bench.time_to_accuracy`,
    up to 20 minutes each, started by hand; the command is in the section), 4 training budgets
    (results/budget/), 5 the stronger recipe's input shape at equal wall time (results/shape/),
    6 re-ranking on the Market layout (results/rerank_market.json), 7 the pretrained start
-   (results/pretrained/). bench/sections.py, bench/shape_report.py and bench/pretrained_report.py
+   (results/pretrained/), 8 training as long as the curve gains, on three priors (results/ceiling/).
+   bench/sections.py, bench/shape_report.py, bench/pretrained_report.py and bench/ceiling_report.py
    write them.
 
     python -m bench.run_all                  # everything (make bench)
-    python -m bench.run_all --tta-only       # rewrite sections 3-7 of BENCHMARKS.md from results/
+    python -m bench.run_all --tta-only       # rewrite sections 3-8 of BENCHMARKS.md from results/
     python -m bench.run_all --tta-section [RESULTS_DIR]   # print section 3 made of RESULTS_DIR
-    python -m bench.run_all --check          # exit 1 unless BENCHMARKS.md holds sections 3-7 of results/
-    python -m bench.run_all --section N [RESULTS_DIR]   # print section N (3-7) made of RESULTS_DIR
+    python -m bench.run_all --check          # exit 1 unless BENCHMARKS.md holds sections 3-8 of results/
+    python -m bench.run_all --section N [RESULTS_DIR]   # print section N (3-8) made of RESULTS_DIR
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from pathlib import Path
 import torch
 
 from bench import bench_eval, bench_rerank, bench_train
+from bench.ceiling_report import ceiling_section
 from bench.pretrained_report import pretrained_section
 from bench.sections import budget_section, rerank_section, tta_section
 from bench.shape_report import shape_section
@@ -37,30 +39,31 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 SECTIONS = {"3": tta_section, "4": lambda r: budget_section(r / "budget"), "5": lambda r: shape_section(r / "shape"),
-            "6": lambda r: rerank_section(r / "rerank_market.json"), "7": lambda r: pretrained_section(r / "pretrained")}
+            "6": lambda r: rerank_section(r / "rerank_market.json"), "7": lambda r: pretrained_section(r / "pretrained"),
+            "8": lambda r: ceiling_section(r / "ceiling")}
 """Section number → the function that writes it from a results folder."""
 
 
 
 def recorded_sections(results: Path = ROOT / "results") -> str:
-    """Sections 3–7, the ones made of recorded runs in ``results``."""
+    """Sections 3–8, the ones made of recorded runs in ``results``."""
     return "\n\n".join(SECTIONS[n](results) for n in SECTIONS)
 
 
 def rewrite_tta_section(path: Path = HERE / "BENCHMARKS.md") -> None:
-    """Replace sections 3–7 of an existing BENCHMARKS.md (after a time-to-accuracy, budget, shape,
+    """Replace sections 3–8 of an existing BENCHMARKS.md (after a time-to-accuracy, budget, shape,
     re-ranking or pretrained-start run), leaving the timed sections 1 and 2 as they were measured."""
     text = path.read_text()
     start = text.index("## 3. Time to accuracy")
     path.write_text(text[:start] + recorded_sections() + "\n")
-    print(f"rewrote sections 3-7 of {path}")
+    print(f"rewrote sections 3-8 of {path}")
 
 
 def _check() -> int:
-    """0 when BENCHMARKS.md holds sections 3–7 as results/ gives them, else 1 with a message."""
+    """0 when BENCHMARKS.md holds sections 3–8 as results/ gives them, else 1 with a message."""
     if recorded_sections() in (HERE / "BENCHMARKS.md").read_text():
         return 0
-    print(f"{HERE / 'BENCHMARKS.md'}: sections 3-7 are not what results/ gives; "
+    print(f"{HERE / 'BENCHMARKS.md'}: sections 3-8 are not what results/ gives; "
           "rewrite them with `python -m bench.run_all --tta-only`", file=sys.stderr)
     return 1
 
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args == ["--check"]:
         return _check()
     elif args:
-        print(f"usage: python -m bench.run_all [--tta-only | --tta-section [RESULTS_DIR] | --section 3-7 [RESULTS_DIR] "
+        print(f"usage: python -m bench.run_all [--tta-only | --tta-section [RESULTS_DIR] | --section 3-8 [RESULTS_DIR] "
               f"| --check]; got {args}", file=sys.stderr)
         return 2
     else:
@@ -89,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def benchmarks_document() -> str:
-    """Run sections 1–2's benchmarks now and return the whole BENCHMARKS.md, sections 3–7 from results/."""
+    """Run sections 1–2's benchmarks now and return the whole BENCHMARKS.md, sections 3–8 from results/."""
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     load = os.getloadavg()[0]
     train = bench_train.main()

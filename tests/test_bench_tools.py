@@ -390,3 +390,36 @@ def test_gpu_check_skips_without_cuda_and_runs_every_stage_dry(tmp_path, monkeyp
     models = data["models"]
     assert all(models[m]["epochs"] == 2 and 0 <= models[m]["kept_val_rank1"] <= 1 for m in ("id", "triplet", "strong"))
     assert models["pred.csv"]["model"] in ("id", "triplet") and models["pred.csv"]["missing"] == 0
+
+
+def _ceiling_run(path: Path, maps: list[float], test_maps: list[float], schedule: str, ranks: list[list[int]],
+                 epochs: int) -> None:
+    cfg = TrainConfig.handout_id(epochs=epochs, schedule=schedule)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"config": cfg.to_dict(), "mAP": maps, "rank1": maps, "kept_epoch": None,
+                                "test_per_epoch": [{"rank1": sum(r == 1 for r in q) / len(q), "mAP": t,
+                                                    "match_rank": q} for t, q in zip(test_maps, ranks)]}))
+
+
+def test_ceiling_section_compares_the_rules_on_hand_made_runs(tmp_path):
+    """Section 8 from hand-made runs: the kept epoch by the best val mAP and by its 3-epoch mean, the curve
+    rule against today's budget query by query on test, and which handout model each pred.csv rule picks."""
+    from bench.ceiling_report import ceiling_section, kept_epoch, kept_rule_table, load_runs, pred_rule_table
+
+    curve = [0.1, 0.5, 0.1, 0.40, 0.44, 0.40, 0.2]
+    assert kept_epoch(curve) == 2                 # a spike is the best epoch
+    assert kept_epoch(curve, "smoothed") == 5     # (0.40 + 0.44 + 0.40) / 3 is the best mean with its neighbours
+    hit, miss = [1] * 20, [2] * 20
+    _ceiling_run(tmp_path / "id_synthetic_curve.json", curve, [0.1, 0.2, 0.2, 0.3, 0.4, 0.3, 0.2],
+                 "curve", [miss, miss, miss, hit, hit, hit, miss], 40)
+    _ceiling_run(tmp_path / "id_synthetic_today.json", [0.1, 0.3, 0.35], [0.1, 0.3, 0.3], "cosine",
+                 [miss, hit, hit], 3)
+    _ceiling_run(tmp_path / "triplet_synthetic_curve.json", [0.2, 0.3], [0.2, 0.25], "curve", [miss, hit], 4)
+    runs = load_runs(tmp_path)
+    rows, better = kept_rule_table(runs)
+    assert better == "smoothed" and "| `id_synthetic_curve` | 2 · 5 | 0.200 · 0.400 |" in "\n".join(rows)
+    picks = pred_rule_table(runs)[2]
+    assert "| synthetic |" in picks and picks.count("id (test") == 1 and picks.count("triplet (test") == 1
+    text = ceiling_section(tmp_path)
+    assert "| ID model (handout) | synthetic | +0.150 | -1.000 | behind [-1.000, -1.000] | 7 · 3 |" in text
+    assert "The rule with the higher mean test mAP: **smoothed**." in text
