@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from reid.schedule import CurveRule, follow_curve, stop_words
 from reid.stats import paired_comparison
