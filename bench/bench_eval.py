@@ -246,16 +246,22 @@ def main(quick: bool = False, torchreid_cy: Path | None = None) -> dict[str, Any
             "compiled": compiled, "compiled_markdown": compiled_md}
 
 
-if __name__ == "__main__":
+def cli(argv: list[str] | None = None) -> int:
+    """The command line (``python -m bench.bench_eval ...``); returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a quarter-sized problem, fewer runs")
     parser.add_argument("--torchreid-cy", type=Path, default=None,
                         help="folder holding a built torchreid rank_cy module, to time beside ours")
     parser.add_argument("--compiled-only", action="store_true",
                         help="with --torchreid-cy: only time and check torchreid's evaluator against ours")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.compiled_only:
         if args.torchreid_cy is None:
             parser.error("--compiled-only needs --torchreid-cy DIR")
-        sys.exit(check_compiled(args.torchreid_cy, args.quick))
+        return check_compiled(args.torchreid_cy, args.quick)
     main(quick=args.quick, torchreid_cy=args.torchreid_cy)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

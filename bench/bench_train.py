@@ -27,6 +27,7 @@ epochs an equal-wall-time schedule gets (section 5's arms beyond 128×64).
 from __future__ import annotations
 
 import argparse
+import sys
 import os
 import statistics
 import time
@@ -328,7 +329,9 @@ def markdown(r: dict) -> str:
     return "\n".join(rows)
 
 
-if __name__ == "__main__":
+def cli(argv: list[str] | None = None) -> int:
+    """The command line (``python -m bench.bench_train ...``); returns the exit status. ``--threads`` sets
+    torch's threads for this call only."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations and repeats")
     parser.add_argument("--shape-only", action="store_true",
@@ -340,19 +343,28 @@ if __name__ == "__main__":
                         help="with --shapes: the 128x128 schedule the equal-time epochs are scaled from")
     parser.add_argument("--pk", default="16x4", help="with --shapes: P×K of a batch (the preset's 16x4; smaller "
                                                        "for a check that the tool runs)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     pk = tuple(int(v) for v in args.pk.lower().split("x"))
+    threads = torch.get_num_threads()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.shapes:
-        try:  # each HxW read as `--set input_size=HxW` reads it
-            shapes = [parse_setting(f"input_size={text}")[1] for text in args.shapes.split(",")]
-        except SettingError as err:
-            parser.error(f"--shapes: {err}")
-        print("| input | training speed ÷ 128×128, end to end (median of rounds) | GFLOP a training image | "
-              f"epochs for the wall time of {args.base_epochs} at 128×128 |\n| --- | --- | --- | --- |")
-        for r in bench_shape_speeds(pick_device(), shapes, 1 if args.quick else 3, 2 if args.quick else 5,
-                                    args.base_epochs, pk):
-            print(f"| {r['shape'][0]}×{r['shape'][1]} | {r['speed']:.2f}× | {r['gflops']:.2f} | {r['epochs']} |")
-    else:
-        main(args.quick, args.shape_only)
+    try:
+        if args.shapes:
+            try:  # each HxW read as `--set input_size=HxW` reads it
+                shapes = [parse_setting(f"input_size={text}")[1] for text in args.shapes.split(",")]
+            except SettingError as err:
+                parser.error(f"--shapes: {err}")
+            print("| input | training speed ÷ 128×128, end to end (median of rounds) | GFLOP a training image | "
+                  f"epochs for the wall time of {args.base_epochs} at 128×128 |\n| --- | --- | --- | --- |")
+            for r in bench_shape_speeds(pick_device(), shapes, 1 if args.quick else 3, 2 if args.quick else 5,
+                                        args.base_epochs, pk):
+                print(f"| {r['shape'][0]}×{r['shape'][1]} | {r['speed']:.2f}× | {r['gflops']:.2f} | {r['epochs']} |")
+        else:
+            main(args.quick, args.shape_only)
+    finally:
+        torch.set_num_threads(threads)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -13,7 +13,9 @@ Test modules import helpers from here (``from conftest import ...``), never from
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import os
 import re
@@ -254,17 +256,11 @@ def zip_layout(layout: Path, zip_path: Path, inside: str = "") -> Path:
 
 
 # --------------------------------------------------------------------------- the pretrained start
-def run_module(*args: str, env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
-    """``python -m args…`` in the project folder, one thread, its output captured."""
-    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
-
-
 @pytest.fixture(scope="session")
 def standin(tmp_path_factory) -> dict:
     """A tiny Market-named pool drawn by reid.synthetic, a layout built from it, another pool's layout, and
     a stand-in weights file of one short epoch on the pool's other people (``bench.standin_weights``, its
-    command line): what the pretrained-path tests and the Colab simulation start from."""
+    command line's ``main``): what the pretrained-path tests and the Colab simulation start from."""
     from reid.build import build_from_pool, write_synthetic_pool
 
     tmp = tmp_path_factory.mktemp("pretrained")
@@ -273,7 +269,9 @@ def standin(tmp_path_factory) -> dict:
     other = build_from_pool(write_synthetic_pool(tmp / "other_pool", identities=20, per_id=8, seed=7),
                             tmp / "other_layout", seed=0, train_ids=10, val_ids=5, test_ids=5, per_id=8)
     weights = tmp / "runs" / "standin.pth"
-    done = run_module("bench.standin_weights", str(pool), str(weights), str(layout), "--epochs", "1", "--size", "64x32")
-    assert done.returncode == 0, done.stderr
+    from bench import standin_weights  # its command line, in this process (no second start of torch)
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        standin_weights.main([str(pool), str(weights), str(layout), "--epochs", "1", "--size", "64x32"])
     return {"tmp": tmp, "pool": pool, "layout": layout, "other": other, "weights": weights,
             "record": json.loads(weights.with_suffix(".json").read_text())}

@@ -18,9 +18,10 @@ from reid.train import TrainConfig
 ROOT = Path(__file__).resolve().parent.parent
 
 
-IN_PROCESS = {"bench.run_all", "bench.time_to_accuracy", "bench.rerank_market"}
-"""Tools with a ``main(argv)``: run in this process (no second start of Python and torch, a few seconds
-each); the others through ``python -m``."""
+IN_PROCESS = {"bench.run_all": "main", "bench.time_to_accuracy": "main", "bench.rerank_market": "main",
+              "bench.bench_eval": "cli", "bench.bench_train": "cli"}
+"""Tools whose command line is a function of argv: run in this process (no second start of Python and torch,
+a few seconds each); any other through ``python -m``."""
 
 
 def run_module(*args: str) -> subprocess.CompletedProcess:
@@ -37,7 +38,7 @@ def run_module(*args: str) -> subprocess.CompletedProcess:
     try:
         os.chdir(ROOT)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            result = importlib.import_module(args[0]).main(list(args[1:]))
+            result = getattr(importlib.import_module(args[0]), IN_PROCESS[args[0]])(list(args[1:]))
             code = result if isinstance(result, int) else 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
