@@ -398,7 +398,8 @@ def train_model(model: nn.Module, cfg: TrainConfig, train_set: Any, val_set: Any
         if folder is not None and sync is not None and loop.history.epochs_done > start:
             sync.push(folder, final=True)
     kept.hold(run, history, at_last=restored)
-    if progress and history.epochs_done > start and cfg.schedule == "curve" and val_set is not None:
+    if (progress and history.epochs_done > start and cfg.schedule == "curve" and val_set is not None
+            and not history.interrupted):
         rule = cfg.curve_rule()
         print(wrap(f"Stopped: {stop_words(history.progress(rule), rule, history.epochs_done, cfg.epochs)}."))
     if progress and history.epochs_done > start:
