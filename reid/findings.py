@@ -196,11 +196,7 @@ def _why(r: dict[str, Any]) -> str:
 def describe_row_facts(rows: list[dict[str, Any]]) -> str:
     """Two lines per row under the ranked-results figure: where its match is (:func:`row_line`) and the
     measured fact that explains it (or that none does)."""
-    return text_lines([f"{row_line(i, r)}\n  why: {_why(r)}" for i, r in enumerate(rows, start=1)])
-
-
-def text_lines(lines: list[str]) -> str:
-    return wrap("\n".join(lines))
+    return wrap("\n".join(f"{row_line(i, r)}\n  why: {_why(r)}" for i, r in enumerate(rows, start=1)))
 
 
 def hubs(retrieval: Retrieval) -> tuple[int, int, int]:
