@@ -1,6 +1,7 @@
 # `make run`  : set up .venv if needed, then execute assignment.ipynb top to bottom (full mode), stamp it
-#               (reid/record.py: which cell sources and recorded runs it ran) and pack the submission
-#               from the saved file (reid/submission.py: only when the saved notebook is this run).
+#               (reid/record.py: which cell sources and recorded runs it ran), write answers.md from the
+#               run's saved answers (reid/answers.py) and pack the submission from the saved file
+#               (reid/submission.py: only when the saved notebook is this run).
 # `make test` : set up .venv if needed, then run the unit tests and the notebook under nbval (quick mode).
 # `make bench`: set up .venv if needed, then run the benchmarks and rewrite bench/BENCHMARKS.md.
 SHELL  := /bin/bash
@@ -22,6 +23,7 @@ run: $(STAMP)
 	REID_PACKED_AFTER=1 $(PY) -m jupyter nbconvert --to notebook --execute --inplace \
 	    --ExecutePreprocessor.timeout=-1 --ExecutePreprocessor.kernel_name=python3 assignment.ipynb
 	$(PY) -m reid.record stamp assignment.ipynb
+	$(PY) -m reid.answers --out answers.md
 	$(PY) -m reid.submission submit assignment.ipynb $${REID_RUNS:-runs}/full
 
 # The notebook under test reads (or builds) its data in runs/test-data and trains from scratch

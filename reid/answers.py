@@ -351,13 +351,23 @@ def write_answers_md(results: dict[str, Any], out: Path, root: Path = Path("."))
     return doc
 
 
+def newest_results(folder: Path = Path("results")) -> Path:
+    """The newest ``results/*.json`` that holds a run's answers (the notebook writes ``<data source>.json``)."""
+    found = [p for p in folder.glob("*.json") if '"answers"' in p.read_text()]
+    if not found:
+        raise FileNotFoundError(f"{folder}: no results file with answers (run the notebook in full mode)")
+    return max(found, key=lambda p: p.stat().st_mtime)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Write answers.md from a full run's results JSON.")
-    ap.add_argument("results", type=Path, nargs="?", default=Path("results/synthetic.json"))
+    ap.add_argument("results", type=Path, nargs="?", default=None,
+                    help="default: the newest results/*.json holding answers")
     ap.add_argument("--out", type=Path, default=Path("answers.md"))
     args = ap.parse_args(argv)
-    write_answers_md(json.loads(args.results.read_text()), args.out, args.results.resolve().parent.parent)
-    print(f"Wrote {args.out} from {args.results}.")
+    path = args.results or newest_results()
+    write_answers_md(json.loads(path.read_text()), args.out, path.resolve().parent.parent)
+    print(f"Wrote {args.out} from {path}.")
 
 
 if __name__ == "__main__":
