@@ -27,6 +27,7 @@ epochs an equal-wall-time schedule gets (section 5's arms beyond 128×64).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import os
 import statistics
@@ -329,6 +330,38 @@ def markdown(r: dict) -> str:
     return "\n".join(rows)
 
 
+def bench_recipes(device: torch.device, precision: str, steps: int = 3, warm: int = 1) -> list[dict]:
+    """Training steps of each preset (the ID model, the triplet model, the stronger recipe at its CPU or GPU
+    shape), end to end (``train_step`` on the epoch's plan over a float16 cache), in ``precision``
+    ("float32", "bfloat16" or "float16"): seconds a step (median of ``steps`` after ``warm``) and images/s."""
+    from reid.budget import default_input_size  # noqa: PLC0415
+    from reid.recipes import train_step  # noqa: PLC0415
+
+    out = []
+    for name, preset in (("id", TrainConfig.handout_id), ("triplet", TrainConfig.handout_triplet),
+                         ("strong", TrainConfig.strong)):
+        size = default_input_size(name, device)
+        seed_everything(0)
+        cfg = preset(epochs=2, amp=precision, input_size=size)
+        per = 3 * cfg.batch_size if name == "triplet" else (cfg.p * cfg.k if name == "strong" else cfg.batch_size)
+        n = per * (warm + steps) // (3 if name == "triplet" else 1)
+        data = fake_idloss_set(max(n, 64), device, size=size, per_id=cfg.k)
+        if name == "triplet":   # the listed rows: image i, a same-id image, another id's
+            data.triplets = torch.stack([torch.arange(len(data.ids)), torch.arange(len(data.ids)).roll(1),
+                                         torch.arange(len(data.ids)).roll(7)], dim=1)
+        model = build_model("resnet18", data.num_ids, head="bnneck" if name == "strong" else "reid", input_size=size)
+        run = build_run(model, cfg, data)
+        plan = run.recipe.plan(warm + steps)
+        for i in range(warm):
+            train_step(run, plan, i)
+        times = [_time(lambda i=i: train_step(run, plan, i), device) for i in range(warm, warm + steps)]
+        step = statistics.median(times)
+        images = plan.rows.shape[1] * (3 if name == "triplet" else 1)
+        out.append({"recipe": name, "input": list(size), "images_a_step": images, "seconds_a_step": round(step, 3),
+                    "images_per_s": round(images / step, 1), "precision": run.precision.describe()})
+    return out
+
+
 def cli(argv: list[str] | None = None) -> int:
     """The command line (``python -m bench.bench_train ...``); returns the exit status. ``--threads`` sets
     torch's threads for this call only."""
@@ -343,13 +376,30 @@ def cli(argv: list[str] | None = None) -> int:
                         help="with --shapes: the 128x128 schedule the equal-time epochs are scaled from")
     parser.add_argument("--pk", default="16x4", help="with --shapes: P×K of a batch (the preset's 16x4; smaller "
                                                        "for a check that the tool runs)")
+    parser.add_argument("--recipes", default=None, metavar="PRECISION",
+                        help="only a training step of each preset in float32, bfloat16 or float16, its images/s "
+                             "(a JSON naming the machine goes to --out)")
+    parser.add_argument("--out", type=Path, default=None, help="with --recipes: where to write the JSON")
+    parser.add_argument("--steps", type=int, default=3, help="with --recipes: steps timed a recipe")
     args = parser.parse_args(argv)
     pk = tuple(int(v) for v in args.pk.lower().split("x"))
     threads = torch.get_num_threads()
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        if args.shapes:
+        if args.recipes:
+            from reid.device import machine_line  # noqa: PLC0415
+            rows = bench_recipes(pick_device(), args.recipes, steps=args.steps)
+            doc = {"machine": machine_line(), "threads": torch.get_num_threads(), "recipes": rows,
+                   "command": "python -m bench.bench_train --recipes " + args.recipes}
+            for r in rows:
+                print(f"{r['recipe']}: {r['images_per_s']} img/s ({r['seconds_a_step']} s a step of "
+                      f"{r['images_a_step']} images at {r['input'][0]}×{r['input'][1]}, {r['precision']})")
+            print(doc["machine"])
+            if args.out:
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(json.dumps(doc, indent=1))
+        elif args.shapes:
             try:  # each HxW read as `--set input_size=HxW` reads it
                 shapes = [parse_setting(f"input_size={text}")[1] for text in args.shapes.split(",")]
             except SettingError as err:

@@ -9,15 +9,15 @@
    up to 20 minutes each, started by hand; the command is in the section), 4 training budgets
    (results/budget/), 5 the stronger recipe's input shape at equal wall time (results/shape/),
    6 re-ranking on the Market layout (results/rerank_market.json), 7 the pretrained start
-   (results/pretrained/), 8 training as long as the curve gains, on three priors (results/ceiling/).
-   bench/sections.py, bench/shape_report.py, bench/pretrained_report.py and bench/ceiling_report.py
-   write them.
+   (results/pretrained/), 8 training as long as the curve gains, on three priors (results/ceiling/),
+   9 training speed by machine and precision (results/speed/). bench/sections.py, bench/shape_report.py,
+   bench/pretrained_report.py, bench/ceiling_report.py and bench/speed_report.py write them.
 
     python -m bench.run_all                  # everything (make bench)
-    python -m bench.run_all --tta-only       # rewrite sections 3-8 of BENCHMARKS.md from results/
+    python -m bench.run_all --tta-only       # rewrite sections 3-9 of BENCHMARKS.md from results/
     python -m bench.run_all --tta-section [RESULTS_DIR]   # print section 3 made of RESULTS_DIR
-    python -m bench.run_all --check          # exit 1 unless BENCHMARKS.md holds sections 3-8 of results/
-    python -m bench.run_all --section N [RESULTS_DIR]   # print section N (3-8) made of RESULTS_DIR
+    python -m bench.run_all --check          # exit 1 unless BENCHMARKS.md holds sections 3-9 of results/
+    python -m bench.run_all --section N [RESULTS_DIR]   # print section N (3-9) made of RESULTS_DIR
 """
 from __future__ import annotations
 
@@ -34,36 +34,37 @@ from bench.ceiling_report import ceiling_section
 from bench.pretrained_report import pretrained_section
 from bench.sections import budget_section, rerank_section, tta_section
 from bench.shape_report import shape_section
+from bench.speed_report import speed_section
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 SECTIONS = {"3": tta_section, "4": lambda r: budget_section(r / "budget"), "5": lambda r: shape_section(r / "shape"),
             "6": lambda r: rerank_section(r / "rerank_market.json"), "7": lambda r: pretrained_section(r / "pretrained"),
-            "8": lambda r: ceiling_section(r / "ceiling")}
+            "8": lambda r: ceiling_section(r / "ceiling"), "9": lambda r: speed_section(r / "speed")}
 """Section number → the function that writes it from a results folder."""
 
 
 
 def recorded_sections(results: Path = ROOT / "results") -> str:
-    """Sections 3–8, the ones made of recorded runs in ``results``."""
+    """Sections 3–9, the ones made of recorded runs in ``results``."""
     return "\n\n".join(SECTIONS[n](results) for n in SECTIONS)
 
 
 def rewrite_tta_section(path: Path = HERE / "BENCHMARKS.md") -> None:
-    """Replace sections 3–8 of an existing BENCHMARKS.md (after a time-to-accuracy, budget, shape,
+    """Replace sections 3–9 of an existing BENCHMARKS.md (after a time-to-accuracy, budget, shape,
     re-ranking or pretrained-start run), leaving the timed sections 1 and 2 as they were measured."""
     text = path.read_text()
     start = text.index("## 3. Time to accuracy")
     path.write_text(text[:start] + recorded_sections() + "\n")
-    print(f"rewrote sections 3-8 of {path}")
+    print(f"rewrote sections 3-9 of {path}")
 
 
 def _check() -> int:
-    """0 when BENCHMARKS.md holds sections 3–8 as results/ gives them, else 1 with a message."""
+    """0 when BENCHMARKS.md holds sections 3–9 as results/ gives them, else 1 with a message."""
     if recorded_sections() in (HERE / "BENCHMARKS.md").read_text():
         return 0
-    print(f"{HERE / 'BENCHMARKS.md'}: sections 3-8 are not what results/ gives; "
+    print(f"{HERE / 'BENCHMARKS.md'}: sections 3-9 are not what results/ gives; "
           "rewrite them with `python -m bench.run_all --tta-only`", file=sys.stderr)
     return 1
 
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args == ["--check"]:
         return _check()
     elif args:
-        print(f"usage: python -m bench.run_all [--tta-only | --tta-section [RESULTS_DIR] | --section 3-8 [RESULTS_DIR] "
+        print(f"usage: python -m bench.run_all [--tta-only | --tta-section [RESULTS_DIR] | --section 3-9 [RESULTS_DIR] "
               f"| --check]; got {args}", file=sys.stderr)
         return 2
     else:
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def benchmarks_document() -> str:
-    """Run sections 1–2's benchmarks now and return the whole BENCHMARKS.md, sections 3–8 from results/."""
+    """Run sections 1–2's benchmarks now and return the whole BENCHMARKS.md, sections 3–9 from results/."""
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     load = os.getloadavg()[0]
     train = bench_train.main()

@@ -424,3 +424,22 @@ def test_ceiling_section_compares_the_rules_on_hand_made_runs(tmp_path):
     text = ceiling_section(tmp_path)
     assert "| ID model (handout) | synthetic | +0.150 | -1.000 | behind [-1.000, -1.000] | 7 · 3 |" in text
     assert "The rule with the higher mean test mAP: **smoothed**." in text
+
+
+def test_speed_section_names_each_machine(tmp_path):
+    from bench.speed_report import slug, speed_section
+
+    assert slug("CPU: AMD EPYC, 2 cores, no bfloat16 in hardware") == "amd-epyc-no-bf16"
+    assert slug("CPU: Intel Xeon Platinum 8488C, 2 cores, bfloat16 in hardware") == "intel-xeon-platinum-8488c-bf16"
+    rows = [{"recipe": r, "input": [128, 128], "images_a_step": 64, "seconds_a_step": 2.0, "images_per_s": 32.0,
+             "precision": "float32"} for r in ("id", "triplet", "strong")]
+    (tmp_path / "recipes_float32_x.json").write_text(json.dumps({"machine": "CPU: X, 2 cores, no bfloat16 in hardware",
+                                                                  "threads": 2, "recipes": rows}))
+    (tmp_path / "notebook_x.json").write_text(json.dumps({"machine": "CPU: X, 2 cores, no bfloat16 in hardware",
+                                                           "precision": "float32", "data": "synthetic",
+                                                           "start": "random", "minutes": 52.04,
+                                                           "training_minutes": [14.0, 18.5, 13.25]}))
+    text = speed_section(tmp_path)
+    assert ("| CPU: X, 2 cores, no bfloat16 in hardware | float32 | 32.0 (2.00 s, 128×128) | 32.0 (2.00 s, 128×128) | "
+            "32.0 (2.00 s, 128×128) | 2 |") in text
+    assert "| CPU: X, 2 cores, no bfloat16 in hardware | float32 | synthetic | random | 52.0 | 14.0 · 18.5 · 13.2 |" in text
