@@ -69,13 +69,14 @@ def _shape(s: Sequence[int]) -> str:
 
 
 def q1_lines(shapes: list[tuple[str, tuple[int, int, int]]], input_shape: tuple[int, int]) -> list[str]:
-    """Q1 from ``table1_shapes``: the input, then the shape after each stage (the table below has every row)."""
+    """Q1 from ``table1_shapes``: the input, then the shape after each stage (the notebook's table under it has
+    every row)."""
     by = dict(shapes)
     blocks = [(n, s) for n, s in shapes if n.startswith("ResBlock")]
     stages = "; ".join(f"{n.split()[-1]}: {_shape(s)}" for n, s in blocks[1::2])
     return [f"a 3×{_shape(input_shape)} input gives {_shape(shapes[0][1])} after the 7×7 conv, {_shape(shapes[1][1])} "
             f"after max pooling; the ResBlocks end at {stages} (no downsampling in the 512 stage); "
-            f"average pooling gives {_shape(by['Average pooling'])}. Every row in the table below."]
+            f"average pooling gives {_shape(by['Average pooling'])}; both blocks of a stage give the same shape."]
 
 
 def q2_lines(kernel: tuple[int, int], channels: int = 512) -> list[str]:
@@ -90,7 +91,7 @@ def q3_lines(channels: int, kernel: tuple[int, int], fc_out: int) -> list[str]:
     flat = channels * kernel[0] * kernel[1]
     return [f"flatten the {channels}×{kernel[0]}×{kernel[1]} map into a {flat:,}-d vector: an FC to {fc_out} then "
             f"needs {flat * fc_out:,} weights, against {channels * fc_out:,} after pooling. Other ways: global max "
-            "pooling, generalised-mean (GeM) pooling, or a 1×1 convolution to few channels, then flatten."]
+            "pooling, generalised-mean (GeM) pooling, or a 1×1 convolution to a few channels, then flatten."]
 
 
 def q4_lines(block: Any) -> list[str]:
@@ -104,13 +105,15 @@ def q4_lines(block: Any) -> list[str]:
             f"convolution ({conv.shape[1]} → {conv.shape[0]} channels)."]
 
 
-def q5_lines(report: Any) -> list[str]:
-    """Q5 from ``weight_mapping_report`` (the handout's file's names and shapes)."""
+def q5_lines(report: Any, loaded: bool | None = None) -> list[str]:
+    """Q5 from ``weight_mapping_report`` (the handout's file's names and shapes); ``loaded``: whether this
+    run's C6 loaded the file (False: the answer says the tensors *would* load, and that none did)."""
     layer = lambda n: n.rsplit(".", 1)[0]  # noqa: E731
     warm = {layer(n) for n in report.loaded}
     fresh = list(dict.fromkeys(layer(n) for n in report.not_loaded if layer(n) not in warm))
     dropped = ", ".join(f"{n} [{', '.join(map(str, report.shapes[n]))}]" for n in report.discarded)
-    return [f"{len(report.loaded)} backbone tensors load (every convolution and BatchNorm); the head cannot — "
+    verb = ("would load (none did in this run: C6 found no weights file)" if loaded is False else "load")
+    return [f"{len(report.loaded)} backbone tensors {verb} (every convolution and BatchNorm); the head cannot — "
             f"{', '.join(fresh)} — and keeps its random init; discarded from the file: {dropped}."]
 
 
@@ -172,6 +175,11 @@ def conclusion(history: Any, num_ids: int, rule: CurveRule = CurveRule()) -> tup
                         "stopped gaining: more epochs would not help")
 
 
+def _mean_of(history: Any, rule: CurveRule) -> str:
+    """"3-epoch mean" — or "2-epoch mean" for a run of two epochs (the smoothing takes what there is)."""
+    return f"{min(rule.smooth, len(history.mAP))}-epoch mean"
+
+
 def how_it_ended(history: Any, ceiling_steps: int, rule: CurveRule) -> str:
     """How a run ended, by the rule that trains it: stopped by its val curve, or at its step ceiling —
     still gaining, within ``patience`` epochs of its last gain, or after the curve levelled."""
@@ -180,7 +188,7 @@ def how_it_ended(history: Any, ceiling_steps: int, rule: CurveRule) -> str:
         return f"its val curve stopped it after {history.epochs_done} epochs, levelled at the lowest rate"
     at = f"the step ceiling ({ceiling_steps:,} steps, {history.epochs_done} epochs) ended it"
     if p.since_gain == 0:
-        return f"{at} while val mAP still gained (its 3-epoch mean at a new best, {p.smoothed[-1]:.3f})"
+        return f"{at} while val mAP still gained (its {_mean_of(history, rule)} at a new best, {p.smoothed[-1]:.3f})"
     if p.state(rule) == "rising":
         return (f"{at} {p.since_gain} epoch{'s' if p.since_gain > 1 else ''} after val mAP's last gain, "
                 f"before the {rule.patience} epochs the rule waits to call it levelled")
@@ -196,7 +204,7 @@ def q8_lines(history: Any, num_ids: int, ceiling_steps: int, rule: CurveRule = C
     lines = [f"{word} — {reason}.", f"How it ended: {how_it_ended(history, ceiling_steps, rule)}."]
     curves = f"Val Rank-1 {history.rank1[0]:.3f} → {history.rank1[-1]:.3f}"
     if vl:
-        curves = f"Validation loss {vl[0]:.3f} → {vl[-1]:.3f}, v" + curves[1:]
+        curves = f"Validation loss (triplet margin loss on fixed val triplets) {vl[0]:.3f} → {vl[-1]:.3f}, v" + curves[1:]
     curves += f"; kept: epoch {k} (val mAP {history.mAP[k - 1]:.3f})."
     if word == "under-trained":
         curves += " More steps or a pretrained start would help."
@@ -217,13 +225,15 @@ def q9_lines(rows: list[dict[str, Any]], rank1: float, hubs: tuple[int, int, int
         causes: dict[str, int] = {}
         for r in misses:
             causes[r["cause"]] = causes.get(r["cause"], 0) + 1
-        lines.append("What the misses show, measured (row lines below): "
+        lines.append("What the misses show, measured (one line a row under the figure): "
                      + "; ".join(f"{n} × {c}" for c, n in causes.items()) + ".")
     if hits:
-        same = sum(r["cause"] == "the match is also nearest in colour" for r in hits)
-        lines.append(f"In {same} of the {len(hits)} hits the match is also the nearest in clothing colour.")
+        same = sum(r["cause"] == "the match is also nearer in colour than the nearest wrong image" for r in hits)
+        lines.append(f"In {same} of the {len(hits)} hits the match is also nearer in clothing colour (mean RGB) than "
+                     "the nearest wrong image.")
     several, top, count = hubs
-    lines.append(f"Hubs: {several} gallery images are the wrong top-1 of two or more val queries; gallery {top} of {count}.")
+    lines.append(f"Hubs: {several} gallery images are the wrong top-1 of two or more val queries; gallery {top} is "
+                 f"that of {count}.")
     return lines
 
 
@@ -232,11 +242,13 @@ def q11_lines(comparisons: list[dict[str, Any]], tri_history: Any, id_cfg: Any, 
               id_images: int, tri_images: int) -> list[str]:
     """Q11 for this run: the three paired comparisons, the active-triplet mechanism measured, and what else
     differs between the two handout models, with what each comparison controls for."""
-    short = {"after the same number of epochs": "equal epochs",
-             "after about the same number of training images": "about equal images", "as kept (the tables)": "as kept"}
-    words = ", ".join(f"{short.get(c['when'], c['when'])} {c['word']}"
-                      + (f" ({c['difference']:+.3f})" if "difference" in c else "") for c in comparisons)
-    lines = [f"triplet against ID model, val Rank-1 query by query: {words}."]
+    short = {"after the same number of epochs": "at equal epochs",
+             "after about the same number of training images": "at about equal training images",
+             "as kept (the tables)": "as kept"}
+    words = "; ".join(f"{short.get(c['when'], c['when'])} {c['word']}"
+                      + (f" by {abs(c['difference']):.3f}" if "difference" in c and c["word"] != "level" else "")
+                      for c in comparisons)
+    lines = [f"the triplet model against the ID model, val Rank-1 query by query: {words}."]
     active = [a for a in tri_history.active_triplets if a is not None]
     loss = tri_history.epoch_train_loss
     if active:
@@ -244,7 +256,7 @@ def q11_lines(comparisons: list[dict[str, Any]], tri_history: Any, id_cfg: Any, 
                      f"{len(active)} (loss {loss[0]:.3f} → {loss[-1]:.3f}); a satisfied one teaches nothing.")
     aug = lambda c: "flips + shifts" if c.shift else "flips"  # noqa: E731
     lines.append(f"Also different: augmentation ({aug(id_cfg)} vs {aug(tri_cfg)}), images a step "
-                 f"({id_cfg.batch_size} vs {3 * tri_cfg.batch_size}), an epoch ({id_images:,} vs {tri_images:,}); "
+                 f"({id_cfg.batch_size} vs {3 * tri_cfg.batch_size}), images an epoch ({id_images:,} vs {tri_images:,}); "
                  "equal epochs match passes, equal images the images seen, neither the augmentation.")
     return lines
 
@@ -256,7 +268,7 @@ EXPLAINED = {
     "Q2": "`nn.AvgPool2d` with that kernel, computed from the input size the backbone is built for; a backbone "
           "built for another size gets its own (8×4 for the stronger recipe's 128×64 people).",
     "Q3": "Flattening keeps where each activation was (the head's colour in the top rows, the shoes at the "
-          "bottom) but ties the network to one input size, multiplies the next layer's weights by 64, and "
+          "bottom) but ties the network to one input size, gives the next layer 64 times the weights (so it overfits more easily) and "
           "loses the tolerance to small shifts that averaging gives. Global max pooling keeps each channel's "
           "strongest response; generalised-mean (GeM) pooling interpolates between the two.",
     "Q4": "Each convolution has `bias=False`: the BatchNorm after it has the bias.",
@@ -331,14 +343,20 @@ def market_lines(root: Path) -> list[str]:
     return lines
 
 
+def _data_words(line: str) -> str:
+    """What a run's data line says of its data, without the machine's path: "Data: /x/data — the built-in
+    SYNTHETIC data set (no course data found)." → "the built-in SYNTHETIC data set (no course data found)"."""
+    return line.split(" — ", 1)[-1].rstrip(".").removesuffix(" (built just now)")
+
+
 def write_answers_md(results: dict[str, Any], out: Path, root: Path = Path(".")) -> str:
     """answers.md from a run's saved answers (``results["answers"]``: {question: lines}) and ``EXPLAINED``:
     one section per question, the run's answer first, then why; then the run's tables and one table of
     recorded Market-1501 runs."""
     answers = results["answers"]
     parts = ["# Answers to Q1–Q11", "",
-             f"Written by `python -m reid.answers` from the committed full run of `assignment.ipynb` "
-             f"({results['data'].split(' — ')[0]}): each answer is the one the notebook printed under its "
+             f"Written by `python -m reid.answers` from the committed full run of `assignment.ipynb` on "
+             f"{_data_words(results['data'])}: each answer is the one the notebook printed under its "
              "heading, word for word, then a short why. README holds the measured results beyond these "
              "questions.", ""]
     for q, title in QUESTIONS.items():

@@ -160,7 +160,7 @@ def row_facts(retrieval: Retrieval, rows: list[int], query_images: Tensor, galle
 def _cause(row: dict[str, Any], f: dict[str, float]) -> str:
     """The measured fact that explains a row (the first past its threshold), in a few words."""
     if row["match_rank"] == 1:
-        return ("the match is also nearest in colour" if f["colour_to_match"] <= f["colour_to_wrong"]
+        return ("the match is also nearer in colour than the nearest wrong image" if f["colour_to_match"] <= f["colour_to_wrong"]
                 else "a hit although the wrong image is nearer in colour")
     if abs(f["brightness_ratio"] - 1) > LIGHT_CHANGE:  # first: a camera's light also moves the colours
         return "a lighting change"
@@ -187,10 +187,11 @@ def _why(r: dict[str, Any]) -> str:
         return (f"a different crop: {r['padding_query']:.0%} of the query's frame is padding, "
                 f"{r['padding_match']:.0%} of the match's")
     if c == "none of the measured facts":
-        return (f"none of the measured facts explains it (colour {r['colour_to_match']:.0f} to the match, "
-                f"{r['colour_to_wrong']:.0f} to the wrong image; brightness ×{r['brightness_ratio']:.2f})")
-    return (f"{c} ({r['colour_to_match']:.0f} to the match, {r['colour_to_wrong']:.0f} to gallery "
-            f"{r['nearest_wrong']})")
+        return (f"none of the measured facts explains it (clothing-colour distance, RGB 0–255: "
+                f"{r['colour_to_match']:.0f} to the match, {r['colour_to_wrong']:.0f} to the wrong image; brightness "
+                f"×{r['brightness_ratio']:.2f})")
+    return (f"{c} (clothing-colour distance, RGB 0–255: {r['colour_to_match']:.0f} to the match, "
+            f"{r['colour_to_wrong']:.0f} to gallery {r['nearest_wrong']})")
 
 
 def describe_row_facts(rows: list[dict[str, Any]]) -> str:

@@ -208,8 +208,9 @@ def score_predictions(pred_csv: str | Path, gt_csv: str | Path) -> dict[str, flo
 # ------------------------------------------------------------------- which model fills pred.csv
 PRED_RULES = ("smoothed", "rank1")
 PRED_RULE = "smoothed"
-"""How the notebook picks the handout model for pred.csv (:func:`choose_pred_model`); chosen from recorded
-runs with test answers (bench/BENCHMARKS.md, section 8)."""
+"""How the notebook picks the handout model for pred.csv (:func:`choose_pred_model`). Reasoned, not measured:
+the mean of three epochs' val mAP moves about half as much as one epoch's; bench/ceiling_report.py
+(BENCHMARKS section 8) compares the two rules once runs with test answers at every epoch are recorded."""
 
 
 def kept_mean(history: Any, key: str = "mAP", around: int = 1) -> float:

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from .data import RetrievalDataset
 from .evaluate import Retrieval, retrieve
 from .schedule import CurveRule, follow_curve
-from .text import wrap
+from .text import plural, wrap
 
 # The only place the code's metric names become table headers ("Rank-1", ...).  Tables and
 # results/*.json written from them keep these headers, so older files read the same.
@@ -43,7 +43,7 @@ def describe_history(history: Any, rule: CurveRule = CurveRule()) -> str:
     best = max(range(len(r1)), key=lambda i: -1 if r1[i] is None else r1[i])
     head, tail = max(1, len(loss) // 10), max(1, len(loss) // 10)
     parts = [
-        f"{history.recipe} recipe, {history.epochs_done} epoch(s), {sum(history.epoch_seconds) / 60:.1f} min of training"
+        f"{history.recipe} recipe, {plural(history.epochs_done, 'epoch')}, {sum(history.epoch_seconds) / 60:.1f} min of training"
         f"{' (interrupted)' if history.interrupted else ''}.",
         f"Training loss: {sum(loss[:head]) / head:.3f} over the first tenth of the iterations → "
         f"{sum(loss[-tail:]) / tail:.3f} over the last tenth.",
@@ -84,7 +84,7 @@ def curve_verdict(history: Any, rule: CurveRule = CurveRule()) -> tuple[str, str
     if state == "rising" and p.since_gain == 0:
         back = max(0, len(s) - 1 - rule.patience)
         return state, (f"val mAP was still rising at its last epoch: {mean} reached a new best, {s[-1]:.3f} "
-                       f"({s[-1] - s[back]:+.3f} over the last {len(s) - 1 - back} epochs); a longer run would "
+                       f"({s[-1] - s[back]:+.3f} over the last {plural(len(s) - 1 - back, 'epoch')}); a longer run would "
                        "likely help")
     if state == "rising":
         return state, (f"val mAP had not levelled yet: {mean}'s last gain was {p.since_gain} epoch"
@@ -171,7 +171,7 @@ def compare_models(models: Mapping[str, tuple[Any, ...]], dataset: RetrievalData
             values = {k: v for k, v in retrieval.metrics().items() if k in metrics}
             row.update(display_metrics(values, f" ({label})" if label else ""))
         row[KEPT_COLUMN] = f"{history.kept_epoch} of {history.epochs_done}"
-        row["train min"] = sum(history.epoch_seconds) / 60
+        row["train min"] = round(sum(history.epoch_seconds) / 60, 1)   # minutes: one decimal
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index").round(3)
 

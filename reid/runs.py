@@ -124,7 +124,7 @@ ABLATIONS = (
      "market_tta_strong_26ep_noshift.json", "market_tta_strong_26ep_euclidean.json", None),
     ("random erasing (stronger recipe)", "not used",
      "market_tta_strong_34ep_erase.json", "market_tta_strong_26ep_noshift.json", None),
-    ("the person at 128×64 vs padded 128×128", "stronger recipe",
+    ("the person at 128×64 vs padded 128×128", "stronger recipe (level; half the FLOPs)",
      tuple("shape/" + shape_run_name("market_s0", "128x64", seed) for seed in (0, 1, 2)),
      tuple("shape/" + shape_run_name("market_s0", "128x128", seed) for seed in (0, 1, 2)), "time"),
 )

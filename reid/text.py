@@ -27,3 +27,8 @@ def unwrap(text: str, indent: str = INDENT) -> str:
     """``text`` with :func:`wrap`'s continuation breaks joined back into single spaces, so that what a
     message says can be read (or tested) whatever the width and the length of the paths in it."""
     return re.sub(r" *\n" + re.escape(indent) + r"(?=\S)", " ", text)
+
+
+def plural(n: int, word: str) -> str:
+    """"1 epoch", "2 epochs": ``n`` and ``word``, with an s unless ``n`` is 1."""
+    return f"{n} {word}{'' if n == 1 else 's'}"

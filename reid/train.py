@@ -556,15 +556,18 @@ def epoch_line_step(epochs: int, most: int = EPOCH_LINES) -> int:
 
 
 def epoch_line(history: History, epochs: int, epoch: int | None = None) -> str:
-    """The line printed after each epoch (``epoch``, 1-based; default the last): ``epoch 3/14: train loss
-    2.345, val loss 0.456, Rank-1 0.321, Rank-5 …, mAP …, 41 s`` (no progress-bar fragments)."""
+    """The line printed after each epoch (``epoch``, 1-based; default the last), under 100 characters:
+    ``epoch 3/14: train loss 2.345, val loss 0.456, Rank-1/5/10 0.321/0.5/0.6, mAP …, 41 s`` (no progress-bar
+    fragments)."""
     e = history.epochs_done if epoch is None else epoch
-    parts = [f"epoch {e}/{epochs}: train loss {history.epoch_train_loss[e - 1]:.4f}"]
-    for key, label in (("val_loss", "val loss"), ("rank1", "Rank-1"), ("rank5", "Rank-5"),
-                       ("rank10", "Rank-10"), ("mAP", "mAP")):
-        value = getattr(history, key)[e - 1]
-        if value is not None:
-            parts.append(f"{label} {value:.3f}")
+    at = lambda key: getattr(history, key)[e - 1]  # noqa: E731
+    parts = [f"epoch {e}/{epochs}: train loss {at('epoch_train_loss'):.3f}"]
+    if at("val_loss") is not None:
+        parts.append(f"val loss {at('val_loss'):.3f}")
+    if at("rank1") is not None:
+        parts.append(f"Rank-1/5/10 {at('rank1'):.3f}/{at('rank5'):.3f}/{at('rank10'):.3f}")
+    if at("mAP") is not None:
+        parts.append(f"mAP {at('mAP'):.3f}")
     parts.append(f"{history.epoch_seconds[e - 1]:.0f} s")
     return ", ".join(parts)
 

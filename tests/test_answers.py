@@ -80,7 +80,9 @@ def test_the_static_answers_are_recomputed_from_the_model_and_the_data():
     assert answers["Q2"] == q2_lines(kernel) and kernel == (8, 8)
     assert answers["Q3"] == q3_lines(512, kernel, 512)
     assert answers["Q4"] == q4_lines(backbone.layer1[0]) and "73,984" in answers["Q4"][0]
-    assert answers["Q5"] == q5_lines(weight_mapping_report(build_model("resnet18", num_ids=230)))
+    loaded = next(iter(_synthetic()["runs"].values()))["config"]["start"] != "random"   # did C6 load a file
+    assert answers["Q5"] == q5_lines(weight_mapping_report(build_model("resnet18", num_ids=230)), loaded=loaded)
+    assert ("none did in this run" in answers["Q5"][0]) == (not loaded)
     c = Counts()
     assert answers["Q6"] == q6_lines(c.train_ids, c.train_ids)
     ids = torch.arange(c.train_ids).repeat_interleave(c.per_id)
@@ -246,13 +248,11 @@ def test_input_shape_summary_figures_are_the_recorded_runs():
             finals = [h["rank1"][-1] for h in _shape_runs(layout, size).values()]
             spreads.append(max(finals) - min(finals))
     readme = " ".join((ROOT / "README.md").read_text().split())
-    answers = " ".join(ANSWERS.split())
     assert (f"ahead on val on {ahead[0]} of the 5 layouts and on test on {ahead[1]}; the mean over the 5 layouts is "
             f"{mean[0]} val and {mean[1]} test Rank-1 (on the two Market layouts alone {market[0]} val and "
             f"{market[1]} test)") in readme
-    assert f"moves val Rank-1 by up to {max(spreads):.3f}" in readme and f"by up to {max(spreads):.3f}" in answers
-    assert (f"ahead on val on {ahead[0]} of the 5 layouts and on test on {ahead[1]}, by {mean[0]} val and {mean[1]} "
-            "test Rank-1 in the mean over the 5 layouts") in answers
+    assert f"moves val Rank-1 by up to {max(spreads):.3f}" in readme
+    # answers.md points to BENCHMARKS for the recorded Market runs instead of quoting them (issue 30)
     # the notebook types no measured number (tests/test_notebook.py): its ablation table prints the Market line
 
 
@@ -297,14 +297,9 @@ def test_readme_run_by_run_and_144x72_figures_are_the_recorded_runs():
     assert (f"ahead on val on {sum(v > 0 for v in val)} of the 5 layouts and level on {sum(v == 0 for v in val)}"
             in readme)
     assert f"on test ahead on {sum(v > 0 for v in test)} (" in readme
-    answers = " ".join(ANSWERS.split())
-    for size in ("128x64", "144x72"):
-        cells = [f"{mean(size, split)} [{interval(size, split)}] {split}" for split in ("val", "test")]
-        assert f"{cells[0]} and {cells[1]}" in answers, size
     means = {s: sum(_shape_means(layout, s)[0] for layout in SHAPE_LAYOUTS) / 5 for s in ("128x64", "144x72")}
     assert means["128x64"] > means["144x72"]
     assert f"({means['128x64']:.3f} against {means['144x72']:.3f} in the mean over the 5 layouts)" in readme
-    assert f"({means['144x72']:.3f} against {means['128x64']:.3f} in the mean over the 5 layouts)" in answers
 
 
 def test_readme_acceptance_proxy_numbers_are_the_recorded_run():

@@ -139,7 +139,7 @@ def test_each_row_says_which_measured_fact_explains_it():
                            [0.2, 0.7, 0.8, 0.5]])   # gallery 0 before its match 3
     far = torch.full((4, 2), 10.0)                  # the mirrored gallery: no nearer than as it is
     rows = row_facts(r, [0, 1, 2, 3], queries, gallery, mirrored_gallery=far)
-    assert [x["cause"] for x in rows] == ["the match is also nearest in colour", "a colour lookalike",
+    assert [x["cause"] for x in rows] == ["the match is also nearer in colour than the nearest wrong image", "a colour lookalike",
                                           "a lighting change", "none of the measured facts"]
     assert rows[2]["brightness_ratio"] == pytest.approx(0.45, abs=0.01)
     lines = " ".join(describe_row_facts(rows).split())

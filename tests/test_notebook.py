@@ -130,7 +130,8 @@ def test_the_triplet_model_starts_from_the_id_models_initial_weights():
 
 def test_q5_describes_the_handouts_file():
     out = " ".join(streams(cell_with("weight_mapping_report(")).split())
-    assert out.startswith("Would load 100 of 136 tensors from resnet18-5c106cde.pth")
+    assert out.startswith("Q5 — this run: 100 backbone tensors ")   # the answer first, then the file's mapping
+    assert "Would load 100 of 136 tensors from resnet18-5c106cde.pth" in out
     assert "20 BN num_batches_tracked counters: 120 tensors would load" in out
 
 

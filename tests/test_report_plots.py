@@ -31,7 +31,7 @@ def history() -> History:
 
 def test_describe_history_reads_the_numbers():
     text = unwrap(describe_history(history()))
-    assert "2 epoch(s), 2.0 min of training" in text
+    assert "2 epochs, 2.0 min of training" in text
     assert "5.000 over the first tenth" in text and "1.000 over the last tenth" in text
     assert "0.900 after epoch 1 → 0.700 after epoch 2 (lowest 0.700 at epoch 2)" in text
     text = " ".join(text.split())
