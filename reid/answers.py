@@ -112,8 +112,8 @@ def q5_lines(report: Any, loaded: bool | None = None) -> list[str]:
     warm = {layer(n) for n in report.loaded}
     fresh = list(dict.fromkeys(layer(n) for n in report.not_loaded if layer(n) not in warm))
     dropped = ", ".join(f"{n} [{', '.join(map(str, report.shapes[n]))}]" for n in report.discarded)
-    verb = ("would load (none did in this run: C6 found no weights file)" if loaded is False else "load")
-    return [f"{len(report.loaded)} backbone tensors {verb} (every convolution and BatchNorm); the head cannot — "
+    verb, none = ("would load", "; none did in this run: C6 found no weights file") if loaded is False else ("load", "")
+    return [f"{len(report.loaded)} backbone tensors {verb} (every convolution and BatchNorm{none}); the head cannot — "
             f"{', '.join(fresh)} — and keeps its random init; discarded from the file: {dropped}."]
 
 
@@ -226,14 +226,14 @@ def q9_lines(rows: list[dict[str, Any]], rank1: float, hubs: tuple[int, int, int
         for r in misses:
             causes[r["cause"]] = causes.get(r["cause"], 0) + 1
         lines.append("What the misses show, measured (one line a row under the figure): "
-                     + "; ".join(f"{n} × {c}" for c, n in causes.items()) + ".")
+                     + "; ".join(f"{c} ({n} of {len(misses)})" for c, n in causes.items()) + ".")
     if hits:
         same = sum(r["cause"] == "the match is also nearer in colour than the nearest wrong image" for r in hits)
         lines.append(f"In {same} of the {len(hits)} hits the match is also nearer in clothing colour (mean RGB) than "
                      "the nearest wrong image.")
     several, top, count = hubs
     lines.append(f"Hubs: {several} gallery images are the wrong top-1 of two or more val queries; gallery {top} is "
-                 f"that of {count}.")
+                 f"the wrong top-1 of {count}.")
     return lines
 
 
@@ -295,8 +295,8 @@ EXPLAINED = {
 MARKET_RUNS = (("market_tta_id", "ID loss + label smoothing, test-time flip (earlier preset)"),
                ("market_tta_triplet", "triplet loss, batch-all triplets (earlier preset)"),
                ("market_tta_strong_26ep_128x128", "stronger recipe at 128×128 (earlier preset)"),
-               ("market_tta_strong", "stronger recipe at 128×64"),
-               ("market_tta_strong_60ep_128x128", "stronger recipe at 128×128, the same time"))
+               ("market_tta_strong", "stronger recipe at 128×64, 100 epochs (one seed)"),
+               ("market_tta_strong_60ep_128x128", "stronger recipe at 128×128, 60 epochs: the same minutes (one seed)"))
 """Recorded Market-1501 runs (20 minutes each from random weights, earlier sessions) answers.md tabulates."""
 
 
@@ -332,7 +332,9 @@ def market_lines(root: Path) -> list[str]:
     """One table of the recorded Market-1501 runs of earlier recipes, with the pointer to the rest."""
     lines = ["## Measured on Market-1501 (recorded runs, not this run)", "",
              "From random weights on a layout built from Market-1501 (seed 0), 20 minutes a model on the CPU, "
-             "at the last epoch; every other recorded run, with its curves and commands, is in "
+             "at the last epoch (a 2-core AMD EPYC with bfloat16 in hardware). The last two rows are one seed on one "
+             "layout; over 5 layouts and 3 seeds at equal time the two input shapes are level (BENCHMARKS section 5, "
+             "the notebook's ablation table). Every other recorded run, with its curves and commands, is in "
              "`bench/BENCHMARKS.md`.", "",
              _row(["run", "Rank-1", "Rank-5", "Rank-10", "mAP"]), _row(["---"] * 5)]
     for stem, name in MARKET_RUNS:

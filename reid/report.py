@@ -78,6 +78,7 @@ def curve_verdict(history: Any, rule: CurveRule = CurveRule()) -> tuple[str, str
     if state == "too short":
         return state, "too few epochs to tell whether the val curve has levelled off"
     s, b, k = p.smoothed, p.best_epoch or 1, rule.smooth
+    k = min(k, len(s))   # a run shorter than the smoothing window averages what it has
     mean = f"its {k}-epoch mean" if k > 1 else "it"
     if getattr(history, "stop_reason", None):
         return "stopped", f"val mAP {history.stop_reason} ({mean} best at epoch {b}: {s[b - 1]:.3f})"

@@ -345,3 +345,20 @@ def test_readme_pretrained_start_is_the_recorded_runs():
     assert (f"scores test top-1 {sc['pred.csv']['accuracy']:.3f} and `pred_beyond.csv` "
             f"{sc['pred_beyond.csv']['accuracy']:.3f} on {int(sc['pred.csv']['n'])} queries") in flat
     assert nb["pred_model"].endswith("(handout)")
+
+
+def test_readme_committed_run_tables_are_the_results_file():
+    """README's tables of the committed notebook run are results/synthetic.json, as the run saved it: each
+    model's kept-epoch row, the flip and re-ranking columns, and the test scores of pred.csv."""
+    readme = (ROOT / "README.md").read_text()
+    doc = _synthetic()
+    for name, r in doc["table"].items():
+        assert (f"| {name} | {r['Rank-1']:.3f} | {r['Rank-5']:.3f} | {r['Rank-10']:.3f} | {r['mAP']:.3f} | "
+                f"{r['epoch (kept on val mAP)']} | {r['train min']:.1f} |") in readme, name
+    for name, b in doc["beyond"].items():
+        cells = [f"{b[f'Rank-1 ({c})']:.3f} / {b[f'mAP ({c})']:.3f}" for c in ("test-time flip", "re-ranking")]
+        assert f"| {name} | {cells[0]} | {cells[1]} |" in readme, name
+    flat = " ".join(readme.split())
+    scores = doc["test_scores"]
+    assert f"`pred.csv` holds the predictions of the {doc['pred_model']} model" in flat
+    assert f"scores test top-1 {scores[doc['pred_model']]['rank1']:.3f}" in flat

@@ -173,3 +173,22 @@ def test_beyond_predictions_go_to_their_own_file(layout):
     assert read_answers(out) == {"7001.jpg": "1", "7000.jpg": "2"}
     with pytest.raises(ValueError):
         write_predictions(MeanColour(), layout, name="sub/pred.csv")
+
+
+def test_pred_model_rule_smooths_a_noise_spike_and_the_rank1_rule_follows_it():
+    """choose_pred_model: "smoothed" takes the higher val mAP averaged over the kept epoch and its neighbours,
+    so one lucky epoch (model A's spike at epoch 3) does not decide; "rank1" (the earlier rule) follows the
+    spike. The reason names the rule and both numbers; an unknown rule is refused."""
+    from reid.predict import choose_pred_model, kept_mean
+    from reid.train import History
+
+    a = History(recipe="id", epoch_train_loss=[1.0] * 4, mAP=[0.20, 0.22, 0.40, 0.21], rank1=[0.1, 0.1, 0.35, 0.1])
+    b = History(recipe="triplet", epoch_train_loss=[1.0] * 4, mAP=[0.30, 0.32, 0.33, 0.32],
+                rank1=[0.2, 0.25, 0.30, 0.26])
+    assert kept_mean(a) == pytest.approx((0.22 + 0.40 + 0.21) / 3) and kept_mean(b) == pytest.approx((0.32 + 0.33 + 0.32) / 3)
+    name, why = choose_pred_model({"A": a, "B": b})
+    assert name == "B" and "val mAP averaged over its kept epoch and the epochs either side" in why
+    assert f"{kept_mean(b):.3f} against {kept_mean(a):.3f}" in why
+    assert choose_pred_model({"A": a, "B": b}, rule="rank1")[0] == "A"
+    with pytest.raises(ValueError, match="rule: expected one of"):
+        choose_pred_model({"A": a}, rule="best")
