@@ -24,13 +24,9 @@ def slug(machine: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name).strip("-") + "-" + bf16
 
 
-def speed_section(folder: Path = ROOT / "results" / "speed") -> str:
-    lines = ["## 9. Training speed, by machine and precision", ""]
-    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
-    recipes = [json.loads(p.read_text()) for p in files if p.name.startswith("recipes_")]
-    notebooks = [json.loads(p.read_text()) for p in files if p.name.startswith("notebook_")]
-    if not recipes and not notebooks:
-        return "\n".join(lines + ["(not recorded yet: the commands of `bench/speed_report.py`'s docstring)"])
+def _recipe_rows(recipes: list[dict]) -> list[str]:
+    """The table of training-step speeds, one row per recorded machine and precision."""
+    lines: list[str] = []
     lines += ["A training step of each preset, end to end (`python -m bench.bench_train --recipes PRECISION`; "
               "median of the steps timed, after one warm-up step; the images of a triplet step are its rows' "
               "anchors, positives and negatives):", "",
@@ -41,6 +37,21 @@ def speed_section(folder: Path = ROOT / "results" / "speed") -> str:
         cell = lambda r: f"{r['images_per_s']:.1f} ({r['seconds_a_step']:.2f} s, {r['input'][0]}×{r['input'][1]})"  # noqa: E731
         lines.append(f"| {doc['machine']} | {doc['recipes'][0]['precision']} | {cell(by['id'])} | {cell(by['triplet'])} | "
                      f"{cell(by['strong'])} | {doc['threads']} |")
+    return lines
+
+
+def speed_section(folder: Path = ROOT / "results" / "speed") -> str:
+    lines = ["## 9. Training speed, by machine and precision", ""]
+    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    recipes = [json.loads(p.read_text()) for p in files if p.name.startswith("recipes_")]
+    notebooks = [json.loads(p.read_text()) for p in files if p.name.startswith("notebook_")]
+    if not recipes and not notebooks:
+        return "\n".join(lines + ["(not recorded yet: the commands of `bench/speed_report.py`'s docstring)"])
+    if recipes:
+        lines += _recipe_rows(recipes)
+    else:
+        lines += ["A training step of each preset by precision: not recorded yet on any machine "
+                  "(`python -m bench.bench_train --recipes PRECISION`)."]
     if notebooks:
         lines += ["", "The whole notebook in full mode (`make run`, timed around it), on the data named:", "",
                   "| machine | precision | data | start | minutes in all | training minutes: ID · triplet · stronger |",
