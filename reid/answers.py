@@ -268,7 +268,7 @@ EXPLAINED = {
     "Q2": "`nn.AvgPool2d` with that kernel, computed from the input size the backbone is built for; a backbone "
           "built for another size gets its own (8×4 for the stronger recipe's 128×64 people).",
     "Q3": "Flattening keeps where each activation was (the head's colour in the top rows, the shoes at the "
-          "bottom) but ties the network to one input size, gives the next layer 64 times the weights (so it overfits more easily) and "
+          "bottom) but ties the network to one input size, gives the next layer 64 times the weights (more to fit noise with) and "
           "loses the tolerance to small shifts that averaging gives. Global max pooling keeps each channel's "
           "strongest response; generalised-mean (GeM) pooling interpolates between the two.",
     "Q4": "Each convolution has `bias=False`: the BatchNorm after it has the bias.",
