@@ -32,8 +32,8 @@ MODELS = {"id": "ID model (handout)", "triplet": "triplet model (handout)", "str
 
 def load_runs(folder: Path) -> dict[str, dict]:
     """{run name: its JSON} for every run in ``folder`` that holds a history."""
-    return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))
-            if "rank1" in json.loads(p.read_text())}
+    docs = {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+    return {name: doc for name, doc in docs.items() if "rank1" in doc}
 
 
 def kept_epoch(maps: list[float], rule: str = "best") -> int:
