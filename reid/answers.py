@@ -15,8 +15,9 @@ How the answers are computed (the notebook's section of that name says it in pro
   training identities) — the loss of a uniform guess — the model being still far from fitting its
   own training people; else *levelled* (the curve stopped gaining: more epochs would not help).
 * Q9's rows: :func:`reid.findings.row_facts` measures each shown query against its match and its wrong
-  top-1 (clothing colour, brightness, the mirrored match); the first fact past its threshold explains
-  the row, and a row none explains says so.
+  top-1 (clothing colour, brightness, the mirrored match, the padding, and whether the wrong top-1 is a
+  hub: the wrong top-1 of several val queries); the first fact past its threshold explains the row, and a
+  row none explains says so.
 * Q11: the paired bootstrap of ``reid.findings.compare_handout_models``, the share of listed triplets
   still active per epoch (``History.active_triplets``), and the other differences between the two
   handout models, named.
@@ -196,68 +197,86 @@ def how_it_ended(history: Any, ceiling_steps: int, rule: CurveRule) -> str:
 
 
 def q8_lines(history: Any, num_ids: int, ceiling_steps: int, rule: CurveRule = CurveRule()) -> list[str]:
-    """Q8 for this run: the conclusion (overfitting / under-trained / levelled) and the numbers behind it,
-    how training ended, the validation loss and val Rank-1, and the kept epoch."""
+    """Q8 for this run: what the curves did (training loss, validation loss, val Rank-1, the kept epoch),
+    the verdict (overfitting / under-trained / levelled) with the numbers that decide it, and how
+    training ended."""
     word, reason = conclusion(history, num_ids, rule)
     vl = [v for v in history.val_loss if v is not None]
-    k = history.kept_epoch
-    lines = [f"{word} — {reason}.", f"How it ended: {how_it_ended(history, ceiling_steps, rule)}."]
-    curves = f"Val Rank-1 {history.rank1[0]:.3f} → {history.rank1[-1]:.3f}"
+    loss = [v for v in history.epoch_train_loss if v is not None]
+    k, r1 = history.kept_epoch, history.rank1
+    curves = f"over {len(r1)} epochs, training cross-entropy {loss[0]:.2f} → {loss[-1]:.2f}" if loss else ""
     if vl:
-        curves = f"Validation loss (triplet margin loss on fixed val triplets) {vl[0]:.3f} → {vl[-1]:.3f}, v" + curves[1:]
-    curves += f"; kept: epoch {k} (val mAP {history.mAP[k - 1]:.3f})."
+        curves += f", val triplet loss {vl[0]:.3f} → {vl[-1]:.3f}"
+    curves += (f", val Rank-1 {r1[0]:.3f} → {r1[-1]:.3f}; kept: epoch {k}, val mAP {history.mAP[k - 1]:.3f}.")
+    if not loss:
+        curves = curves.lstrip(", ").capitalize()
+    ended = f"How it ended: {how_it_ended(history, ceiling_steps, rule)}."
     if word == "under-trained":
-        curves += " More steps or a pretrained start would help."
-    return lines + [curves]
+        ended += " More steps or a pretrained start would help."
+    return [curves, f"Verdict: {word} — {reason}.", ended]
 
 
 # ----------------------------------------------------------------------------------------- Q9
-def q9_lines(rows: list[dict[str, Any]], rank1: float, hubs: tuple[int, int, int]) -> list[str]:
-    """Q9 for this run, from :func:`reid.findings.row_facts`'s rows: hits and misses shown, what explains
-    the misses (counted by fact), and the hubs (``hubs``: how many gallery images are the wrong top-1 of
-    two or more queries, the most frequent one and its count)."""
+def q9_lines(rows: list[dict[str, Any]], rank1: float, hubs: tuple[int, int, int], queries: int) -> list[str]:
+    """Q9 for this run, from :func:`reid.findings.row_facts`'s rows: hits and misses shown, the measured
+    fact that explains each miss (counted), the hits' colour fact, and the hubs (``hubs``: how many gallery
+    images are the wrong top-1 of two or more of the ``queries`` val queries, the most frequent one, its
+    count) read as what they are: misses of the feature, not of the image."""
     hits = [r for r in rows if r["match_rank"] == 1]
     misses = [r for r in rows if r["match_rank"] > 1]
     ranks = ", ".join(str(r["match_rank"]) for r in misses)
-    lines = [f"of the {len(rows)} queries shown, {len(hits)} are hits and {len(misses)} misses"
-             + (f" (their matches at ranks {ranks})" if misses else "") + f"; val Rank-1 is {rank1:.3f}."]
+    lines = [f"{len(hits)} of {len(rows)} shown are hits, {len(misses)} misses"
+             + (f" (matches at ranks {ranks})" if misses else "") + f"; val Rank-1 {rank1:.3f}."]
     if misses:
         causes: dict[str, int] = {}
         for r in misses:
             causes[r["cause"]] = causes.get(r["cause"], 0) + 1
-        lines.append("What the misses show, measured (one line a row under the figure): "
-                     + "; ".join(f"{c} ({n} of {len(misses)})" for c, n in causes.items()) + ".")
+        lines.append("Misses by the first measured fact past its threshold (rows below): "
+                     + "; ".join(f"{c} ({n})" for c, n in causes.items()) + ".")
     if hits:
         same = sum(r["cause"] == "the match is also nearer in colour than the nearest wrong image" for r in hits)
-        lines.append(f"In {same} of the {len(hits)} hits the match is also nearer in clothing colour (mean RGB) than "
-                     "the nearest wrong image.")
+        lines.append(f"Hits: in {same} of {len(hits)} the match is also the nearer in clothing colour (mean RGB).")
     several, top, count = hubs
-    lines.append(f"Hubs: {several} gallery images are the wrong top-1 of two or more val queries; gallery {top} is "
-                 f"the wrong top-1 of {count}.")
+    if count:
+        lines.append(f"Hubs: {several} gallery images are the wrong top-1 of 2+ val queries, gallery {top} of {count} "
+                     f"({_pct(count / max(queries, 1))}): misses of the feature, not of the images.")
     return lines
 
 
 # ---------------------------------------------------------------------------------------- Q11
+_ALONG = {("ahead", "behind"): "more per epoch, less per image",
+          ("behind", "ahead"): "less per epoch, more per image"}
+
+
 def q11_lines(comparisons: list[dict[str, Any]], tri_history: Any, id_cfg: Any, tri_cfg: Any,
               id_images: int, tri_images: int) -> list[str]:
-    """Q11 for this run: the three paired comparisons, the active-triplet mechanism measured, and what else
-    differs between the two handout models, with what each comparison controls for."""
-    short = {"after the same number of epochs": "at equal epochs",
-             "after about the same number of training images": "at about equal training images",
-             "as kept (the tables)": "as kept"}
-    words = "; ".join(f"{short.get(c['when'], c['when'])} {c['word']}"
-                      + (f" by {abs(c['difference']):.3f}" if "difference" in c and c["word"] != "level" else "")
-                      for c in comparisons)
-    lines = [f"the triplet model against the ID model, val Rank-1 query by query: {words}."]
+    """Q11 for this run: the verdict (as kept), the two paired comparisons along the way read together,
+    the active-triplet mechanism measured, and what else differs between the two handout models, with
+    what each comparison controls for."""
+    def said(c: dict[str, Any]) -> str:
+        return c["word"] + (f" by {abs(c['difference']):.3f}" if "difference" in c and c["word"] != "level" else "")
+
+    by = {c["when"]: c for c in comparisons}
+    kept = by.get("as kept (the tables)")
+    epochs = by.get("after the same number of epochs")
+    images = by.get("after about the same number of training images")
+    lines = []
+    if kept:
+        lines.append(f"the triplet model is {said(kept)} in val Rank-1 as kept ({kept['triplet_rank1']:.3f} vs "
+                     f"{kept['id_rank1']:.3f}).")
+    if epochs and images:
+        along = _ALONG.get((epochs["word"], images["word"]))
+        lines.append(f"At equal epochs {said(epochs)}, at equal images {said(images)}"
+                     + (f": {along}." if along else "."))
     active = [a for a in tri_history.active_triplets if a is not None]
     loss = tri_history.epoch_train_loss
     if active:
-        lines.append(f"Listed triplets with loss > 0: {_pct(active[0])} in epoch 1, {_pct(active[-1])} in epoch "
-                     f"{len(active)} (loss {loss[0]:.3f} → {loss[-1]:.3f}); a satisfied one teaches nothing.")
+        lines.append(f"Triplets with loss > 0 (a satisfied one gives no gradient): {_pct(active[0])} in epoch 1, "
+                     f"{_pct(active[-1])} in epoch {len(active)}; loss {loss[0]:.3f} → {loss[-1]:.3f}.")
     aug = lambda c: "flips + shifts" if c.shift else "flips"  # noqa: E731
-    lines.append(f"Also different: augmentation ({aug(id_cfg)} vs {aug(tri_cfg)}), images a step "
-                 f"({id_cfg.batch_size} vs {3 * tri_cfg.batch_size}), images an epoch ({id_images:,} vs {tri_images:,}); "
-                 "equal epochs match passes, equal images the images seen, neither the augmentation.")
+    lines.append(f"Also different: augmentation ({aug(id_cfg)} vs {aug(tri_cfg)}), images a step ({id_cfg.batch_size} "
+                 f"vs {3 * tri_cfg.batch_size}), an epoch ({id_images:,} vs {tri_images:,}); no comparison evens "
+                 "out the augmentation.")
     return lines
 
 

@@ -94,6 +94,9 @@ MIRROR_GAIN = 0.05
 """A turned pose: the match mirrored is nearer the query (in the model's feature) by more than this share."""
 CROP_CHANGE = 0.10
 """A different crop: the share of padding in the frame differs by more than this."""
+HUB_QUERIES = 3
+"""A hub: the wrong image is the wrong top-1 of at least this many val queries — a fact of the model's
+feature space (one image near many people), not of the query's image; checked after the image facts."""
 
 
 def _content(image: Tensor) -> tuple[Tensor, Tensor]:
@@ -170,6 +173,8 @@ def _cause(row: dict[str, Any], f: dict[str, float]) -> str:
         return "a turned pose"
     if abs(f["padding_query"] - f["padding_match"]) > CROP_CHANGE:
         return "a different crop"
+    if row.get("wrong_top1_of", 0) >= HUB_QUERIES:
+        return "a hub"
     return "none of the measured facts"
 
 
@@ -186,6 +191,10 @@ def _why(r: dict[str, Any]) -> str:
     if c == "a different crop":
         return (f"a different crop: {r['padding_query']:.0%} of the query's frame is padding, "
                 f"{r['padding_match']:.0%} of the match's")
+    if c == "a hub":
+        return (f"a hub: gallery {r['nearest_wrong']} is the wrong top-1 of {r['wrong_top1_of']} val queries "
+                f"(one image near many people in the feature); no image fact passed its threshold (colour "
+                f"distance {r['colour_to_match']:.0f} to the match, {r['colour_to_wrong']:.0f} to the hub)")
     if c == "none of the measured facts":
         return (f"none of the measured facts explains it (clothing-colour distance, RGB 0–255: "
                 f"{r['colour_to_match']:.0f} to the match, {r['colour_to_wrong']:.0f} to the wrong image; brightness "

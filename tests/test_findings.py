@@ -10,7 +10,8 @@ import torch
 from reid.evaluate import Retrieval
 from reid import text as textmod
 from reid.findings import (brightness, clothing_colour, compare_handout_models, describe_comparison,
-                           describe_ranked_rows, describe_row_facts, padding_share, ranked_rows, row_facts)
+                           describe_ranked_rows, describe_row_facts, padding_share, ranked_rows, row_facts,
+                           HUB_QUERIES)
 from reid.images import IMAGENET_MEAN, IMAGENET_STD
 from reid.stats import bootstrap_interval, paired_comparison
 from reid.train import History
@@ -127,7 +128,8 @@ def test_each_row_says_which_measured_fact_explains_it():
     """Query 0 is a hit. Query 1's match wears other colours at the same brightness and its wrong top-1
     wears the query's own (a colour lookalike); query 2's match is the same look, much darker (a lighting
     change, which comes first: a camera's light also moves the colours); query 3's match looks exactly
-    like it, yet ranks behind another image: nothing measured explains that."""
+    like it, yet ranks behind another image that also does, and a hub for no other query: nothing
+    measured explains that."""
     red_blue, dark = _person((200, 0, 0), (0, 0, 100)), _person((90, 0, 0), (0, 0, 45))
     swapped = _person((0, 0, 100), (200, 0, 0))   # as bright as red_blue, its colours the other way up
     queries = torch.stack([red_blue, red_blue, red_blue, swapped])
@@ -136,7 +138,7 @@ def test_each_row_says_which_measured_fact_explains_it():
     r.dist = torch.tensor([[0.1, 0.9, 0.8, 0.5],
                            [0.2, 0.7, 0.8, 0.5],    # gallery 0 before its match 1
                            [0.2, 0.7, 0.8, 0.5],    # gallery 0 before its match 2
-                           [0.2, 0.7, 0.8, 0.5]])   # gallery 0 before its match 3
+                           [0.9, 0.2, 0.8, 0.5]])   # gallery 1 (as it looks) before its match 3: no hub
     far = torch.full((4, 2), 10.0)                  # the mirrored gallery: no nearer than as it is
     rows = row_facts(r, [0, 1, 2, 3], queries, gallery, mirrored_gallery=far)
     assert [x["cause"] for x in rows] == ["the match is also nearer in colour than the nearest wrong image", "a colour lookalike",
@@ -146,3 +148,21 @@ def test_each_row_says_which_measured_fact_explains_it():
     assert "why: a colour lookalike: gallery 0's clothes are 0 from the query's in RGB, the match's" in lines
     assert "why: a lighting change: the match is 55% darker than the query" in lines
     assert "why: none of the measured facts explains it" in lines
+
+
+def test_a_miss_to_a_hub_is_the_features_fault():
+    """A miss that no image fact explains, whose wrong top-1 is the wrong top-1 of HUB_QUERIES or more val
+    queries, is a hub; with fewer it is still "none of the measured facts"."""
+    img = _person((200, 0, 0), (0, 0, 100))
+    n = HUB_QUERIES + 1
+    queries, gallery = img.expand(n, -1, -1, -1), img.expand(n + 1, -1, -1, -1)   # every image alike
+    r = Retrieval.from_features(torch.zeros(n, 2), torch.zeros(n + 1, 2), torch.arange(1, n + 1))
+    r.dist = torch.ones(n, n + 1)
+    r.dist[:, 0] = 0.1                                      # gallery 0 is every query's wrong top-1
+    far = torch.full((n + 1, 2), 10.0)
+    rows = row_facts(r, [0], queries, gallery, mirrored_gallery=far)
+    assert rows[0]["wrong_top1_of"] == n and rows[0]["cause"] == "a hub"
+    assert f"why: a hub: gallery 0 is the wrong top-1 of {n} val queries" in " ".join(describe_row_facts(rows).split())
+    r.dist[: n - HUB_QUERIES + 1, 0] = 5.0                  # now gallery 0 is the wrong top-1 of fewer
+    rows = row_facts(r, [n - 1], queries, gallery, mirrored_gallery=far)
+    assert rows[0]["wrong_top1_of"] < HUB_QUERIES and rows[0]["cause"] == "none of the measured facts"
