@@ -13,7 +13,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Sequence, Union
 
 import torch
 from torch import nn
@@ -213,13 +213,17 @@ the mean of three epochs' val mAP moves about half as much as one epoch's; bench
 (BENCHMARKS section 8) compares the two rules once runs with test answers at every epoch are recorded."""
 
 
+def window_mean(values: Sequence[float | None], epoch: int, around: int = 1) -> float:
+    """The mean of ``values`` (one per epoch) over the 1-based ``epoch`` and ``around`` epochs either side
+    (those that exist and were measured)."""
+    window = [v for v in values[max(0, epoch - 1 - around): epoch + around] if v is not None]
+    return sum(window) / len(window)
+
+
 def kept_mean(history: Any, key: str = "mAP", around: int = 1) -> float:
     """The mean of a val curve over the kept epoch and ``around`` epochs either side (those that exist):
     a single epoch of a 49-person gallery moves by a few hundredths, the mean of three about half as much."""
-    values = getattr(history, key)
-    k = history.kept_epoch
-    window = [v for v in values[max(0, k - 1 - around): k + around] if v is not None]
-    return sum(window) / len(window)
+    return window_mean(getattr(history, key), history.kept_epoch, around)
 
 
 def choose_pred_model(histories: dict[str, Any], rule: str = PRED_RULE) -> tuple[str, str]:
