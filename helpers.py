@@ -48,7 +48,8 @@ from reid.budget import (choose_epochs, default_epochs, default_input_size, imag
 from reid.colab import Workspace, check_project, find_weights_once, gpu_check, weights_check  # noqa: F401
 from reid.config import start_folder, start_of  # noqa: F401
 from reid.findings import (compare_handout_models, describe_comparison, describe_ranked_rows,  # noqa: F401
-                           describe_row_facts, epoch_by_epoch, hubs, ranked_rows, row_facts)
+                           colour_split, describe_row_facts, epoch_by_epoch, hubs, ranked_rows,
+                           row_facts)
 from reid.data import (IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD, PERSON_SIZE, UNKNOWN_GT, DataError,  # noqa: F401
                        DataLayoutError, IDLossDataset, ImageCache, ImageDecodeError, RetrievalDataset,
                        TripletDataset, count_possible_triplets, load_image, person_transform, read_csv,

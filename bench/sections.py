@@ -140,7 +140,7 @@ def budget_section(results: Path = ROOT / "results" / "budget") -> str:
             continue
         run = json.loads(path.read_text())
         h, best = History.from_dict(run), _best(run)
-        state = verdict(h).removeprefix("Verdict: ").split(";")[0]
+        state = verdict(h).removeprefix("Val curve: ").split(";")[0]
         lines.append(f"| {label} | {len(h.rank1)} | {', '.join(f'{v:.3f}' for v in h.rank1)} | {h.rank1[-1]:.3f} | "
                      f"{h.mAP[-1]:.3f} | {h.rank1[best]:.3f} ({best + 1}) | {state} |")
     return "\n".join(lines)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import text
+from .findings import HUB_FACTOR
 from .schedule import CurveRule, follow_curve
 
 __all__ = ["MAX_LINES", "answer_text", "q8_lines", "q9_lines", "q11_lines", "conclusion", "write_answers_md"]
@@ -74,9 +75,9 @@ def q1_lines(shapes: list[tuple[str, tuple[int, int, int]]], input_shape: tuple[
     every row)."""
     by = dict(shapes)
     blocks = [(n, s) for n, s in shapes if n.startswith("ResBlock")]
-    stages = "; ".join(f"{n.split()[-1]}: {_shape(s)}" for n, s in blocks[1::2])
+    stages = ", ".join(_shape(s) for _, s in blocks[1::2])
     return [f"a 3×{_shape(input_shape)} input gives {_shape(shapes[0][1])} after the 7×7 conv, {_shape(shapes[1][1])} "
-            f"after max pooling; the ResBlocks end at {stages} (no downsampling in the 512 stage); "
+            f"after max pooling; the four stages output {stages} (no downsampling in the 512 stage); "
             f"average pooling gives {_shape(by['Average pooling'])}; both blocks of a stage give the same shape."]
 
 
@@ -142,7 +143,7 @@ def q7_lines(model: Any, image: Any) -> list[str]:
     where = " and ".join(n.split(".")[0] for n, _ in drops)
     return [f"Dropout(p={drops[0][1]:g}) after the ReLU of {where}: in training it zeroes each activation with "
             f"probability {drops[0][1]:g} (the rest × {1 / (1 - drops[0][1]):.2f}), a regulariser against "
-            f"co-adapted units; in eval it is off. Measured: one image's feature twice, the same in eval: "
+            f"co-adapted units; in eval it is off. Measured: the feature of one constant input, twice, the same in eval: "
             f"{same_eval}; in train: {same_train}."]
 
 
@@ -197,49 +198,44 @@ def how_it_ended(history: Any, ceiling_steps: int, rule: CurveRule) -> str:
 
 
 def q8_lines(history: Any, num_ids: int, ceiling_steps: int, rule: CurveRule = CurveRule()) -> list[str]:
-    """Q8 for this run: what the curves did (training loss, validation loss, val Rank-1, the kept epoch),
-    the verdict (overfitting / under-trained / levelled) with the numbers that decide it, and how
-    training ended."""
+    """Q8 for this run: the conclusion (overfitting / under-trained / levelled) with the numbers that decide
+    it, what the curves did (training loss, validation loss, val Rank-1), and how training ended."""
     word, reason = conclusion(history, num_ids, rule)
     vl = [v for v in history.val_loss if v is not None]
     loss = [v for v in history.epoch_train_loss if v is not None]
-    k, r1 = history.kept_epoch, history.rank1
-    curves = f"over {len(r1)} epochs, training cross-entropy {loss[0]:.2f} → {loss[-1]:.2f}" if loss else ""
+    r1 = history.rank1
+    curves = [f"training cross-entropy {loss[0]:.2f} → {loss[-1]:.2f}"] if loss else []
     if vl:
-        curves += f", val triplet loss {vl[0]:.3f} → {vl[-1]:.3f}"
-    curves += (f", val Rank-1 {r1[0]:.3f} → {r1[-1]:.3f}; kept: epoch {k}, val mAP {history.mAP[k - 1]:.3f}.")
-    if not loss:
-        curves = curves.lstrip(", ").capitalize()
+        curves.append(f"val triplet loss {vl[0]:.3f} → {vl[-1]:.3f}")
+    curves.append(f"val Rank-1 {r1[0]:.3f} → {r1[-1]:.3f}")
     ended = f"How it ended: {how_it_ended(history, ceiling_steps, rule)}."
     if word == "under-trained":
         ended += " More steps or a pretrained start would help."
-    return [curves, f"Verdict: {word} — {reason}.", ended]
+    return [f"{word} — {reason}.", f"Curves over {len(r1)} epochs: " + ", ".join(curves) + ".", ended]
 
 
 # ----------------------------------------------------------------------------------------- Q9
-def q9_lines(rows: list[dict[str, Any]], rank1: float, hubs: tuple[int, int, int], queries: int) -> list[str]:
-    """Q9 for this run, from :func:`reid.findings.row_facts`'s rows: hits and misses shown, the measured
-    fact that explains each miss (counted), the hits' colour fact, and the hubs (``hubs``: how many gallery
-    images are the wrong top-1 of two or more of the ``queries`` val queries, the most frequent one, its
-    count) read as what they are: misses of the feature, not of the image."""
-    hits = [r for r in rows if r["match_rank"] == 1]
+def q9_lines(rows: list[dict[str, Any]], rank1: float, hubs: tuple[int, int, int, float], queries: int,
+             gallery: int, colour: dict[str, tuple[int, float]]) -> list[str]:
+    """Q9 for this run: val Rank-1 against chance, when the model succeeds over all val queries (by the
+    clothing-colour fact of :func:`reid.findings.colour_split`), the measured fact that explains each miss
+    shown (:func:`reid.findings.row_facts`), and the hubs (``hubs``: :func:`reid.findings.hubs`)."""
     misses = [r for r in rows if r["match_rank"] > 1]
-    ranks = ", ".join(str(r["match_rank"]) for r in misses)
-    lines = [f"{len(hits)} of {len(rows)} shown are hits, {len(misses)} misses"
-             + (f" (matches at ranks {ranks})" if misses else "") + f"; val Rank-1 {rank1:.3f}."]
+    lines = [f"Rank-1 {rank1:.3f} on {queries:,} val queries (chance 1/{gallery:,}); shown: the first "
+             f"{len(rows) - len(misses)} hits and {len(misses)} misses."]
+    (n_near, r_near), (n_not, r_not) = colour["nearer"], colour["not"]
+    lines.append(f"When it succeeds: Rank-1 {r_near:.3f} if the match is nearer in clothing colour than the nearest "
+                 f"wrong image ({n_near:,} queries), {r_not:.3f} if not ({n_not:,}).")
     if misses:
         causes: dict[str, int] = {}
         for r in misses:
             causes[r["cause"]] = causes.get(r["cause"], 0) + 1
-        lines.append("Misses by the first measured fact past its threshold (rows below): "
+        lines.append("The misses shown, by measured fact: "
                      + "; ".join(f"{c} ({n})" for c, n in causes.items()) + ".")
-    if hits:
-        same = sum(r["cause"] == "the match is also nearer in colour than the nearest wrong image" for r in hits)
-        lines.append(f"Hits: in {same} of {len(hits)} the match is also the nearer in clothing colour (mean RGB).")
-    several, top, count = hubs
+    n_hubs, top, count, mean = hubs
     if count:
-        lines.append(f"Hubs: {several} gallery images are the wrong top-1 of 2+ val queries, gallery {top} of {count} "
-                     f"({_pct(count / max(queries, 1))}): misses of the feature, not of the images.")
+        lines.append(f"Hubs: gallery {top} is the wrong top-1 of {count} queries ({count / mean:.1f}× the mean, "
+                     f"{mean:.1f}); {n_hubs} of {gallery:,} take {HUB_FACTOR:.0f}× it or more.")
     return lines
 
 
@@ -248,11 +244,25 @@ _ALONG = {("ahead", "behind"): "more per epoch, less per image",
           ("behind", "ahead"): "less per epoch, more per image"}
 
 
+def _own_curves(h: Any, rule: CurveRule) -> str:
+    """The triplet model's own curves in one sentence: its loss on training and on val triplets (the same
+    objective), val Rank-1, and where the val mAP curve stands by the training rule."""
+    state = {"rising": "still gaining at its last epoch", "levelled": "levelled", "peaked": "peaked and fell",
+             "too short": "one epoch only"}[follow_curve(h.mAP, rule).state(rule)]
+    loss = [v for v in h.epoch_train_loss if v is not None]
+    vl = [v for v in h.val_loss if v is not None]
+    text = f"the triplet model over {len(h.rank1)} epochs: val Rank-1 {h.rank1[0]:.3f} → {h.rank1[-1]:.3f}, {state}"
+    if loss and vl:
+        gap = "no overfitting gap" if vl[-1] - loss[-1] < 0.5 * max(loss[-1], 1e-9) else "val well above train"
+        text += f"; triplet loss train {loss[0]:.3f} → {loss[-1]:.3f}, val {vl[0]:.3f} → {vl[-1]:.3f} ({gap})"
+    return text + "."
+
+
 def q11_lines(comparisons: list[dict[str, Any]], tri_history: Any, id_cfg: Any, tri_cfg: Any,
-              id_images: int, tri_images: int) -> list[str]:
-    """Q11 for this run: the verdict (as kept), the two paired comparisons along the way read together,
-    the active-triplet mechanism measured, and what else differs between the two handout models, with
-    what each comparison controls for."""
+              id_images: int, tri_images: int, rule: CurveRule = CurveRule()) -> list[str]:
+    """Q11 for this run: the triplet model's own curves, then against the ID model (as kept, at equal
+    epochs and at about equal images, paired over the val queries), the active-triplet mechanism measured,
+    and what else differs between the two handout models."""
     def said(c: dict[str, Any]) -> str:
         return c["word"] + (f" by {abs(c['difference']):.3f}" if "difference" in c and c["word"] != "level" else "")
 
@@ -260,23 +270,28 @@ def q11_lines(comparisons: list[dict[str, Any]], tri_history: Any, id_cfg: Any, 
     kept = by.get("as kept (the tables)")
     epochs = by.get("after the same number of epochs")
     images = by.get("after about the same number of training images")
-    lines = []
+    lines = [_own_curves(tri_history, rule)]
+    parts = []
     if kept:
-        lines.append(f"the triplet model is {said(kept)} in val Rank-1 as kept ({kept['triplet_rank1']:.3f} vs "
-                     f"{kept['id_rank1']:.3f}).")
-    if epochs and images:
-        along = _ALONG.get((epochs["word"], images["word"]))
-        lines.append(f"At equal epochs {said(epochs)}, at equal images {said(images)}"
-                     + (f": {along}." if along else "."))
+        parts.append(f"as kept {said(kept)} ({kept['triplet_rank1']:.3f} vs {kept['id_rank1']:.3f})")
+    if epochs:
+        parts.append(f"at equal epochs {said(epochs)}")
+    if images:
+        same = kept and (images["id_epoch"], images["triplet_epoch"]) == (kept["id_epoch"], kept["triplet_epoch"])
+        parts.append("at about equal images the same pair as kept" if same else f"at about equal images {said(images)}")
+    if parts:
+        lines.append("Against the ID model (val Rank-1, paired): " + "; ".join(parts) + ".")
     active = [a for a in tri_history.active_triplets if a is not None]
-    loss = tri_history.epoch_train_loss
     if active:
-        lines.append(f"Triplets with loss > 0 (a satisfied one gives no gradient): {_pct(active[0])} in epoch 1, "
-                     f"{_pct(active[-1])} in epoch {len(active)}; loss {loss[0]:.3f} → {loss[-1]:.3f}.")
+        lines.append(f"Listed triplets with loss > 0 (the only ones with a gradient): {_pct(active[0])} in epoch 1, "
+                     f"{_pct(active[-1])} in epoch {len(active)}.")
     aug = lambda c: "flips + shifts" if c.shift else "flips"  # noqa: E731
-    lines.append(f"Also different: augmentation ({aug(id_cfg)} vs {aug(tri_cfg)}), images a step ({id_cfg.batch_size} "
-                 f"vs {3 * tri_cfg.batch_size}), an epoch ({id_images:,} vs {tri_images:,}); no comparison evens "
-                 "out the augmentation.")
+    if aug(id_cfg) != aug(tri_cfg):
+        also = f"augmentation ({aug(id_cfg)} vs {aug(tri_cfg)}), "
+    else:
+        also = ""
+    lines.append(f"Also different: {also}images a step ({id_cfg.batch_size} vs {3 * tri_cfg.batch_size}), an epoch "
+                 f"({id_images:,} vs {tri_images:,}).")
     return lines
 
 
@@ -352,8 +367,8 @@ def market_lines(root: Path) -> list[str]:
     lines = ["## Measured on Market-1501 (recorded runs, not this run)", "",
              "From random weights on a layout built from Market-1501 (seed 0), 20 minutes a model on the CPU, "
              "at the last epoch (a 2-core AMD EPYC with bfloat16 in hardware). The last two rows are one seed on one "
-             "layout; over 5 layouts and 3 seeds at equal time the two input shapes are level (BENCHMARKS section 5, "
-             "the notebook's ablation table). Every other recorded run, with its curves and commands, is in "
+             "layout; over 5 layouts and 3 seeds at equal time the two input shapes are level (BENCHMARKS section 5; "
+             "`reid.runs.ablation_table` for what each addition measured). Every other recorded run, with its curves and commands, is in "
              "`bench/BENCHMARKS.md`.", "",
              _row(["run", "Rank-1", "Rank-5", "Rank-10", "mAP"]), _row(["---"] * 5)]
     for stem, name in MARKET_RUNS:

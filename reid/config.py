@@ -126,7 +126,8 @@ class TrainConfig:
 
         What the handout leaves open, our choice:
         * 32 rows (96 images) a step, Adam 3e-4 / 5e-4, cosine decay: as handout_id's optimiser;
-        * random horizontal flips of each image: a person mirrored is the same person;
+        * random horizontal flips and shifts of up to 8 px of each image, as handout_id: the two handout
+          models then differ in their loss, batch and images an epoch, not in their augmentation (Q11);
         * no mining and no identities from another file (mining="none"): the literal model;
         * validation on the plain feature (no test-time flip).
         From a pretrained start (PRETRAINED): the ID model's choice, a 1-epoch linear warm-up, also ahead
@@ -134,7 +135,7 @@ class TrainConfig:
 
         Mined variants (batch-all, batch-hard) are measured in bench/BENCHMARKS.md, not used here."""
         base = cls(recipe="triplet", margin=HANDOUT_MARGIN, mining="none", batch_size=32,
-                   flip=True, flip_test=False)
+                   flip=True, shift=8, flip_test=False)
         return _preset(base, overrides)
 
     @classmethod

@@ -22,7 +22,7 @@ from .stats import paired_comparison
 from .text import wrap
 
 __all__ = ["ranked_rows", "row_line", "describe_ranked_rows", "compare_handout_models", "describe_comparison",
-           "row_facts", "describe_row_facts", "hubs", "clothing_colour", "brightness", "padding_share"]
+           "row_facts", "describe_row_facts", "hubs", "is_hub", "colour_split", "clothing_colour", "brightness", "padding_share"]
 
 
 def ranked_rows(retrieval: Retrieval, rows: list[int]) -> list[dict[str, Any]]:
@@ -34,13 +34,14 @@ def ranked_rows(retrieval: Retrieval, rows: list[int]) -> list[dict[str, Any]]:
     ranks = retrieval.match_ranks()                          # [Q]
     top1 = order[:, 0]
     wrong_top1 = torch.bincount(top1[top1 != gt], minlength=retrieval.dist.shape[1])  # [G]
+    mean = float(wrong_top1.sum()) / max(1, len(wrong_top1))   # misses a gallery image takes on average
     out = []
     for q in rows:
         wrong = int(next(g for g in order[q].tolist() if g != int(gt[q])))
         out.append({"query": int(q), "match": int(gt[q]), "match_rank": int(ranks[q]),
                     "match_distance": round(float(retrieval.dist[q, gt[q]]), 4), "nearest_wrong": wrong,
                     "nearest_wrong_distance": round(float(retrieval.dist[q, wrong]), 4),
-                    "wrong_top1_of": int(wrong_top1[wrong])})
+                    "wrong_top1_of": int(wrong_top1[wrong]), "wrong_top1_mean": round(mean, 2)})
     return out
 
 
@@ -94,9 +95,11 @@ MIRROR_GAIN = 0.05
 """A turned pose: the match mirrored is nearer the query (in the model's feature) by more than this share."""
 CROP_CHANGE = 0.10
 """A different crop: the share of padding in the frame differs by more than this."""
+HUB_FACTOR = 2.0
 HUB_QUERIES = 3
-"""A hub: the wrong image is the wrong top-1 of at least this many val queries — a fact of the model's
-feature space (one image near many people), not of the query's image; checked after the image facts."""
+"""A hub: the wrong image is the wrong top-1 of at least HUB_FACTOR times as many val queries as a gallery
+image is on average (the misses over the gallery size), and of at least HUB_QUERIES — a fact of the
+model's feature space (one image near many people), not of the query's image; checked after the image facts."""
 
 
 def _content(image: Tensor) -> tuple[Tensor, Tensor]:
@@ -163,8 +166,7 @@ def row_facts(retrieval: Retrieval, rows: list[int], query_images: Tensor, galle
 def _cause(row: dict[str, Any], f: dict[str, float]) -> str:
     """The measured fact that explains a row (the first past its threshold), in a few words."""
     if row["match_rank"] == 1:
-        return ("the match is also nearer in colour than the nearest wrong image" if f["colour_to_match"] <= f["colour_to_wrong"]
-                else "a hit although the wrong image is nearer in colour")
+        return "a hit"
     if abs(f["brightness_ratio"] - 1) > LIGHT_CHANGE:  # first: a camera's light also moves the colours
         return "a lighting change"
     if f["colour_to_wrong"] + COLOUR_MARGIN < f["colour_to_match"]:
@@ -173,7 +175,7 @@ def _cause(row: dict[str, Any], f: dict[str, float]) -> str:
         return "a turned pose"
     if abs(f["padding_query"] - f["padding_match"]) > CROP_CHANGE:
         return "a different crop"
-    if row.get("wrong_top1_of", 0) >= HUB_QUERIES:
+    if is_hub(row.get("wrong_top1_of", 0), row.get("wrong_top1_mean", 0.0)):
         return "a hub"
     return "none of the measured facts"
 
@@ -192,15 +194,33 @@ def _why(r: dict[str, Any]) -> str:
         return (f"a different crop: {r['padding_query']:.0%} of the query's frame is padding, "
                 f"{r['padding_match']:.0%} of the match's")
     if c == "a hub":
-        return (f"a hub: gallery {r['nearest_wrong']} is the wrong top-1 of {r['wrong_top1_of']} val queries "
-                f"(one image near many people in the feature); no image fact passed its threshold (colour "
+        return (f"a hub: gallery {r['nearest_wrong']} is the wrong top-1 of {r['wrong_top1_of']} val queries, "
+                f"{r['wrong_top1_of'] / r['wrong_top1_mean']:.1f}× a gallery image's mean; no image fact passed "
+                f"its threshold (colour "
                 f"distance {r['colour_to_match']:.0f} to the match, {r['colour_to_wrong']:.0f} to the hub)")
     if c == "none of the measured facts":
         return (f"none of the measured facts explains it (clothing-colour distance, RGB 0–255: "
                 f"{r['colour_to_match']:.0f} to the match, {r['colour_to_wrong']:.0f} to the wrong image; brightness "
                 f"×{r['brightness_ratio']:.2f})")
-    return (f"{c} (clothing-colour distance, RGB 0–255: {r['colour_to_match']:.0f} to the match, "
-            f"{r['colour_to_wrong']:.0f} to gallery {r['nearest_wrong']})")
+    return (f"{c}, nearest in the feature (clothing-colour distance, RGB 0–255: {r['colour_to_match']:.0f} to the "
+            f"match, {r['colour_to_wrong']:.0f} to gallery {r['nearest_wrong']})")
+
+
+def colour_split(retrieval: Retrieval, query_images: Tensor, gallery_images: Tensor) -> dict[str, Any]:
+    """Over every query: Rank-1 where the match is nearer in clothing colour (:func:`clothing_colour`) than
+    the nearest wrong gallery image, and where it is not — when the model succeeds, in one measured fact.
+    Returns ``{"nearer": (queries, rank1), "not": (queries, rank1)}``."""
+    order = retrieval.ranked(retrieval.dist.shape[1])
+    gallery = torch.stack([clothing_colour(g) for g in gallery_images])
+    groups: dict[str, list[float]] = {"nearer": [], "not": []}
+    for q in range(len(order)):
+        m = int(retrieval.gt[q])
+        row = order[q].tolist()
+        w = next(g for g in row if g != m)
+        c = clothing_colour(query_images[q])
+        nearer = float((c - gallery[m]).norm()) < float((c - gallery[w]).norm())
+        groups["nearer" if nearer else "not"].append(1.0 if row[0] == m else 0.0)
+    return {k: (len(v), sum(v) / len(v) if v else float("nan")) for k, v in groups.items()}
 
 
 def describe_row_facts(rows: list[dict[str, Any]]) -> str:
@@ -209,15 +229,22 @@ def describe_row_facts(rows: list[dict[str, Any]]) -> str:
     return wrap("\n".join(f"{row_line(i, r)}\n  why: {_why(r)}" for i, r in enumerate(rows, start=1)))
 
 
-def hubs(retrieval: Retrieval) -> tuple[int, int, int]:
-    """(gallery images that are the wrong top-1 of two or more queries, the most frequent one, its count)."""
+def is_hub(count: int, mean: float) -> bool:
+    """Whether a gallery image that is the wrong top-1 of ``count`` queries is a hub, ``mean`` being the
+    average count over the gallery (see HUB_FACTOR)."""
+    return count >= max(HUB_QUERIES, HUB_FACTOR * mean)
+
+
+def hubs(retrieval: Retrieval) -> tuple[int, int, int, float]:
+    """(the gallery images that are hubs (:func:`is_hub`), the most frequent wrong top-1, its count, the mean
+    count over the gallery)."""
     order = retrieval.ranked(1)[:, 0]
     wrong = order[order != retrieval.gt]
     if not len(wrong):
-        return 0, -1, 0
+        return 0, -1, 0, 0.0
     counts = torch.bincount(wrong, minlength=retrieval.dist.shape[1])
-    top = int(counts.argmax())
-    return int((counts >= 2).sum()), top, int(counts[top])
+    top, mean = int(counts.argmax()), len(wrong) / len(counts)
+    return sum(is_hub(int(c), mean) for c in counts), top, int(counts[top]), mean
 
 
 def _hits(history: Any, epoch: int) -> list[float] | None:

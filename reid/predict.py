@@ -237,7 +237,7 @@ def choose_pred_model(histories: dict[str, Any], rule: str = PRED_RULE) -> tuple
         what = "val Rank-1 at its kept epoch"
     else:
         scores = {n: kept_mean(h) for n, h in histories.items()}
-        what = "val mAP averaged over its kept epoch and the epochs either side"
+        what = "val mAP averaged over its kept epoch and its neighbours that exist"
     best = max(scores, key=scores.get)
     others = ", ".join(f"{s:.3f}" for n, s in scores.items() if n != best)
     return best, f"the handout model with the higher {what}: {scores[best]:.3f} against {others}"

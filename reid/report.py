@@ -103,7 +103,7 @@ def verdict(history: Any, rule: CurveRule = CurveRule()) -> str:
     :func:`loss_trend` of the training and validation losses."""
     state, text = curve_verdict(history, rule)
     if state == "too short":
-        return "Verdict: " + text[0].upper() + text[1:] + "."
+        return "Val curve: " + text[0].upper() + text[1:] + "."
     losses = [v for v in history.epoch_train_loss if v is not None]
     if len(losses) >= 2:
         text += (f"; the training loss is {loss_trend(losses)} ({losses[-2]:.3f} → {losses[-1]:.3f} over the "
@@ -111,7 +111,7 @@ def verdict(history: Any, rule: CurveRule = CurveRule()) -> str:
     vl = [v for v in history.val_loss if v is not None]
     if len(vl) >= 2:
         text += f", the validation loss {loss_trend(vl)}"
-    return "Verdict: " + text + "."
+    return "Val curve: " + text + "."
 
 
 def display_metrics(metrics: Mapping[str, float], suffix: str = "") -> dict[str, float]:

@@ -64,10 +64,14 @@ def test_every_answer_fits_six_lines_of_a_hundred_characters():
 
 def test_q11_fits_six_lines_with_a_large_layouts_numbers():
     ranks = {"id_rank1": 0.8765, "triplet_rank1": 0.8721}
-    rows = [{"when": "after the same number of epochs", "word": "behind", "difference": -0.123, **ranks},
-            {"when": "after about the same number of training images", "word": "ahead", "difference": 0.101, **ranks},
-            {"when": "as kept (the tables)", "word": "level", "difference": -0.004, **ranks}]
-    h = History(active_triplets=[0.987, 0.123], epoch_train_loss=[1.012, 0.345])
+    rows = [{"when": "after the same number of epochs", "word": "behind", "difference": -0.123, **ranks,
+             "id_epoch": 14, "triplet_epoch": 14},
+            {"when": "after about the same number of training images", "word": "ahead", "difference": 0.101, **ranks,
+             "id_epoch": 42, "triplet_epoch": 14},
+            {"when": "as kept (the tables)", "word": "level", "difference": -0.004, **ranks,
+             "id_epoch": 117, "triplet_epoch": 58}]
+    h = History(active_triplets=[0.987, 0.123], epoch_train_loss=[1.012, 0.345], val_loss=[1.234, 0.567],
+                rank1=[0.8123, 0.8721], mAP=[0.8234, 0.8812])
     text = answer_text("Q11", q11_lines(rows, h, TrainConfig.handout_id(), TrainConfig.handout_triplet(),
                                         206_976, 620_928), NOTEBOOK_WIDTH)
     assert len(text.splitlines()) <= MAX_LINES
@@ -95,9 +99,9 @@ def test_q8_q11_conclude_from_the_saved_histories():
     doc = _synthetic()
     hid = History.from_dict(doc["runs"]["ID loss (handout)"]["history"])
     word, reason = conclusion(hid, 230)
-    assert doc["answers"]["Q8"][1] == f"Verdict: {word} — {reason}."
+    assert doc["answers"]["Q8"][0] == f"{word} — {reason}."
     for row in doc["q11"]:
-        assert f"{row['word']}" in " ".join(doc["answers"]["Q11"][:2])
+        assert f"{row['word']}" in doc["answers"]["Q11"][1]
     tri = History.from_dict(doc["runs"]["triplet loss (handout)"]["history"])
     assert f"{100 * tri.active_triplets[0]:.0f} % in epoch 1" in doc["answers"]["Q11"][2]
 
@@ -109,7 +113,7 @@ def test_no_overfitting_claimed_of_a_run_whose_verdict_is_under_trained():
     """Where Q8 concludes "under-trained", no text of the run says a model overfits: every "overfit" is
     negated ("not overfitting") or general (the rule that defines it)."""
     doc = _synthetic()
-    if not doc["answers"]["Q8"][1].startswith("Verdict: under-trained"):
+    if not doc["answers"]["Q8"][0].startswith("under-trained"):
         pytest.skip("this run's Q8 is not under-trained")
     out, md = _notebook()
     for name, text in (("answers.md", ANSWERS), ("the notebook's outputs", out)):

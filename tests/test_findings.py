@@ -11,7 +11,7 @@ from reid.evaluate import Retrieval
 from reid import text as textmod
 from reid.findings import (brightness, clothing_colour, compare_handout_models, describe_comparison,
                            describe_ranked_rows, describe_row_facts, padding_share, ranked_rows, row_facts,
-                           HUB_QUERIES)
+                           HUB_QUERIES, colour_split, hubs, is_hub)
 from reid.images import IMAGENET_MEAN, IMAGENET_STD
 from reid.stats import bootstrap_interval, paired_comparison
 from reid.train import History
@@ -141,7 +141,7 @@ def test_each_row_says_which_measured_fact_explains_it():
                            [0.9, 0.2, 0.8, 0.5]])   # gallery 1 (as it looks) before its match 3: no hub
     far = torch.full((4, 2), 10.0)                  # the mirrored gallery: no nearer than as it is
     rows = row_facts(r, [0, 1, 2, 3], queries, gallery, mirrored_gallery=far)
-    assert [x["cause"] for x in rows] == ["the match is also nearer in colour than the nearest wrong image", "a colour lookalike",
+    assert [x["cause"] for x in rows] == ["a hit", "a colour lookalike",
                                           "a lighting change", "none of the measured facts"]
     assert rows[2]["brightness_ratio"] == pytest.approx(0.45, abs=0.01)
     lines = " ".join(describe_row_facts(rows).split())
@@ -166,3 +166,21 @@ def test_a_miss_to_a_hub_is_the_features_fault():
     r.dist[: n - HUB_QUERIES + 1, 0] = 5.0                  # now gallery 0 is the wrong top-1 of fewer
     rows = row_facts(r, [n - 1], queries, gallery, mirrored_gallery=far)
     assert rows[0]["wrong_top1_of"] < HUB_QUERIES and rows[0]["cause"] == "none of the measured facts"
+
+
+def test_a_hub_is_measured_against_the_mean_and_the_hits_split_by_colour():
+    """is_hub: at least HUB_FACTOR × the mean count (and HUB_QUERIES); hubs() counts them; colour_split
+    gives Rank-1 where the match is nearer in clothing colour than the nearest wrong image, and where not."""
+    assert is_hub(10, 4.9) and not is_hub(9, 4.9) and not is_hub(2, 0.5) and is_hub(3, 0.5)
+    red, blue = _person((200, 0, 0), (200, 0, 0)), _person((0, 0, 200), (0, 0, 200))
+    queries = torch.stack([red, red, blue, blue])
+    gallery = torch.stack([red, blue, blue])           # query 0 → gallery 0, 1 → 0, 2 → 1, 3 → 2
+    r = Retrieval.from_features(torch.zeros(4, 2), torch.zeros(3, 2), torch.tensor([0, 0, 1, 2]))
+    r.dist = torch.tensor([[0.1, 0.5, 0.6],     # hit; the match (red) nearer in colour than gallery 1 (blue)
+                           [0.5, 0.1, 0.6],     # miss to gallery 1 (blue); the match (red) nearer in colour
+                           [0.5, 0.6, 0.1],     # miss to gallery 2 (blue); the match (blue) only as near
+                           [0.5, 0.6, 0.1]])    # hit; the match (blue) nearer than gallery 0 (red)
+    split = colour_split(r, queries, gallery)
+    assert split == {"nearer": (3, pytest.approx(2 / 3)), "not": (1, 0.0)}
+    n_hubs, top, count, mean = hubs(r)
+    assert (top, count, mean) == (1, 1, 2 / 3) and n_hubs == 0

@@ -214,7 +214,7 @@ def test_verdict_of_a_stopped_run_quotes_its_stop():
     from reid.report import verdict
 
     h = History(recipe="id", mAP=[0.5] * 6, epoch_train_loss=[1.0] * 6, stop_reason="levelled: no gain ...")
-    assert verdict(h).startswith("Verdict: val mAP levelled: no gain ... (its 3-epoch mean best at epoch 1: 0.500)")
+    assert verdict(h).startswith("Val curve: val mAP levelled: no gain ... (its 3-epoch mean best at epoch 1: 0.500)")
 
 
 def test_loss_trend_has_a_tolerance():
