@@ -54,6 +54,10 @@ def _stopped(run: dict) -> str:
     if cfg.get("schedule", "cosine") == "cosine":
         return f"cosine over its {cfg['epochs']} epochs"
     rule = CurveRule(patience=cfg["patience"], min_delta=cfg["min_delta"], drops=cfg["lr_drops"])
+    budget, elapsed = cfg.get("time_budget_s"), (run.get("elapsed_seconds") or [0.0])[-1]
+    if not run.get("stop_reason") and budget and elapsed >= budget and len(run["mAP"]) < cfg["epochs"]:
+        state = follow_curve(run["mAP"], rule).state(rule)
+        return f"the experiment's {budget / 60:.0f}-minute wall budget, its curve {state}"
     return stop_words(follow_curve(run["mAP"], rule), rule, len(run["mAP"]), cfg["epochs"])
 
 
@@ -110,7 +114,8 @@ def kept_rule_table(runs: dict[str, dict]) -> tuple[list[str], str]:
     if not test["best"]:
         return rows, "best"
     means = {rule: sum(v) / len(v) for rule, v in test.items()}
-    rows.append(f"| mean of {len(test['best'])} runs | | {means['best']:.3f} · {means['smoothed']:.3f} | |")
+    n = len(test["best"])
+    rows.append(f"| mean of {n} run{'s' if n != 1 else ''} | | {means['best']:.3f} · {means['smoothed']:.3f} | |")
     return rows, "smoothed" if means["smoothed"] > means["best"] else "best"
 
 
@@ -151,6 +156,11 @@ def prior_rows(folder: Path) -> list[str]:
     return rows
 
 
+def _or_none(rows: list[str], what: str) -> list[str]:
+    """A table, or one line saying that nothing is recorded for it yet (a table of its header alone)."""
+    return rows if len(rows) > 2 else [f"Not recorded yet: {what}."]
+
+
 def ceiling_section(folder: Path = ROOT / "results" / "ceiling") -> str:
     lines = ["## 8. Training as long as the curve gains: three priors", ""]
     runs = load_runs(folder)
@@ -168,11 +178,12 @@ def ceiling_section(folder: Path = ROOT / "results" / "ceiling") -> str:
     lines += [__doc__.split("\n\n")[1].replace("\n", " "), "", *priors,
               "**Every run** (Market seed-0 layout; test scored at every epoch):", "", *run_rows(runs), "",
               "**The curve rule against today's fixed budgets** (curve minus today, each at its kept epoch):", "",
-              *comparison_rows(runs), "",
+              *_or_none(comparison_rows(runs), "no pair of a curve run and a today run of one model and prior"), "",
               "**Which epoch to keep** — the best val mAP, or the best mean of an epoch and its neighbours:", "",
-              *kept_rows, "", f"The rule with the higher mean test mAP over these {n} run{'s' if n != 1 else ''}: "
+              *kept_rows, "", f"The rule with the higher mean test mAP over {'the' if n == 1 else 'these'} {n} run{'s' if n != 1 else ''}: "
               f"**{better}**" + (" — too few runs to change the notebook's rule (the best epoch)." if n < 6 else "."), "",
-              "**Which handout model fills pred.csv**:", "", *pred_rule_table(runs)]
+              "**Which handout model fills pred.csv**:", "",
+              *_or_none(pred_rule_table(runs), "no prior with both handout models' curve runs")]
     return "\n".join(lines)
 
 

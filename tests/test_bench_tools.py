@@ -427,6 +427,21 @@ def test_ceiling_section_compares_the_rules_on_hand_made_runs(tmp_path):
             "notebook's rule (the best epoch).") in text
 
 
+def test_a_run_cut_by_its_wall_budget_says_so(tmp_path):
+    """A ceiling run stopped by the experiment's --minutes budget before its curve rule or ceiling is named as
+    such in section 8's table, with where its curve stood; empty comparisons say they are not recorded."""
+    from bench.ceiling_report import ceiling_section
+
+    cfg = TrainConfig.strong(epochs=40, schedule="curve", time_budget_s=600.0)
+    (tmp_path / "strong_synthetic_curve.json").write_text(json.dumps(
+        {"config": cfg.to_dict(), "mAP": [0.5, 0.6, 0.7], "rank1": [0.4, 0.5, 0.6], "elapsed_seconds": [200, 400, 610],
+         "test_per_epoch": [{"rank1": 0.5, "mAP": 0.6, "match_rank": [1, 2]}] * 3}))
+    text = ceiling_section(tmp_path)
+    assert "| 3 / 40 | the experiment's 10-minute wall budget, its curve rising |" in text
+    assert "Not recorded yet: no pair of a curve run and a today run of one model and prior." in text
+    assert "over the 1 run: **best** — too few runs" in text
+
+
 def test_speed_section_names_each_machine(tmp_path):
     from bench.speed_report import slug, speed_section
 
