@@ -10,8 +10,9 @@ epochs of the run's own steps (:func:`default_epochs`).
   course's data for the ID model (35 steps an epoch) and the stronger recipe (28), 60 for the triplet
   model (71 steps of three images a row). On a GPU the curve, not the ceiling, ends a run.
 * ``"cpu"``: what the slowest 2-core CPU measured does in about 15 minutes per model, validation
-  included, in float32 (an AMD EPYC without AVX-512 or bfloat16: ID step 4.6 s, triplet step 7.7 s,
-  stronger-recipe step 2.6 s; bench/BENCHMARKS.md, section 1): 5 epochs of the ID model, 2 of the
+  included, in float32 (an AMD EPYC without AVX-512 or bfloat16, timed inside busy notebook runs: ID
+  step 4.6 s, triplet step 7.7 s, stronger-recipe step 2.6 s; the same CPU quiet, in a benchmark: 3.8,
+  5.6 and 2.0 s, bench/BENCHMARKS.md, section 9): 5 epochs of the ID model, 2 of the
   triplet model, 10 of the stronger recipe on the course's data — so the whole notebook fits in an
   hour there (a CPU with bfloat16 in hardware takes a fraction of it). From random weights these
   ceilings end every run while its curve still rises; the notebook says so.

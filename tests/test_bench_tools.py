@@ -106,13 +106,16 @@ def test_time_to_accuracy_names_a_bad_setting():
 
 @pytest.mark.parametrize("skew, ok", [(0.0, True), (1e-3, False)])
 def test_compiled_evaluator_is_timed_beside_ours_and_checked(tmp_path, skew, ok):
-    """bench_eval's torchreid comparison on a stand-in `rank_cy` module (the reference loop, with its
-    mAP skewed by `skew`): it is loaded from the folder given, timed, and checked to 1e-4."""
+    """bench_eval's torchreid comparison on a stand-in `rank_cy` module (our evaluator behind torchreid's
+    numpy signature, its mAP skewed by `skew`; the reference loop's agreement with ours is
+    tests/test_evaluate.py's): it is loaded from the folder given, timed, and checked to 1e-4."""
     (tmp_path / "rank_cy.py").write_text(
-        "from reid.reference.evaluation import reference_cmc_map\n"
+        "import torch\n"
+        "from reid.evaluate import cmc_map_from_distances\n"
         "def evaluate_cy(distmat, q_pids, g_pids, q_camids, g_camids, max_rank):\n"
-        "    r = reference_cmc_map(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=max_rank)\n"
-        f"    return r['cmc'], r['mAP'] + {skew}\n")
+        "    labels = (torch.from_numpy(a) for a in (q_pids, g_pids, q_camids, g_camids))\n"
+        "    r = cmc_map_from_distances(torch.from_numpy(distmat), *labels, max_rank=max_rank)\n"
+        f"    return r['cmc'].numpy(), r['mAP'] + {skew}\n")
     done = run_module("bench.bench_eval", "--compiled-only", "--quick", "--torchreid-cy", str(tmp_path))
     if ok:
         assert done.returncode == 0, done.stderr
