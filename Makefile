@@ -29,10 +29,11 @@ run: $(STAMP)
 # The notebook under test reads (or builds) its data in runs/test-data and trains from scratch
 # in runs/quick, so a student's data/ and full-mode checkpoints are never touched. Whatever the
 # machine: no bfloat16 (REID_CPU_BF16=0: float32 on every CPU; tests that need a precision force it),
-# and a temporary folder with a long path, so no test depends on where a long path breaks a line.
+# and a temporary folder with a long path, so no test depends on where a long path breaks a line (the
+# previous run's is removed first, outside the tests' time: pytest would otherwise spend seconds on it).
 BASETEMP := /tmp/reid-tests/a-long-temporary-folder-name-so-that-every-path-a-test-prints-wraps-as-it-would-on-any-other-machine-of-ours
 test: $(STAMP)
-	rm -rf runs/quick
+	rm -rf runs/quick $(BASETEMP)
 	mkdir -p $(dir $(BASETEMP))
 	REID_QUICK=1 REID_DATA=runs/test-data REID_RUNS=runs REID_CPU_BF16=0 MPLBACKEND=Agg \
 	    $(PY) -m pytest -q -p no:cacheprovider --basetemp=$(BASETEMP) tests assignment.ipynb --nbval-lax

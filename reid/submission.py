@@ -89,6 +89,9 @@ def saved_tokens(notebook: str | Path) -> tuple[str | None, str | None]:
 PACKED_AFTER = "REID_PACKED_AFTER"
 """Set to 1 by ``make run``: the submission cell then says that ``make run`` packs after saving (it still
 packs nothing itself: the file on disk is an earlier run's)."""
+DRIVE_WAIT = "REID_DRIVE_WAIT_S"
+"""Seconds the submission cell on Colab waits in all (three tries) for Drive to show a notebook saved just
+now; 6 by default (the simulated-Colab test sets a fraction of a second: its Drive is a local folder)."""
 
 
 def check_saved(notebook: str | Path, token: str) -> tuple[bool, str]:
@@ -121,10 +124,11 @@ def submit_this_run() -> Path | None:
         return None
     notebook = Path(workspace.project) / "assignment.ipynb"
     ok, line = check_saved(notebook, token)
-    for _ in range(3 if getattr(workspace, "colab", False) else 0):  # Drive may show the old copy for a moment
+    wait = float(os.environ.get(DRIVE_WAIT, "6"))       # Drive may show the old copy for a few seconds
+    for _ in range(3 if getattr(workspace, "colab", False) else 0):
         if ok:
             break
-        time.sleep(2.0)
+        time.sleep(wait / 3)
         ok, line = check_saved(notebook, token)
     if not ok and os.environ.get(PACKED_AFTER) == "1":
         line = ("! not packed by this cell: `make run` executes the notebook with nbconvert, which saves it only after "

@@ -558,3 +558,32 @@ def test_first_cell_looks_for_the_weights_once_in_order(monkeypatch, tmp_path):
 def test_retrieval_dataset_points_at_the_layout_one_level_down(tiny_layout):
     with pytest.raises(DataLayoutError, match=re.escape(f"found the layout in {tiny_layout} — pass that")):
         RetrievalDataset(tiny_layout.parent, "val")
+
+
+def test_the_colab_submission_cell_waits_a_moment_for_drive_to_show_the_save(monkeypatch, tmp_path):
+    """On Colab a notebook saved just now may reach Drive a few seconds later: the cell checks three times
+    over REID_DRIVE_WAIT_S seconds and packs once the save shows; off Colab it checks once."""
+    from reid import submission
+
+    calls: list[Path] = []
+
+    def shows_on_third_look(notebook, token):
+        calls.append(notebook)
+        return len(calls) >= 3, "✗ nothing packed: not saved yet"
+
+    class Space:
+        project, colab = tmp_path, True
+
+        def pack(self, notebook, pred, beyond):
+            return tmp_path / "submission.zip"
+
+    monkeypatch.setattr(submission, "check_saved", shows_on_third_look)
+    monkeypatch.setenv(submission.DRIVE_WAIT, "0.03")
+    monkeypatch.delenv(submission.PACKED_AFTER, raising=False)
+    space = Space()
+    for key, value in (("token", "t"), ("workspace", space), ("pred", None)):
+        monkeypatch.setitem(submission._STATE, key, value)
+    assert submission.submit_this_run() == tmp_path / "submission.zip" and len(calls) == 3
+    calls.clear()
+    space.colab = False
+    assert submission.submit_this_run() is None and len(calls) == 1

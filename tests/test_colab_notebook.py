@@ -69,7 +69,7 @@ def colab(tmp_path, archive, standin, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     env = {"REID_QUICK": "1", "REID_LOCAL": str(tmp_path / "content"), "TORCH_HOME": str(tmp_path / "torch"),
            "FAKE_COLAB_DOWNLOADS": str(tmp_path / "downloads.txt"), "MPLBACKEND": "Agg",
-           "PYTHONPATH": str(fake)}
+           "PYTHONPATH": str(fake), "REID_DRIVE_WAIT_S": "0.3"}   # its Drive is a local folder: no lag
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     (tmp_path / "elsewhere").mkdir()
@@ -111,7 +111,7 @@ def test_colab_runtime_packs_only_the_saved_run(colab):
     submit = next(i for i in code if "submit_this_run()" in nb.cells[i].source)
     assert submit == code[-1]
     saved = colab.project / "assignment.ipynb"
-    client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=600,
+    client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=600, shutdown_kernel="immediate",
                                      resources={"metadata": {"path": str(colab.cwd)}})
     with client.setup_kernel():
         before_predictions = None
