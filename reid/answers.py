@@ -312,7 +312,8 @@ EXPLAINED = {
           "so retrieval uses the 256-d feature before this layer, not its scores.",
     "Q7": "With about 10 images per person a 230-way classifier can memorise its training images; dropout "
           "keeps the head from leaning on a few co-adapted units. In eval mode it is off, so a query's "
-          "feature is deterministic and does not depend on the rest of its batch.",
+          "feature does not depend on chance; that it does not depend on the rest of its batch either is "
+          "BatchNorm's doing (in eval it uses its running statistics, not the batch's).",
     "Q8": "How these lines are decided: the notebook's section \"How these answers are computed\", and "
           "`reid/answers.py` (`conclusion`). The curves are `figures/curves_id.png`.",
     "Q9": "Each row's explanation is the first measured fact past its threshold (`reid/findings.py`, "
@@ -321,8 +322,9 @@ EXPLAINED = {
            "towards the positive, so (a, p) and (p, a) are two triplets); the negative is any image of another "
            "person: Σᵢ nᵢ(nᵢ − 1)(N − nᵢ). Unordered pairs would halve it.",
     "Q11": "The comparisons are paired: the same val queries, each model's rank-1 hit resampled together "
-           "(`reid/stats.py`). The curves, with the share of active triplets, are "
-           "`figures/curves_id_vs_triplet.png`.",
+           "(`reid/stats.py`). From random weights and a few CPU epochs the order of the two says more about the "
+           "budget than about the losses; a GPU run from ImageNet weights, where both curves level, compares the "
+           "methods. The curves, with the share of active triplets, are `figures/curves_id_vs_triplet.png`.",
 }
 
 
