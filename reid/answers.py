@@ -240,10 +240,6 @@ def q9_lines(rows: list[dict[str, Any]], rank1: float, hubs: tuple[int, int, int
 
 
 # ---------------------------------------------------------------------------------------- Q11
-_ALONG = {("ahead", "behind"): "more per epoch, less per image",
-          ("behind", "ahead"): "less per epoch, more per image"}
-
-
 def _own_curves(h: Any, rule: CurveRule) -> str:
     """The triplet model's own curves in one sentence: its loss on training and on val triplets (the same
     objective), val Rank-1, and where the val mAP curve stands by the training rule."""

@@ -25,6 +25,12 @@ __all__ = ["ranked_rows", "row_line", "describe_ranked_rows", "compare_handout_m
            "row_facts", "describe_row_facts", "hubs", "is_hub", "colour_split", "clothing_colour", "brightness", "padding_share"]
 
 
+def wrong_top1_counts(retrieval: Retrieval) -> Tensor:
+    """``[G]``: how many queries have each gallery image as their wrong top-1."""
+    top1 = retrieval.ranked(1)[:, 0]
+    return torch.bincount(top1[top1 != retrieval.gt], minlength=retrieval.dist.shape[1])
+
+
 def ranked_rows(retrieval: Retrieval, rows: list[int]) -> list[dict[str, Any]]:
     """One dict per shown query row ``q`` (a val query index): ``match_rank`` (1-based),
     ``match_distance``, ``nearest_wrong`` (the nearest gallery image that is not the match) and its
@@ -32,8 +38,7 @@ def ranked_rows(retrieval: Retrieval, rows: list[int]) -> list[dict[str, Any]]:
     order = retrieval.ranked(retrieval.dist.shape[1])        # [Q, G], nearest first
     gt = retrieval.gt
     ranks = retrieval.match_ranks()                          # [Q]
-    top1 = order[:, 0]
-    wrong_top1 = torch.bincount(top1[top1 != gt], minlength=retrieval.dist.shape[1])  # [G]
+    wrong_top1 = wrong_top1_counts(retrieval)                # [G]
     mean = float(wrong_top1.sum()) / max(1, len(wrong_top1))   # misses a gallery image takes on average
     out = []
     for q in rows:
@@ -74,13 +79,11 @@ def describe_ranked_rows(rows: list[dict[str, Any]], retrieval: Retrieval) -> st
     if hits:
         margins = [r["nearest_wrong_distance"] - r["match_distance"] for r in hits]
         summary.append(f"in the hits the match wins by {min(margins):.3f} to {max(margins):.3f}")
-    order = retrieval.ranked(1)[:, 0]
-    wrong = order[order != retrieval.gt]
-    if len(wrong):
-        counts = torch.bincount(wrong, minlength=retrieval.dist.shape[1])
+    counts = wrong_top1_counts(retrieval)
+    if int(counts.sum()):
         top = int(counts.argmax())
         several = int((counts >= 2).sum())
-        summary.append(f"over all {len(order)} val queries, {several} gallery images are the wrong top-1 of two "
+        summary.append(f"over all {len(retrieval.gt)} val queries, {several} gallery images are the wrong top-1 of two "
                        f"or more queries, most often gallery {top} ({int(counts[top])} queries)")
     return wrap("\n".join(lines + ["; ".join(summary) + "."]))
 
@@ -218,7 +221,7 @@ def colour_split(retrieval: Retrieval, query_images: Tensor, gallery_images: Ten
         row = order[q].tolist()
         w = next(g for g in row if g != m)
         c = clothing_colour(query_images[q])
-        nearer = float((c - gallery[m]).norm()) < float((c - gallery[w]).norm())
+        nearer = _colour_gap(c, gallery[m]) < _colour_gap(c, gallery[w])
         groups["nearer" if nearer else "not"].append(1.0 if row[0] == m else 0.0)
     return {k: (len(v), sum(v) / len(v) if v else float("nan")) for k, v in groups.items()}
 
@@ -238,12 +241,11 @@ def is_hub(count: int, mean: float) -> bool:
 def hubs(retrieval: Retrieval) -> tuple[int, int, int, float]:
     """(the gallery images that are hubs (:func:`is_hub`), the most frequent wrong top-1, its count, the mean
     count over the gallery)."""
-    order = retrieval.ranked(1)[:, 0]
-    wrong = order[order != retrieval.gt]
-    if not len(wrong):
+    counts = wrong_top1_counts(retrieval)
+    misses = int(counts.sum())
+    if not misses:
         return 0, -1, 0, 0.0
-    counts = torch.bincount(wrong, minlength=retrieval.dist.shape[1])
-    top, mean = int(counts.argmax()), len(wrong) / len(counts)
+    top, mean = int(counts.argmax()), misses / len(counts)
     return sum(is_hub(int(c), mean) for c in counts), top, int(counts[top]), mean
 
 
